@@ -1,0 +1,72 @@
+"""Environment-driven settings: where caches live, which folders may be read, which device runs.
+
+``TLDIAG_HOME``        cache root (default ``~/.cache/tldiag``).
+``TLDIAG_DATA_ROOTS``  folders that ``folder:`` and ``torchvision:`` specs may read, separated by
+                       ``os.pathsep``; default: the current directory and ``$TLDIAG_HOME/datasets``.
+``TLDIAG_DEVICE``      ``cpu``, ``cuda``, ``cuda:1`` or ``mps``; default: cuda > mps > cpu.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import DatasetError, TldiagError
+
+
+def home() -> Path:
+    """The cache root, created on first use."""
+    path = Path(os.environ.get("TLDIAG_HOME") or Path.home() / ".cache" / "tldiag").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def datasets_dir() -> Path:
+    path = home() / "datasets"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_roots() -> list[Path]:
+    """The resolved folders that dataset specs may read from."""
+    raw = os.environ.get("TLDIAG_DATA_ROOTS")
+    if raw:
+        roots = [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+    else:
+        roots = [Path.cwd(), datasets_dir()]
+    return [r.resolve() for r in roots]
+
+
+def check_data_path(path: str | os.PathLike[str], *, what: str = "path") -> Path:
+    """Resolve ``path`` (symlinks included) and refuse it unless it lies inside a data root."""
+    resolved = Path(path).expanduser().resolve()
+    roots = data_roots()
+    if not any(resolved == r or r in resolved.parents for r in roots):
+        shown = os.pathsep.join(str(r) for r in roots)
+        raise DatasetError(
+            f"The {what} '{path}' is outside the allowed data roots ({shown}). "
+            f"Move the data under one of them, or allow its folder with "
+            f"TLDIAG_DATA_ROOTS={shown}{os.pathsep}{resolved.parent}"
+        )
+    return resolved
+
+
+def device_name() -> str:
+    """The torch device string to compute on: ``TLDIAG_DEVICE`` or the best available."""
+    import torch
+
+    wanted = os.environ.get("TLDIAG_DEVICE", "").strip()
+    if wanted:
+        kind = wanted.split(":")[0]
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise TldiagError(f"TLDIAG_DEVICE={wanted} but no CUDA GPU is visible to torch. "
+                              "Unset TLDIAG_DEVICE or set it to cpu.")
+        if kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise TldiagError(f"TLDIAG_DEVICE={wanted} but MPS is not available. Use cpu instead.")
+        if kind not in {"cpu", "cuda", "mps"}:
+            raise TldiagError(f"TLDIAG_DEVICE={wanted!r} is not a device; use cpu, cuda, cuda:N or mps.")
+        return wanted
+    if torch.cuda.is_available():
+        return "cuda"
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

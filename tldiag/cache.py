@@ -1,0 +1,127 @@
+"""Content-addressed on-disk store of embedding arrays, safe against killed and concurrent writers.
+
+An entry is a folder ``$TLDIAG_HOME/embeddings/<key[:2]>/<key>/`` holding ``features.npy``
+(float32, opened memory-mapped), ``labels.npy`` and ``manifest.json``. Entries are written into a
+temporary folder and renamed into place in one step, so a reader sees a whole entry or none; a
+writer killed half-way leaves only a temporary folder, removed by the next writer. Writers of the
+same entries serialise on a file lock and re-check the store after taking it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from filelock import FileLock
+
+from . import _config
+
+CACHE_VERSION = 1
+
+
+def make_key(**parts: Any) -> str:
+    """A hex key from JSON-serialisable parts (order-independent)."""
+    payload = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    features: np.ndarray
+    labels: np.ndarray
+    manifest: dict[str, Any]
+
+
+class EmbeddingStore:
+    """The embedding cache under ``root`` (default ``$TLDIAG_HOME/embeddings``)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None):
+        self.root = Path(root) if root is not None else _config.home() / "embeddings"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def __contains__(self, key: str) -> bool:
+        return (self.path(key) / "manifest.json").is_file()
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key``, arrays memory-mapped, or None."""
+        folder = self.path(key)
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            features = np.load(folder / "features.npy", mmap_mode="r")
+            labels = np.load(folder / "labels.npy")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return Entry(key, features, labels, manifest)
+
+    def put(self, key: str, features: np.ndarray, labels: np.ndarray, manifest: dict[str, Any]) -> None:
+        """Write an entry atomically; a no-op when another writer got there first."""
+        final = self.path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            np.save(tmp / "features.npy", np.ascontiguousarray(features, dtype=np.float32))
+            np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if final.exists():  # a concurrent writer finished first; its entry is identical
+                    shutil.rmtree(tmp, ignore_errors=True)
+                else:
+                    raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @contextmanager
+    def lock(self, name: str, timeout: float = 3600) -> Iterator[None]:
+        """Serialise writers of one group of entries; stale temporary folders are removed inside."""
+        locks = self.root / "locks"
+        locks.mkdir(exist_ok=True)
+        with FileLock(str(locks / f"{name}.lock"), timeout=timeout):
+            self._remove_stale_tmp()
+            yield
+
+    def _remove_stale_tmp(self, max_age_s: float = 6 * 3600) -> None:
+        now = time.time()
+        for tmp in self.root.glob("*/.tmp-*"):
+            try:
+                pid = int(tmp.name.split("-")[2])
+            except (IndexError, ValueError):
+                pid = -1
+            if not _pid_alive(pid) or now - tmp.stat().st_mtime > max_age_s:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def entries(self) -> list[Path]:
+        return sorted(p for p in self.root.glob("*/*") if (p / "manifest.json").is_file())
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for p in self.entries() for f in p.iterdir())
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,527 @@
+"""Datasets from short spec strings: image folders, torchvision datasets and offline demos.
+
+A spec is ``kind:name?key=value&...`` and names everything needed to rebuild the same images:
+
+``folder:/data/xrays``                 ImageFolder layout (class subfolders; a flat folder is unlabelled)
+``torchvision:MNIST?split=test``       a torchvision dataset under ``root`` (default ``$TLDIAG_HOME/datasets``)
+``demo:digits``                        scikit-learn's 1,797 handwritten digits (offline)
+``demo:printed-digits``                digits 0-9 rendered from installed TrueType fonts with affine jitter
+
+Options for every kind: ``shift`` (a corruption from :data:`tldiag.shifts.CORRUPTIONS`) with
+``severity`` 1..5, ``limit`` (at most N images per class, a seeded choice) and ``seed``.
+Every dataset has a content :attr:`ImageDataset.fingerprint` that keys the embedding cache.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+from urllib.parse import parse_qsl, urlencode
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from . import _config
+from .errors import DatasetError, SpecError
+from .shifts import CORRUPTIONS, apply_shift
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DATASET_KINDS = ("folder", "torchvision", "demo")
+DEMO_DATASETS = ("digits", "printed-digits")
+TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST", "CIFAR10", "CIFAR100",
+                        "SVHN", "USPS", "STL10", "GTSRB", "Flowers102", "DTD", "OxfordIIITPet",
+                        "EuroSAT", "Food101", "FGVCAircraft", "StanfordCars", "Country211",
+                        "PCAM", "RenderedSST2", "SEMEION", "Caltech101", "Imagenette")
+_COMMON_KEYS = ("shift", "severity", "limit", "seed")
+_KIND_KEYS = {"folder": (), "torchvision": ("split", "root"), "demo": ("n",)}
+UNLABELLED = -1
+
+
+# ----------------------------------------------------------------------------- spec strings
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A parsed dataset spec; ``str(spec)`` gives the canonical string (sorted options)."""
+
+    kind: str
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+    def __str__(self) -> str:
+        query = f"?{urlencode(self.options)}" if self.options else ""
+        return f"{self.kind}:{self.name}{query}"
+
+
+def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
+    """Parse and validate ``kind:name?options`` without touching any file."""
+    if isinstance(spec, DatasetSpec):
+        return spec
+    spec = str(spec).strip()
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in DATASET_KINDS:
+        raise SpecError(f"Unknown dataset spec '{spec}': it must start with one of "
+                        f"{', '.join(k + ':' for k in DATASET_KINDS)} e.g. 'folder:/data/xrays' or 'demo:digits'.")
+    name, _, query = rest.partition("?")
+    if not name:
+        raise SpecError(f"Dataset spec '{spec}' names no {'path' if kind == 'folder' else 'dataset'} after '{kind}:'.")
+    try:
+        pairs = parse_qsl(query, strict_parsing=True) if query else []
+    except ValueError:
+        raise SpecError(f"Dataset spec '{spec}' has malformed options '{query}'; "
+                        "write them as key=value pairs joined by '&', e.g. '?shift=blur&severity=3'.") from None
+    valid = _COMMON_KEYS + _KIND_KEYS[kind]
+    options: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in valid:
+            raise SpecError(f"Unknown option '{key}' in dataset spec '{spec}'; valid options for "
+                            f"{kind}: {', '.join(valid)}.")
+        options[key] = value
+    if kind == "demo" and name not in DEMO_DATASETS:
+        raise SpecError(f"Unknown demo dataset '{name}'; valid: {', '.join(DEMO_DATASETS)}.")
+    if kind == "torchvision" and name not in TORCHVISION_DATASETS:
+        close = [n for n in TORCHVISION_DATASETS if n.lower() == name.lower()]
+        hint = f" Did you mean '{close[0]}'?" if close else f" Valid: {', '.join(TORCHVISION_DATASETS)}."
+        raise SpecError(f"Unknown torchvision dataset '{name}' in '{spec}'.{hint}")
+    if "shift" in options and options["shift"] not in CORRUPTIONS:
+        raise SpecError(f"Unknown shift '{options['shift']}' in '{spec}'; valid: {', '.join(CORRUPTIONS)}.")
+    if "severity" in options and "shift" not in options:
+        raise SpecError(f"Dataset spec '{spec}' sets severity without a shift; add e.g. '&shift=blur'.")
+    for key, low, high in (("severity", 1, 5), ("limit", 1, None), ("seed", 0, None), ("n", 1, 100_000)):
+        if key in options:
+            _check_int(spec, key, options[key], low, high)
+    return DatasetSpec(kind, name, tuple(sorted(options.items())))
+
+
+def _check_int(spec: str, key: str, value: str, low: int, high: int | None) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise SpecError(f"Option {key}={value!r} in dataset spec '{spec}' must be an integer {bound}.")
+    return number
+
+
+# ----------------------------------------------------------------------------- image helpers
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL image (grayscale, palette, alpha, 16-bit, float) to 8-bit RGB.
+
+    Transparent pixels are composited on white; 16-bit and 32-bit integer images are scaled by
+    their bit depth, float images by their own range.
+    """
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            arr = (arr - lo) / (hi - lo or 1.0) * 255.0
+        elif img.mode.startswith("I;16") or arr.max() > 255:
+            arr = arr / 65535.0 * 255.0
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+def _load_image_file(path: str) -> Image.Image:
+    with Image.open(path) as img:
+        img.load()
+        return to_rgb(img)
+
+
+# ----------------------------------------------------------------------------- sources
+@dataclass
+class _Source:
+    """Raw images before shifts and subsampling: ``load(i)`` returns a PIL RGB image."""
+
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    sample_ids: list[str]
+    fingerprint: str
+    load: Callable[[int], Image.Image]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    description: str = ""
+
+
+class _FolderLoader:
+    """Picklable loader for DataLoader workers."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+
+    def __call__(self, i: int) -> Image.Image:
+        return _load_image_file(self.paths[i])
+
+
+def _check_image(path: str) -> str | None:
+    """Decode fully; return the reason if the file is unusable."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.size[0] < 1 or img.size[1] < 1:
+                return "empty image"
+    except Exception as exc:  # PIL raises many types for corrupt data
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _folder_source(spec: DatasetSpec) -> _Source:
+    root = _config.check_data_path(spec.name, what="dataset folder")
+    if not root.exists():
+        raise DatasetError(f"Dataset folder '{spec.name}' does not exist. Check the path, "
+                           f"or create it with one subfolder of images per class.")
+    if not root.is_dir():
+        raise DatasetError(f"Dataset path '{spec.name}' is a file, not a folder. Point folder: at the folder "
+                           "that holds one subfolder per class (or the images themselves, if unlabelled).")
+    skipped: list[SkippedFile] = []
+    class_dirs = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    entries: list[tuple[str, int]] = []
+    if class_dirs:
+        for label, cls in enumerate(class_dirs):
+            for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fname in sorted(filenames):
+                    if fname.lower().endswith(IMAGE_EXTENSIONS):
+                        entries.append((os.path.join(dirpath, fname), label))
+        for e in os.scandir(root):
+            if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS):
+                skipped.append(SkippedFile(e.path, "image outside the class subfolders"))
+        classes = tuple(class_dirs)
+    else:
+        entries = [(e.path, UNLABELLED) for e in sorted(os.scandir(root), key=lambda e: e.name)
+                   if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
+        classes = ()
+    if not entries:
+        anything = any(True for _ in root.iterdir())
+        raise DatasetError(
+            f"Dataset folder '{spec.name}' {'holds no images' if anything else 'is empty'}. "
+            f"Expected files ending in {', '.join(IMAGE_EXTENSIONS)}, either in one subfolder per class "
+            "(labelled) or directly in the folder (unlabelled).")
+
+    # Content fingerprint from names, sizes and mtimes; decode-checks are cached under it.
+    h = hashlib.sha256()
+    stats = []
+    for path, label in entries:
+        st = os.stat(path)
+        stats.append((os.path.relpath(path, root), label, st.st_size, st.st_mtime_ns))
+    h.update(json.dumps([str(root), classes, stats]).encode())
+    fingerprint = h.hexdigest()
+    check_file = _config.home() / "scans" / f"{fingerprint}.json"
+    bad: dict[str, str]
+    if check_file.exists():
+        bad = json.loads(check_file.read_text())
+    else:
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            reasons = list(pool.map(_check_image, [p for p, _ in entries]))
+        bad = {p: r for (p, _), r in zip(entries, reasons) if r is not None}
+        _atomic_write_text(check_file, json.dumps(bad))
+    skipped += [SkippedFile(p, r) for p, r in bad.items()]
+    good = [(p, lab) for p, lab in entries if p not in bad]
+    if not good:
+        raise DatasetError(f"None of the {len(entries)} images in '{spec.name}' could be decoded "
+                           f"(first: {skipped[0].path}: {skipped[0].reason}). Check that the files are images.")
+    paths = [p for p, _ in good]
+    return _Source(labels=np.array([lab for _, lab in good], dtype=np.int64), classes=classes,
+                   sample_ids=paths, fingerprint=fingerprint, load=_FolderLoader(paths),
+                   skipped=skipped, description=f"image folder {root}")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class _TorchvisionLoader:
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __call__(self, i: int) -> Image.Image:
+        img = self.dataset[i][0]
+        if not isinstance(img, Image.Image):
+            img = Image.fromarray(np.asarray(img))
+        return to_rgb(img)
+
+
+def _torchvision_source(spec: DatasetSpec) -> _Source:
+    import inspect
+
+    import torchvision
+
+    root = spec.get("root") or str(_config.datasets_dir())
+    root_path = _config.check_data_path(root, what="dataset root")
+    cls = getattr(torchvision.datasets, spec.name)
+    params = inspect.signature(cls).parameters
+    split = spec.get("split", "train")
+    kwargs: dict[str, Any] = {}
+    if "train" in params:
+        if split not in ("train", "test"):
+            raise SpecError(f"torchvision:{spec.name} has splits train and test, not split={split!r}.")
+        kwargs["train"] = split == "train"
+    elif "split" in params:
+        kwargs["split"] = split
+    elif spec.get("split"):
+        raise SpecError(f"torchvision:{spec.name} has no splits; remove split={split!r}.")
+    if spec.name == "EMNIST":
+        kwargs.setdefault("split", "balanced")
+    try:
+        dataset = cls(str(root_path), download=False, **kwargs)
+    except (RuntimeError, FileNotFoundError, OSError):
+        try:
+            dataset = cls(str(root_path), download=True, **kwargs)
+        except Exception as exc:
+            raise DatasetError(
+                f"torchvision dataset {spec.name} (split {split}) is not in {root_path} and could not be "
+                f"downloaded ({type(exc).__name__}: {str(exc)[:120]}). On a machine with internet run "
+                f"python -c \"import torchvision; torchvision.datasets.{spec.name}('{root_path}', download=True"
+                f"{''.join(f', {k}={v!r}' for k, v in kwargs.items())})\" and copy the folder to {root_path}."
+            ) from None
+    except ValueError as exc:
+        raise SpecError(f"torchvision:{spec.name} rejected its options: {exc}") from None
+    labels = None
+    for attr in ("targets", "labels", "_labels", "y"):
+        value = getattr(dataset, attr, None)
+        if value is not None and len(value) == len(dataset):
+            labels = np.asarray([int(v) for v in value], dtype=np.int64)
+            break
+    if labels is None:
+        labels = np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    classes = tuple(str(c) for c in getattr(dataset, "classes", [])) or tuple(str(i) for i in range(n_classes))
+    h = hashlib.sha256(json.dumps([spec.name, split, len(dataset), classes]).encode())
+    h.update(labels.tobytes())
+    return _Source(labels=labels, classes=classes,
+                   sample_ids=[f"{spec.name}/{split}[{i}]" for i in range(len(dataset))],
+                   fingerprint=h.hexdigest(), load=_TorchvisionLoader(dataset),
+                   description=f"torchvision {spec.name} ({split}) in {root_path}")
+
+
+class _ArrayLoader:
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def __call__(self, i: int) -> Image.Image:
+        return Image.fromarray(self.images[i], mode="L").convert("RGB")
+
+
+def _digits_source(spec: DatasetSpec) -> _Source:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # 0..16 ink intensities -> dark ink on white paper, like the printed demo.
+    images = (255 - np.round(digits.images * (255.0 / 16.0))).astype(np.uint8)
+    h = hashlib.sha256(b"sklearn-digits-v1")
+    h.update(images.tobytes())
+    h.update(digits.target.astype(np.int64).tobytes())
+    return _Source(labels=digits.target.astype(np.int64), classes=tuple(str(c) for c in range(10)),
+                   sample_ids=[f"digits[{i}]" for i in range(len(images))], fingerprint=h.hexdigest(),
+                   load=_ArrayLoader(images),
+                   description="scikit-learn handwritten digits (8x8, 1,797 images)")
+
+
+def find_fonts() -> list[str]:
+    """TrueType fonts installed on this machine that can draw digits, sorted by path."""
+    found: set[str] = set()
+    for pattern in ("/usr/share/fonts/**/*.ttf", "/usr/local/share/fonts/**/*.ttf",
+                    os.path.expanduser("~/.fonts/**/*.ttf"), "/Library/Fonts/*.ttf",
+                    "/System/Library/Fonts/*.ttf", "C:/Windows/Fonts/*.ttf"):
+        found.update(glob.glob(pattern, recursive=True))
+    return sorted(p for p in found if "emoji" not in p.lower())
+
+
+_PRINTED_SIZE = 32
+_PRINTED_VERSION = "printed-digits-v1"
+
+
+class _PrintedDigitsLoader:
+    """Renders digit ``i % 10`` in font ``fonts[i % len(fonts)]`` with a seeded affine jitter."""
+
+    def __init__(self, fonts: Sequence[str], seed: int):
+        self.fonts = list(fonts)
+        self.seed = seed
+
+    def __call__(self, i: int) -> Image.Image:
+        rng = np.random.default_rng([self.seed, i, 7919])
+        digit = i % 10
+        size = _PRINTED_SIZE
+        big = Image.new("L", (size * 4, size * 4), 255)
+        font_size = int(size * 4 * rng.uniform(0.55, 0.8))
+        if self.fonts:
+            font = ImageFont.truetype(self.fonts[(i // 10) % len(self.fonts)], font_size)
+        else:
+            font = ImageFont.load_default(font_size)
+        draw = ImageDraw.Draw(big)
+        draw.text((size * 2, size * 2), str(digit), fill=int(rng.integers(0, 60)), font=font, anchor="mm")
+        angle = float(rng.uniform(-12, 12))
+        shear = float(rng.uniform(-0.2, 0.2))
+        dx, dy = (float(v) for v in rng.uniform(-0.08, 0.08, size=2) * size * 4)
+        # inverse affine map (output -> input) around the centre: shear, then shift
+        c = size * 2
+        big = big.transform(big.size, Image.AFFINE, (1, shear, -shear * c - dx, 0, 1, -dy),
+                            resample=Image.BILINEAR, fillcolor=255)
+        big = big.rotate(angle, resample=Image.BILINEAR, fillcolor=255)
+        return big.resize((size, size), Image.LANCZOS).convert("RGB")
+
+
+def _printed_digits_source(spec: DatasetSpec) -> _Source:
+    n = int(spec.get("n", 1000))
+    fonts = find_fonts()
+    if not fonts:
+        warnings.warn("No TrueType fonts found (e.g. Debian's fonts-dejavu-core); demo:printed-digits "
+                      "falls back to Pillow's built-in font, a much smaller domain.", stacklevel=2)
+    h = hashlib.sha256(json.dumps([_PRINTED_VERSION, n, [os.path.basename(f) for f in fonts],
+                                   [os.path.getsize(f) for f in fonts]]).encode())
+    labels = np.arange(n, dtype=np.int64) % 10
+    return _Source(labels=labels, classes=tuple(str(c) for c in range(10)),
+                   sample_ids=[f"printed-digits[{i}]" for i in range(n)], fingerprint=h.hexdigest(),
+                   load=_PrintedDigitsLoader(fonts, seed=0),
+                   description=f"digits rendered from {len(fonts)} TrueType fonts with affine jitter "
+                               f"({_PRINTED_SIZE}x{_PRINTED_SIZE}, {n} images)")
+
+
+# ----------------------------------------------------------------------------- the dataset
+class ImageDataset:
+    """A dataset opened from a spec: ``ds[i]`` is a PIL RGB image with the spec's shift applied.
+
+    Attributes:
+        spec: The canonical spec string.
+        labels: ``(n,)`` int64 class indices, ``-1`` for unlabelled images.
+        classes: Class names, index-aligned with labels (empty when unlabelled).
+        sample_ids: A stable identifier per image (file path or ``name[index]``).
+        skipped: Files that could not be used, with the reason.
+        fingerprint: Hex digest of the content and options; keys the embedding cache.
+    """
+
+    def __init__(self, spec: str | DatasetSpec):
+        self.spec_ = parse_dataset_spec(spec)
+        self.spec = str(self.spec_)
+        source = _SOURCES[self.spec_.kind](self.spec_) if self.spec_.kind != "demo" else \
+            _DEMOS[self.spec_.name](self.spec_)
+        self._source = source
+        self.seed = int(self.spec_.get("seed", 0))
+        self.shift = self.spec_.get("shift")
+        self.severity = int(self.spec_.get("severity", 3)) if self.shift else 0
+        index = np.arange(len(source.labels))
+        limit = self.spec_.get("limit")
+        if limit is not None:
+            index = _per_class_subsample(source.labels, int(limit), self.seed)
+        self.index = index
+        self.labels = source.labels[index]
+        self.classes = source.classes
+        self.sample_ids = [source.sample_ids[i] for i in index]
+        self.skipped = list(source.skipped)
+        self.description = source.description
+        h = hashlib.sha256(source.fingerprint.encode())
+        h.update(json.dumps([self.shift, self.severity, self.seed if (self.shift or limit) else None]).encode())
+        h.update(index.astype(np.int64).tobytes())
+        self.fingerprint = h.hexdigest()
+        labelled = self.labels[self.labels >= 0]
+        if self.classes and len(np.unique(labelled)) < 2:
+            raise DatasetError(f"Dataset '{self.spec}' has only one class ({self.classes[int(labelled[0])]}); "
+                               "class-based diagnostics need at least two. Add images of other classes, "
+                               "or use a flat folder for an unlabelled dataset.")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        raw = int(self.index[i])
+        img = self._source.load(raw)
+        if self.shift:
+            img = apply_shift(img, self.shift, self.severity, seed=self.seed, index=raw)
+        return img
+
+    @property
+    def is_labelled(self) -> bool:
+        return bool(self.classes)
+
+    def class_counts(self) -> dict[str, int]:
+        """Images per class name (``{'(unlabelled)': n}`` for unlabelled data)."""
+        if not self.is_labelled:
+            return {"(unlabelled)": len(self)}
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {c: int(n) for c, n in zip(self.classes, counts)}
+
+    def sample_indices(self, per_class: int, *, random_state: int = 0) -> list[int]:
+        """A few indices per class (for galleries), deterministic for a seed."""
+        return sorted(_per_class_subsample(self.labels, per_class, random_state).tolist())
+
+    def __repr__(self) -> str:
+        return f"ImageDataset('{self.spec}', n={len(self)}, classes={len(self.classes)})"
+
+
+def _per_class_subsample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        take = rng.permutation(members)[:per_class]
+        chosen.append(np.sort(take))
+    return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
+
+
+_SOURCES: dict[str, Callable[[DatasetSpec], _Source]] = {
+    "folder": _folder_source,
+    "torchvision": _torchvision_source,
+}
+_DEMOS: dict[str, Callable[[DatasetSpec], _Source]] = {
+    "digits": _digits_source,
+    "printed-digits": _printed_digits_source,
+}
+
+
+def load_dataset(spec: str | DatasetSpec) -> ImageDataset:
+    """Open the dataset that ``spec`` names (see the module docstring for the spec format)."""
+    return ImageDataset(spec)
+
+
+@dataclass(frozen=True)
+class ClassComparison:
+    """How the class sets of a source and a target dataset relate."""
+
+    shared: tuple[str, ...]
+    source_only: tuple[str, ...]
+    target_only: tuple[str, ...]
+
+    @property
+    def identical(self) -> bool:
+        return not self.source_only and not self.target_only
+
+    def message(self) -> str:
+        if self.identical:
+            return f"Source and target share all {len(self.shared)} classes."
+        parts = [f"{len(self.shared)} shared classes"]
+        if self.source_only:
+            parts.append(f"source only: {', '.join(self.source_only[:10])}")
+        if self.target_only:
+            parts.append(f"target only: {', '.join(self.target_only[:10])}")
+        return "Source and target have different class sets (" + "; ".join(parts) + \
+            "). Label-based metrics use the shared classes only."
+
+
+def compare_classes(source: ImageDataset, target: ImageDataset) -> ClassComparison:
+    s, t = list(source.classes), list(target.classes)
+    return ClassComparison(shared=tuple(c for c in s if c in t),
+                           source_only=tuple(c for c in s if c not in t),
+                           target_only=tuple(c for c in t if c not in s))

@@ -1,0 +1,322 @@
+"""The embedding engine: (model, dataset, taps) -> per-tap embedding matrices, computed once.
+
+One forward pass per batch returns every requested tap (pooled to vectors) plus the logits.
+Decoding and resizing run in DataLoader worker processes and hand over uint8 tensors; the main
+process normalises on the compute device (channels_last; bf16/fp16 autocast on GPU). Results go to
+the content-addressed :class:`~tldiag.cache.EmbeddingStore`, one entry per tap, keyed by model id,
+weights hash, tap, preprocessing and dataset fingerprint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import _config
+from .cache import EmbeddingStore, make_key
+from .data import ImageDataset
+from .models import LOGITS, Model, Preprocessing
+
+ProgressFn = Callable[[int, int, str], None]
+"""``progress(done, total, message)``: images done out of total, and a short status line."""
+
+_PIL_INTERPOLATION = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+                      "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+
+
+class ResizeCrop:
+    """Resize the short side, centre-crop, and return a ``(3, H, W)`` uint8 tensor (picklable)."""
+
+    def __init__(self, prep: Preprocessing):
+        self.resize_size = prep.resize_size
+        self.input_size = prep.input_size
+        self.interpolation = _PIL_INTERPOLATION.get(prep.interpolation, Image.BILINEAR)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        w, h = img.size
+        scale = self.resize_size / min(w, h)
+        new = (max(self.input_size, round(w * scale)), max(self.input_size, round(h * scale)))
+        if new != (w, h):
+            img = img.resize(new, self.interpolation)
+        left = (new[0] - self.input_size) // 2
+        top = (new[1] - self.input_size) // 2
+        img = img.crop((left, top, left + self.input_size, top + self.input_size))
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, dataset: ImageDataset, transform: ResizeCrop, indices: Sequence[int] | None = None):
+        self.dataset = dataset
+        self.transform = transform
+        self.indices = list(range(len(dataset))) if indices is None else list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        j = self.indices[i]
+        return self.transform(self.dataset[j]), j
+
+
+def normalise(batch: torch.Tensor, prep: Preprocessing, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 NCHW -> normalised float NCHW in channels_last memory format, on batch's device."""
+    mean = torch.tensor(prep.mean, device=batch.device, dtype=dtype).view(1, 3, 1, 1) * 255
+    std = torch.tensor(prep.std, device=batch.device, dtype=dtype).view(1, 3, 1, 1) * 255
+    x = (batch.to(dtype) - mean) / std
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Per-tap embeddings of one dataset.
+
+    Attributes:
+        features: Tap name -> ``(n_samples, n_features)`` float32 array (memory-mapped when cached).
+        labels: ``(n_samples,)`` class indices, -1 when unlabelled.
+        classes: Class names for the labels.
+        sample_ids: Identifier of each row (file path or ``name[index]``).
+        cache_hits: Tap name -> whether it came from the cache.
+        seconds: Wall time of this call.
+    """
+
+    model_id: str
+    dataset: str
+    fingerprint: str
+    features: Mapping[str, np.ndarray]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    sample_ids: tuple[str, ...]
+    cache_hits: Mapping[str, bool]
+    seconds: float
+    images_per_second: float | None = None
+
+    @property
+    def taps(self) -> list[str]:
+        return list(self.features)
+
+    def __getitem__(self, tap: str) -> np.ndarray:
+        return self.features[tap]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class EmbeddingPair:
+    """Source and target embeddings of the same model and taps."""
+
+    source: Embeddings
+    target: Embeddings
+    taps: tuple[str, ...] = field(default=())
+
+
+def entry_key(model: Model, tap: str, dataset: ImageDataset) -> str:
+    return make_key(model=model.id, weights=model.weights_hash, tap=tap,
+                    preprocessing=model.preprocessing.key(), dataset=dataset.fingerprint)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+class _Forward:
+    """Runs the model on a batch, halving the batch after a CUDA out-of-memory error."""
+
+    def __init__(self, model: Model, taps: frozenset[str], device: torch.device, max_batch: int):
+        self.model, self.taps, self.device, self.max_batch = model, taps, device, max_batch
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs: list[dict[str, torch.Tensor]] = []
+        start = 0
+        while start < x.shape[0]:
+            chunk = x[start:start + self.max_batch]
+            try:
+                with _autocast(self.device):
+                    out = self.model.extract(chunk, self.taps)
+            except torch.cuda.OutOfMemoryError:
+                if self.max_batch == 1:
+                    raise
+                torch.cuda.empty_cache()
+                self.max_batch = max(1, self.max_batch // 2)
+                continue
+            outs.append({k: v.float() for k, v in out.items()})
+            start += chunk.shape[0]
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+
+def default_num_workers() -> int:
+    """Worker processes for decoding: leave the compute cores to torch, keep at least one."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus // 2))
+
+
+def embed_dataset(model: Model, dataset: ImageDataset, taps: Sequence[str] | None = None, *,
+                  batch_size: int = 64, device: str | None = None, num_workers: int | None = None,
+                  progress: ProgressFn | None = None, use_cache: bool = True,
+                  store: EmbeddingStore | None = None, _progress_offset: int = 0,
+                  _progress_total: int | None = None) -> Embeddings:
+    """Embeddings of every image of ``dataset`` at ``taps`` (default: the model's default taps).
+
+    Taps already in the cache are read (memory-mapped); the others are computed in one pass over
+    the data and stored. The logits are always computed alongside when the model has a classifier.
+
+    Args:
+        model: A model from :func:`tldiag.models.load_model`.
+        dataset: A dataset from :func:`tldiag.data.load_dataset`.
+        taps: Tap names (see ``model.tap_names``).
+        batch_size: Images per forward pass (halved automatically after a CUDA OOM).
+        device: Torch device string; ``TLDIAG_DEVICE`` or the best available when None.
+        num_workers: DataLoader worker processes; see :func:`default_num_workers`.
+        progress: Called as ``progress(done, total, message)`` after each batch.
+        use_cache: Read from and write to the store.
+    """
+    t0 = time.perf_counter()
+    taps = list(taps) if taps is not None else model.default_taps()
+    if not taps:
+        raise ValueError(f"No taps requested; choose from {', '.join(model.tap_names)}.")
+    for t in taps:
+        model.tap(t)  # validates
+    wanted = list(dict.fromkeys(taps + ([LOGITS] if model.num_classes and LOGITS not in taps else [])))
+    store = store or EmbeddingStore()
+    keys = {t: entry_key(model, t, dataset) for t in wanted}
+    n = len(dataset)
+    total = _progress_total if _progress_total is not None else n
+
+    def read_cached() -> dict[str, np.ndarray]:
+        found = {}
+        for t in wanted:
+            entry = store.get(keys[t]) if use_cache else None
+            if entry is not None and entry.features.shape[0] == n:
+                found[t] = entry.features
+        return found
+
+    features = read_cached()
+    hits = {t: t in features for t in wanted}
+    ips = None
+    if len(features) < len(wanted):
+        lock_name = make_key(model=model.id, weights=model.weights_hash, prep=model.preprocessing.key(),
+                             dataset=dataset.fingerprint)
+        with store.lock(lock_name):
+            features = read_cached()  # another process may have finished them meanwhile
+            hits = {t: t in features for t in wanted}
+            missing = [t for t in wanted if t not in features]
+            if missing:
+                computed, ips = _compute(model, dataset, missing, batch_size=batch_size, device=device,
+                                         num_workers=num_workers, progress=progress,
+                                         offset=_progress_offset, total=total)
+                for t in missing:
+                    if use_cache:
+                        store.put(keys[t], computed[t], dataset.labels, _manifest(model, t, dataset, computed[t],
+                                                                                  time.perf_counter() - t0, ips))
+                    features[t] = computed[t]
+    if progress:
+        progress(_progress_offset + n, total, "cached" if all(hits.values()) else "done")
+    ordered = {t: features[t] for t in wanted}
+    return Embeddings(model_id=model.id, dataset=dataset.spec, fingerprint=dataset.fingerprint,
+                      features=ordered, labels=np.asarray(dataset.labels), classes=tuple(dataset.classes),
+                      sample_ids=tuple(dataset.sample_ids), cache_hits=hits,
+                      seconds=time.perf_counter() - t0, images_per_second=ips)
+
+
+def embed_pair(model: Model, source: ImageDataset, target: ImageDataset, taps: Sequence[str] | None = None,
+               *, progress: ProgressFn | None = None, **kwargs) -> EmbeddingPair:
+    """Embeddings of a source and a target dataset with one progress scale over both."""
+    total = len(source) + len(target)
+    src = embed_dataset(model, source, taps, progress=progress, _progress_total=total, **kwargs)
+    tgt = embed_dataset(model, target, taps, progress=progress, _progress_offset=len(source),
+                        _progress_total=total, **kwargs)
+    return EmbeddingPair(src, tgt, tuple(taps or model.default_taps()))
+
+
+def _compute(model: Model, dataset: ImageDataset, taps: Sequence[str], *, batch_size: int,
+             device: str | None, num_workers: int | None, progress: ProgressFn | None,
+             offset: int, total: int) -> tuple[dict[str, np.ndarray], float]:
+    dev = torch.device(device or _config.device_name())
+    module = model.module.to(dev).to(memory_format=torch.channels_last)
+    module.eval()
+    n = len(dataset)
+    workers = default_num_workers() if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(
+        _Images(dataset, ResizeCrop(model.preprocessing)), batch_size=batch_size, shuffle=False,
+        num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=False,
+        prefetch_factor=4 if workers else None)
+    forward = _Forward(model, frozenset(taps), dev, batch_size)
+    out: dict[str, np.ndarray] = {}
+    done = 0
+    t_start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for batch, idx in loader:
+                x = normalise(batch.to(dev, non_blocking=True), model.preprocessing)
+                result = forward(x)
+                for t in taps:
+                    arr = result[t].cpu().numpy()
+                    if t not in out:
+                        out[t] = np.empty((n, arr.shape[1]), dtype=np.float32)
+                    out[t][idx.numpy()] = arr
+                done += len(idx)
+                if progress:
+                    rate = done / max(time.perf_counter() - t_start, 1e-9)
+                    eta = (total - offset - done) / rate if rate else 0.0
+                    progress(offset + done, total, f"{rate:.0f} images/s, about {eta:.0f} s left")
+    finally:
+        model.module.to("cpu")
+    ips = n / max(time.perf_counter() - t_start, 1e-9)
+    _record_throughput(model, dev.type, ips)
+    return out, ips
+
+
+def _manifest(model: Model, tap: str, dataset: ImageDataset, arr: np.ndarray, seconds: float,
+              ips: float | None) -> dict:
+    import platform
+
+    import torchvision
+
+    from . import __version__
+
+    return {
+        "model": model.id, "weights_hash": model.weights_hash, "tap": tap,
+        "preprocessing": json.loads(model.preprocessing.key()),
+        "dataset": dataset.spec, "fingerprint": dataset.fingerprint, "shape": list(arr.shape),
+        "classes": list(dataset.classes), "sample_ids": list(dataset.sample_ids),
+        "seconds": round(seconds, 3), "images_per_second": round(ips, 1) if ips else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": {"tldiag": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+    }
+
+
+def _throughput_file():
+    return _config.home() / "throughput.json"
+
+
+def _record_throughput(model: Model, device: str, ips: float) -> None:
+    path = _throughput_file()
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        data = {}
+    data[f"{model.id}|{model.preprocessing.input_size}|{device}"] = round(ips, 2)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def estimate_seconds(model: Model, n_images: int, device: str | None = None) -> float | None:
+    """Expected compute time from the last measured throughput of this model, or None."""
+    dev = device or _config.device_name()
+    try:
+        data = json.loads(_throughput_file().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    ips = data.get(f"{model.id}|{model.preprocessing.input_size}|{dev.split(':')[0]}")
+    return n_images / ips if ips else None
