@@ -45,7 +45,7 @@ def check_data_path(path: str | os.PathLike[str], *, what: str = "path") -> Path
         raise DatasetError(
             f"The {what} '{path}' is outside the allowed data roots ({shown}). "
             f"Move the data under one of them, or allow its folder with "
-            f"TLDIAG_DATA_ROOTS={shown}{os.pathsep}{resolved.parent}"
+            f"TLDIAG_DATA_ROOTS={shown}{os.pathsep}{resolved if resolved.is_dir() else resolved.parent}"
         )
     return resolved
 

@@ -341,13 +341,22 @@ def _digits_source(spec: DatasetSpec) -> _Source:
 
 
 def find_fonts() -> list[str]:
-    """TrueType fonts installed on this machine that can draw digits, sorted by path."""
+    """TrueType fonts for the printed-digits demo, sorted by file name.
+
+    The DejaVu family (Debian's fonts-dejavu-core and -extra) when installed, so that the demo
+    does not change when unrelated fonts come and go; otherwise every installed TrueType font.
+    """
     found: set[str] = set()
     for pattern in ("/usr/share/fonts/**/*.ttf", "/usr/local/share/fonts/**/*.ttf",
                     os.path.expanduser("~/.fonts/**/*.ttf"), "/Library/Fonts/*.ttf",
                     "/System/Library/Fonts/*.ttf", "C:/Windows/Fonts/*.ttf"):
         found.update(glob.glob(pattern, recursive=True))
-    return sorted(p for p in found if "emoji" not in p.lower())
+    usable = [p for p in found if "emoji" not in p.lower() and "math" not in os.path.basename(p).lower()]
+    dejavu = [p for p in usable if os.path.basename(p).lower().startswith("dejavu")]
+    fonts = dejavu or usable
+    # one file per font name (the same font may be installed in several folders)
+    by_name = {os.path.basename(p): p for p in sorted(fonts)}
+    return [by_name[n] for n in sorted(by_name)]
 
 
 _PRINTED_SIZE = 32

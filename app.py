@@ -1,0 +1,20 @@
+"""tldiag dashboard: `streamlit run app.py` (or `make run`). Pages live in pages/."""
+import streamlit as st
+
+from app_state import current_setup
+
+st.set_page_config(page_title="tldiag · transfer-learning diagnostics", page_icon="🧭", layout="wide")
+
+PAGES = [
+    st.Page("pages/1_setup.py", title="Setup", icon="⚙️", default=True),
+]
+
+setup = current_setup()
+with st.sidebar:
+    st.markdown("### Current setup")
+    st.markdown(f"**Model** `{setup.model}`  \n**Source** `{setup.source}`  \n**Target** `{setup.target}`")
+    st.caption(f"{setup.resolution or 'native'} px · "
+               f"{f'≤ {setup.limit} images/class' if setup.limit else 'all images'} · seed {setup.seed}. "
+               "The page URL holds this setup: copy it to share the analysis.")
+
+st.navigation(PAGES).run()

@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tldiag.data import (DatasetSpec, compare_classes, find_fonts, load_dataset, parse_dataset_spec,
+                         to_rgb)
+from tldiag.errors import DatasetError, SpecError
+from tldiag.shifts import CORRUPTIONS
+
+
+# ------------------------------------------------------------------ spec strings
+def test_spec_roundtrip_sorts_options():
+    spec = parse_dataset_spec("demo:digits?severity=2&shift=blur&limit=5")
+    assert spec == DatasetSpec("demo", "digits", (("limit", "5"), ("severity", "2"), ("shift", "blur")))
+    assert str(spec) == "demo:digits?limit=5&severity=2&shift=blur"
+    assert parse_dataset_spec(str(spec)) == spec
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ("digits", "must start with one of"),
+    ("s3:bucket", "must start with one of"),
+    ("demo:", "names no dataset"),
+    ("demo:mnist", "Unknown demo dataset 'mnist'"),
+    ("demo:digits?shift=fog", "Unknown shift 'fog'"),
+    ("demo:digits?severity=3", "without a shift"),
+    ("demo:digits?shift=blur&severity=9", "severity='9'"),
+    ("demo:digits?limit=0", "limit='0'"),
+    ("demo:digits?limit=ten", "limit='ten'"),
+    ("demo:digits?colour=red", "Unknown option 'colour'"),
+    ("demo:digits?limit", "malformed options"),
+    ("torchvision:mnist", "Did you mean 'MNIST'"),
+    ("torchvision:ImageNet21k", "Unknown torchvision dataset"),
+])
+def test_bad_specs_name_the_value_and_the_fix(bad, fragment):
+    with pytest.raises(SpecError, match=None) as info:
+        parse_dataset_spec(bad)
+    assert fragment in str(info.value)
+
+
+# ------------------------------------------------------------------ folders
+def test_labelled_folder(make_folder):
+    root = make_folder({"cat": 4, "dog": 3})
+    ds = load_dataset(f"folder:{root}")
+    assert len(ds) == 7 and ds.classes == ("cat", "dog")
+    assert ds.class_counts() == {"cat": 4, "dog": 3}
+    assert list(ds.labels) == [0] * 4 + [1] * 3
+    img = ds[0]
+    assert img.mode == "RGB" and img.size == (24, 24)
+    assert ds.sample_ids[0].endswith("cat/000.png")
+
+
+def test_flat_folder_is_unlabelled(make_folder):
+    ds = load_dataset(f"folder:{make_folder(flat=5)}")
+    assert not ds.is_labelled and set(ds.labels) == {-1}
+    assert ds.class_counts() == {"(unlabelled)": 5}
+
+
+def test_nested_class_subfolders_are_collected(make_folder):
+    root = make_folder({"a": 2, "b": 2})
+    (root / "a" / "more").mkdir()
+    Image.new("RGB", (10, 10)).save(root / "a" / "more" / "x.png")
+    assert load_dataset(f"folder:{root}").class_counts() == {"a": 3, "b": 2}
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"])
+def test_image_formats(make_folder, ext):
+    ds = load_dataset(f"folder:{make_folder({'a': 2, 'b': 2}, ext=ext)}")
+    assert len(ds) == 4 and ds[3].mode == "RGB"
+
+
+def test_modes_are_converted_to_rgb(tmp_path):
+    root = tmp_path / "modes"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    Image.new("L", (8, 8), 100).save(root / "a" / "gray.png")
+    Image.new("P", (8, 8), 3).save(root / "a" / "palette.png")
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 0))  # fully transparent red -> white
+    rgba.save(root / "b" / "rgba.png")
+    arr16 = np.full((8, 8), 65535, dtype=np.uint16)
+    Image.fromarray(arr16).save(root / "b" / "sixteen.png")
+    ds = load_dataset(f"folder:{root}")
+    images = {sid.split("/")[-1]: ds[i] for i, sid in enumerate(ds.sample_ids)}
+    assert all(im.mode == "RGB" for im in images.values())
+    assert images["gray.png"].getpixel((0, 0)) == (100, 100, 100)
+    assert images["rgba.png"].getpixel((0, 0)) == (255, 255, 255)
+    assert images["sixteen.png"].getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_to_rgb_float_image_uses_its_range():
+    img = Image.fromarray(np.array([[0.0, 2.0]], dtype=np.float32), mode="F")
+    assert to_rgb(img).getpixel((1, 0)) == (255, 255, 255)
+
+
+def test_corrupt_and_truncated_files_are_skipped_and_listed(make_folder):
+    root = make_folder({"a": 3, "b": 3})
+    (root / "a" / "corrupt.png").write_bytes(b"not an image at all")
+    good = (root / "b" / "000.png").read_bytes()
+    (root / "b" / "truncated.png").write_bytes(good[: len(good) // 2])
+    Image.new("RGB", (5, 5)).save(root / "stray.png")
+    ds = load_dataset(f"folder:{root}")
+    assert len(ds) == 6
+    reasons = {s.path.split("/")[-1]: s.reason for s in ds.skipped}
+    assert set(reasons) == {"corrupt.png", "truncated.png", "stray.png"}
+    assert "outside the class subfolders" in reasons["stray.png"]
+    # the decode check is cached under the content fingerprint: a second open reads it
+    assert len(load_dataset(f"folder:{root}").skipped) == 3
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+
+
+def test_file_instead_of_folder(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="is a file, not a folder"):
+        load_dataset(f"folder:{tmp_path / 'x.png'}")
+
+
+def test_empty_folder_and_folder_without_images(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="is empty"):
+        load_dataset(f"folder:{tmp_path / 'empty'}")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("hi")
+    with pytest.raises(DatasetError, match="holds no images"):
+        load_dataset(f"folder:{tmp_path / 'docs'}")
+
+
+def test_all_files_corrupt(tmp_path):
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    (tmp_path / "bad" / "a" / "x.png").write_bytes(b"junk")
+    with pytest.raises(DatasetError, match="could be decoded"):
+        load_dataset(f"folder:{tmp_path / 'bad'}")
+
+
+def test_one_class_only_is_refused(make_folder):
+    with pytest.raises(DatasetError, match="only one class"):
+        load_dataset(f"folder:{make_folder({'only': 3})}")
+
+
+def test_path_outside_data_roots_is_refused(tmp_path, monkeypatch, make_folder):
+    root = make_folder({"a": 2, "b": 2})
+    monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(tmp_path / "elsewhere"))
+    with pytest.raises(DatasetError, match="outside the allowed data roots") as info:
+        load_dataset(f"folder:{root}")
+    assert "TLDIAG_DATA_ROOTS=" in str(info.value)
+
+
+def test_symlink_out_of_the_roots_is_refused(tmp_path, monkeypatch, make_folder):
+    outside = make_folder({"a": 2, "b": 2}, name="outside")
+    inside = tmp_path / "roots"
+    inside.mkdir()
+    (inside / "link").symlink_to(outside)
+    monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(inside))
+    with pytest.raises(DatasetError, match="outside the allowed data roots"):
+        load_dataset(f"folder:{inside / 'link'}")
+
+
+def test_fingerprint_follows_content(make_folder):
+    root = make_folder({"a": 2, "b": 2})
+    first = load_dataset(f"folder:{root}").fingerprint
+    assert load_dataset(f"folder:{root}").fingerprint == first
+    Image.new("RGB", (30, 30), "red").save(root / "a" / "new.png")
+    assert load_dataset(f"folder:{root}").fingerprint != first
+
+
+# ------------------------------------------------------------------ limit, shifts, demos
+def test_limit_is_per_class_and_seeded():
+    a = load_dataset("demo:digits?limit=7")
+    assert a.class_counts() == {str(c): 7 for c in range(10)}
+    assert a.sample_ids == load_dataset("demo:digits?limit=7").sample_ids
+    b = load_dataset("demo:digits?limit=7&seed=1")
+    assert a.sample_ids != b.sample_ids and a.fingerprint != b.fingerprint
+
+
+@pytest.mark.parametrize("shift", sorted(CORRUPTIONS))
+def test_shifts_are_deterministic_and_change_the_images(shift):
+    plain = load_dataset("demo:printed-digits?limit=2")
+    shifted = load_dataset(f"demo:printed-digits?limit=2&shift={shift}&severity=5")
+    again = load_dataset(f"demo:printed-digits?limit=2&shift={shift}&severity=5")
+    other_seed = load_dataset(f"demo:printed-digits?limit=2&shift={shift}&severity=5&seed=3")
+    a = [np.asarray(shifted[i]) for i in range(len(shifted))]
+    assert all(np.array_equal(x, np.asarray(again[i])) for i, x in enumerate(a))
+    assert any(not np.array_equal(x, np.asarray(plain[i])) for i, x in enumerate(a))
+    assert shifted.fingerprint != plain.fingerprint
+    assert other_seed.fingerprint != shifted.fingerprint
+
+
+def test_severity_grades_the_shift():
+    plain = load_dataset("demo:printed-digits?limit=3")
+    dist = []
+    for severity in (1, 5):
+        ds = load_dataset(f"demo:printed-digits?limit=3&shift=contrast&severity={severity}")
+        dist.append(np.mean([np.abs(np.asarray(ds[i], float) - np.asarray(plain[i], float)).mean()
+                             for i in range(len(ds))]))
+    assert dist[1] > dist[0] > 0
+
+
+def test_digits_demo_is_the_real_sklearn_data():
+    from sklearn.datasets import load_digits
+
+    ds = load_dataset("demo:digits")
+    assert len(ds) == 1797 and ds.classes == tuple("0123456789")
+    raw = load_digits().images[5]
+    img = np.asarray(ds[5])[:, :, 0].astype(float)
+    assert np.corrcoef(img.ravel(), -raw.ravel())[0, 1] > 0.99  # dark ink on white
+
+
+def test_printed_digits_demo():
+    ds = load_dataset("demo:printed-digits?n=40")
+    assert len(ds) == 40 and ds.class_counts() == {str(c): 4 for c in range(10)}
+    img = np.asarray(ds[3])
+    assert img.shape == (32, 32, 3) and img.min() < 100 < 200 < img.max()  # ink on paper
+    assert np.array_equal(img, np.asarray(load_dataset("demo:printed-digits?n=40")[3]))
+    assert find_fonts(), "the printed-digits demo expects installed TrueType fonts (fonts-dejavu-core)"
+
+
+def test_compare_classes(make_folder):
+    a = load_dataset(f"folder:{make_folder({'cat': 2, 'dog': 2, 'fox': 2}, name='a')}")
+    b = load_dataset(f"folder:{make_folder({'cat': 2, 'dog': 2, 'owl': 2}, name='b')}")
+    cmp = compare_classes(a, b)
+    assert cmp.shared == ("cat", "dog") and cmp.source_only == ("fox",) and cmp.target_only == ("owl",)
+    assert "shared classes only" in cmp.message()
+    assert compare_classes(a, a).identical
+
+
+# ------------------------------------------------------------------ torchvision datasets
+def _write_idx(path, arr: np.ndarray) -> None:
+    import struct
+
+    code = {1: 0x0801, 3: 0x0803}[arr.ndim]
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", code))
+        f.write(struct.pack(">" + "I" * arr.ndim, *arr.shape))
+        f.write(arr.astype(np.uint8).tobytes())
+
+
+def test_torchvision_dataset_from_local_files(tmp_path):
+    raw = tmp_path / "tv" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 12), ("t10k", 6)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 255, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 3)
+    ds = load_dataset(f"torchvision:MNIST?split=test&root={tmp_path / 'tv'}")
+    assert len(ds) == 6 and list(ds.labels) == [0, 1, 2, 0, 1, 2]
+    assert ds.classes[0].startswith("0") and ds[0].mode == "RGB" and ds[0].size == (28, 28)
+    assert load_dataset(f"torchvision:MNIST?root={tmp_path / 'tv'}").fingerprint != ds.fingerprint
+    with pytest.raises(SpecError, match="splits train and test"):
+        load_dataset(f"torchvision:MNIST?split=val&root={tmp_path / 'tv'}")
+
+
+def test_torchvision_dataset_absent_offline_gives_instructions(tmp_path, monkeypatch):
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+    for module in (torchvision.datasets.utils, torchvision.datasets.mnist):
+        for name in ("download_and_extract_archive", "download_url"):
+            monkeypatch.setattr(module, name, no_network, raising=False)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(f"torchvision:KMNIST?root={tmp_path}")
+    msg = str(info.value)
+    assert "could not be downloaded" in msg and "download=True" in msg and str(tmp_path) in msg
+
+
+def test_torchvision_root_outside_data_roots(tmp_path, monkeypatch):
+    monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(tmp_path / "x"))
+    with pytest.raises(DatasetError, match="outside the allowed data roots"):
+        load_dataset("torchvision:MNIST?root=/etc")

@@ -1,0 +1,101 @@
+"""The analysis setup every page and command works from: model, source, target, taps, sizes.
+
+A :class:`Setup` round-trips through URL query parameters, so a copied link reopens the same
+analysis (and, through the embedding cache, the same numbers).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Mapping
+
+from .data import parse_dataset_spec
+from .errors import SpecError
+from .models import DEFAULT_MODEL, parse_model_id
+
+PRESETS: dict[str, tuple[str, str]] = {
+    "Handwritten → printed digits (demo)": ("demo:digits", "demo:printed-digits"),
+    "Digits → rotated digits (demo)": ("demo:digits", "demo:digits?shift=rotate&severity=3"),
+    "Digits → blurred digits (demo)": ("demo:digits", "demo:digits?shift=blur&severity=4"),
+}
+DEMO_RESOLUTION = 128
+DEMO_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What to analyse.
+
+    Attributes:
+        model: Model id (see :mod:`tldiag.models`).
+        source: Source dataset spec (what the model was trained on, or a proxy of it).
+        target: Target dataset spec (the user's data).
+        resolution: Model input size in pixels; None keeps the weights' own.
+        limit: At most this many images per class from each dataset; None takes all.
+        taps: Tap names; empty means the model's default handful.
+        seed: Seed for subsampling and every randomised analysis.
+    """
+
+    model: str = DEFAULT_MODEL
+    source: str = "demo:digits"
+    target: str = "demo:printed-digits"
+    resolution: int | None = DEMO_RESOLUTION
+    limit: int | None = DEMO_LIMIT
+    taps: tuple[str, ...] = ()
+    seed: int = 0
+
+    def validate(self) -> "Setup":
+        parse_model_id(self.model)
+        parse_dataset_spec(self.source)
+        parse_dataset_spec(self.target)
+        if self.limit is not None and self.limit < 1:
+            raise SpecError(f"limit={self.limit} must be at least 1 image per class (or empty for all images).")
+        return self
+
+    def with_limit(self, spec: str) -> str:
+        """``spec`` with this setup's per-class limit and seed, unless it sets its own."""
+        parsed = parse_dataset_spec(spec)
+        options = dict(parsed.options)
+        if self.limit is not None and "limit" not in options:
+            options["limit"] = str(self.limit)
+            if self.seed and "seed" not in options:
+                options["seed"] = str(self.seed)
+        return str(replace(parsed, options=tuple(sorted(options.items()))))
+
+    @property
+    def source_spec(self) -> str:
+        return self.with_limit(self.source)
+
+    @property
+    def target_spec(self) -> str:
+        return self.with_limit(self.target)
+
+    def to_query(self) -> dict[str, str]:
+        q = {"model": self.model, "source": self.source, "target": self.target,
+             "resolution": str(self.resolution or ""), "limit": str(self.limit or ""), "seed": str(self.seed)}
+        if self.taps:
+            q["taps"] = ",".join(self.taps)
+        return q
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> "Setup":
+        """A setup from URL query parameters; absent keys take the demo defaults."""
+        d = cls()
+
+        def as_int(key: str, default: int | None) -> int | None:
+            raw = params.get(key)
+            if raw is None:
+                return default
+            if raw == "":
+                return None
+            try:
+                return int(raw)
+            except ValueError:
+                raise SpecError(f"URL parameter {key}={raw!r} must be a whole number.") from None
+
+        taps = tuple(t for t in params.get("taps", "").split(",") if t)
+        return cls(model=params.get("model", d.model), source=params.get("source", d.source),
+                   target=params.get("target", d.target), resolution=as_int("resolution", d.resolution),
+                   limit=as_int("limit", d.limit), taps=taps, seed=as_int("seed", d.seed) or 0)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
