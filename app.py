@@ -1,7 +1,7 @@
 """tldiag dashboard: `streamlit run app.py` (or `make run`). Pages live in pages/."""
 import streamlit as st
 
-from app_state import current_setup
+from app_state import current_setup, set_setup
 
 st.set_page_config(page_title="tldiag · transfer-learning diagnostics", page_icon="🧭", layout="wide")
 
@@ -10,6 +10,7 @@ PAGES = [
 ]
 
 setup = current_setup()
+set_setup(setup)  # keep the URL a complete permalink of the setup, on every page
 with st.sidebar:
     st.markdown("### Current setup")
     st.markdown(f"**Model** `{setup.model}`  \n**Source** `{setup.source}`  \n**Target** `{setup.target}`")

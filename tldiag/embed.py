@@ -39,13 +39,17 @@ class ResizeCrop:
         self.interpolation = _PIL_INTERPOLATION.get(prep.interpolation, Image.BILINEAR)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        # Same arithmetic as torchvision's Resize(int) + CenterCrop: the long side is truncated,
+        # the crop offset rounded, so embeddings match the reference eval transforms.
         w, h = img.size
-        scale = self.resize_size / min(w, h)
-        new = (max(self.input_size, round(w * scale)), max(self.input_size, round(h * scale)))
+        short, long = (w, h) if w <= h else (h, w)
+        new_long = int(self.resize_size * long / short)
+        new = (self.resize_size, new_long) if w <= h else (new_long, self.resize_size)
+        new = (max(new[0], self.input_size), max(new[1], self.input_size))
         if new != (w, h):
             img = img.resize(new, self.interpolation)
-        left = (new[0] - self.input_size) // 2
-        top = (new[1] - self.input_size) // 2
+        left = int(round((new[0] - self.input_size) / 2.0))
+        top = int(round((new[1] - self.input_size) / 2.0))
         img = img.crop((left, top, left + self.input_size, top + self.input_size))
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 

@@ -1,0 +1,37 @@
+"""A person's path through the dashboard in a real Chromium: open, compute, share the link."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_compute_embeddings_on_the_demo(page: Page, streamlit_url, artifacts):
+    page.set_viewport_size({"width": 1400, "height": 1600})
+    page.goto(f"{streamlit_url}/?limit=4")  # the built-in demo, 4 images per class
+    expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=120_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    expect(page.get_by_text("Source and target share all 10 classes.")).to_be_visible()
+    page.get_by_role("button", name="Compute embeddings").click()
+    expect(page.get_by_text(re.compile(r"Embeddings ready: 40 source and 40 target images"))).to_be_visible(
+        timeout=180_000)
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    # the grid draws on a canvas; its accessible cells are in the DOM but hidden
+    expect(page.locator("[role=gridcell]", has_text=re.compile(r"^pre_logits$"))).to_have_count(1)
+    page.screenshot(path=str(artifacts / "setup-computed.png"), full_page=True)
+    # the URL holds the setup: a copied link reopens it
+    assert "limit=4" in page.url and "model=efficientnet-lite0" in page.url
+
+
+def test_preset_changes_the_permalink(page: Page, streamlit_url, artifacts):
+    page.goto(f"{streamlit_url}/?limit=3")
+    expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=120_000)
+    page.get_by_text("Digits → rotated digits (demo)").click()
+    expect(page).to_have_url(re.compile(r"shift%3Drotate"), timeout=60_000)
+    page.goto(page.url)  # reopen the copied link
+    expect(page.get_by_role("textbox", name="Target dataset")).to_have_value(
+        "demo:digits?shift=rotate&severity=3", timeout=120_000)
+    page.screenshot(path=str(artifacts / "setup-permalink.png"), full_page=True)

@@ -1,0 +1,60 @@
+"""Every page runs under AppTest without an exception; the Setup page computes embeddings."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
+
+
+def _app(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    for k, v in query.items():
+        at.query_params[k] = v
+    return at
+
+
+@pytest.fixture(autouse=True)
+def _run_from_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs(page):
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="2").run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_setup_page_computes_embeddings_from_a_link():
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="3",
+              target="demo:digits?shift=rotate&severity=2").run()
+    assert not at.exception
+    assert at.title[0].value == "Setup"
+    assert at.session_state["setup"].target == "demo:digits?shift=rotate&severity=2"
+    assert at.text_input(key="w_target").value == "demo:digits?shift=rotate&severity=2"
+    at.button(key="compute").click().run()
+    assert not at.exception
+    done = [s.value for s in at.success if s.value.startswith("Embeddings ready")]
+    assert done and "30 source and 30 target images" in done[0]
+    table = at.dataframe[-1].value
+    assert list(table["layer"])[-1] == "logits" and set(table["n_source"]) == {30}
+
+
+def test_bad_input_shows_an_error_not_a_traceback(tmp_path):
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="2").run()
+    at.text_input(key="w_source").set_value(f"folder:{tmp_path / 'missing'}").run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
+
+
+def test_preset_fills_the_dataset_fields():
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="2").run()
+    at.radio(key="w_preset").set_value("Digits → rotated digits (demo)").run()
+    assert not at.exception
+    assert at.text_input(key="w_target").value == "demo:digits?shift=rotate&severity=3"
+    assert at.session_state["setup"].target == "demo:digits?shift=rotate&severity=3"

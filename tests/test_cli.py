@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tldiag.cli import main
+
+
+def test_models_lists_offline_first(capsys, tmp_path):
+    assert main(["models", "--json", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].startswith("efficientnet-lite0") and "installed" in out
+    assert "need a download" in out
+    assert json.loads((tmp_path / "m.json").read_text())[0]["id"] == "efficientnet-lite0"
+
+
+def test_datasets_prints_counts_and_skipped(capsys, make_folder):
+    root = make_folder({"a": 3, "b": 2})
+    (root / "a" / "bad.png").write_bytes(b"junk")
+    assert main(["datasets", f"folder:{root}"]) == 0
+    out = capsys.readouterr().out
+    assert "5 images, 2 classes" in out and "skipped 1 files" in out and "bad.png" in out
+
+
+def test_embed_table_and_json(capsys, tmp_path, tiny_model_id):
+    args = ["embed", "--model", tiny_model_id, "--source", "demo:digits", "--target", "demo:printed-digits",
+            "--limit", "2", "--resolution", "48", "--layers", "layer1,pre_logits", "--json", str(tmp_path / "e.json")]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "layer1" in first and "miss" in first
+    assert main(args) == 0
+    assert "miss" not in capsys.readouterr().out  # everything is a cache hit now
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert [r["layer"] for r in report["layers"]] == ["layer1", "pre_logits", "logits"]
+    assert report["layers"][0]["n_source"] == 20 and report["layers"][0]["source cache"] == "hit"
+
+
+def test_errors_are_one_line_with_exit_code_2(capsys):
+    assert main(["embed", "--model", "nope", "--source", "demo:digits"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tldiag: error: Unknown model id 'nope'") and "Traceback" not in err
+    assert main(["datasets", "demo:mnist"]) == 2
+    assert "Unknown demo dataset 'mnist'" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    exe = subprocess.run([sys.executable, "-m", "tldiag.cli", "--version"], capture_output=True, text=True)
+    assert exe.returncode == 0 and exe.stdout.startswith("tldiag ")

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tldiag.cache import EmbeddingStore
+from tldiag.data import load_dataset
+from tldiag.embed import ResizeCrop, embed_dataset, embed_pair, entry_key, normalise
+from tldiag.models import LOGITS, PRE_LOGITS, load_model
+
+
+@pytest.fixture
+def tiny(tiny_model_id):
+    return load_model(tiny_model_id, resolution=48)
+
+
+def test_embeddings_match_a_plain_forward_pass(tiny, make_folder):
+    ds = load_dataset(f"folder:{make_folder({'a': 5, 'b': 4})}")
+    emb = embed_dataset(tiny, ds, ["layer2", PRE_LOGITS], batch_size=4, num_workers=0)
+    assert emb.taps == ["layer2", PRE_LOGITS, LOGITS]  # logits always come along
+    assert emb[PRE_LOGITS].shape == (9, tiny.tap(PRE_LOGITS).channels) and emb[PRE_LOGITS].dtype == np.float32
+    x = torch.stack([normalise(ResizeCrop(tiny.preprocessing)(ds[i]).unsqueeze(0), tiny.preprocessing)[0]
+                     for i in range(len(ds))])
+    with torch.inference_mode():
+        logits = tiny.module(x)
+    np.testing.assert_allclose(emb[LOGITS], logits.numpy(), rtol=1e-4, atol=1e-5)
+    assert list(emb.labels) == list(ds.labels) and emb.sample_ids == tuple(ds.sample_ids)
+
+
+def test_preprocessing_matches_timm_transforms():
+    """Our uint8 resize/crop + on-device normalise equals timm's eval transform."""
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    from tldiag.data import load_dataset as ld
+
+    model = load_model("random:efficientnet-lite0")
+    cfg = resolve_data_config({}, model=model.module)
+    reference = create_transform(**cfg)
+    img = ld("demo:printed-digits?n=10")[3].resize((50, 37))
+    ours = normalise(ResizeCrop(model.preprocessing)(img).unsqueeze(0), model.preprocessing)[0]
+    theirs = reference(img)
+    assert ours.shape == theirs.shape
+    assert float((ours - theirs).abs().max()) < 0.02  # uint8 rounding only
+
+
+def test_cache_hit_is_identical_and_instant(tiny):
+    ds = load_dataset("demo:digits?limit=3")
+    first = embed_dataset(tiny, ds, ["layer1"], num_workers=0)
+    assert not any(first.cache_hits.values())
+    second = embed_dataset(tiny, ds, ["layer1"], num_workers=0)
+    assert all(second.cache_hits.values())
+    assert isinstance(second["layer1"], np.memmap)
+    np.testing.assert_array_equal(first["layer1"], second["layer1"])
+    # only the missing tap is computed when another one is asked for
+    third = embed_dataset(tiny, ds, ["layer1", "layer3"], num_workers=0)
+    assert third.cache_hits == {"layer1": True, "layer3": False, LOGITS: True}
+
+
+def test_cache_key_covers_model_preprocessing_and_data(tiny, tiny_model_id):
+    ds = load_dataset("demo:digits?limit=2")
+    base = entry_key(tiny, "layer1", ds)
+    assert entry_key(load_model(tiny_model_id, resolution=64), "layer1", ds) != base
+    assert entry_key(load_model(tiny_model_id + "?seed=1", resolution=48), "layer1", ds) != base
+    assert entry_key(tiny, "layer2", ds) != base
+    assert entry_key(tiny, "layer1", load_dataset("demo:digits?limit=2&shift=blur")) != base
+    assert entry_key(tiny, "layer1", load_dataset("demo:digits?limit=2")) == base
+
+
+def test_no_cache(tiny):
+    ds = load_dataset("demo:digits?limit=2")
+    embed_dataset(tiny, ds, ["layer1"], num_workers=0, use_cache=False)
+    assert not EmbeddingStore().entries()
+
+
+def test_worker_processes_give_the_same_result(tiny):
+    ds = load_dataset("demo:printed-digits?n=40")
+    a = embed_dataset(tiny, ds, ["layer2"], num_workers=0, use_cache=False, batch_size=8)
+    b = embed_dataset(tiny, ds, ["layer2"], num_workers=2, use_cache=False, batch_size=8)
+    np.testing.assert_allclose(a["layer2"], b["layer2"], rtol=1e-5, atol=1e-6)
+
+
+def test_progress_reports_over_the_pair(tiny):
+    calls = []
+    embed_pair(tiny, load_dataset("demo:digits?limit=2"), load_dataset("demo:printed-digits?n=30"),
+               ["layer1"], progress=lambda d, t, m: calls.append((d, t)), num_workers=0, batch_size=8)
+    assert calls[-1] == (50, 50)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and all(t == 50 for _, t in calls)
+
+
+def test_cuda_oom_halves_the_batch(tiny, monkeypatch):
+    ds = load_dataset("demo:digits?limit=1")
+    original = tiny._extract
+    sizes = []
+
+    def flaky(module, x, wanted):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(module, x, wanted)
+    monkeypatch.setattr(tiny, "_extract", flaky)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    emb = embed_dataset(tiny, ds, ["layer1"], batch_size=10, num_workers=0, use_cache=False)
+    assert emb["layer1"].shape[0] == 10
+    assert sizes == [10, 5, 2, 2, 2, 2, 2]  # 10 and 5 fail, then batches of 2 go through
+    monkeypatch.setattr(tiny, "_extract", original)
+    reference = embed_dataset(tiny, ds, ["layer1"], batch_size=10, num_workers=0, use_cache=False)
+    np.testing.assert_allclose(emb["layer1"], reference["layer1"], rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ atomicity and concurrency
+def _slow_writer(home: str, ready, stage: str) -> None:
+    os.environ["TLDIAG_HOME"] = home
+    store = EmbeddingStore()
+    real_save = np.save
+
+    def slow_save(path, arr, *a, **k):
+        real_save(path, arr, *a, **k)
+        ready.set()
+        time.sleep(60)  # killed here, half-way through the entry
+    np.save = slow_save
+    store.put("ab" * 32, np.ones((4, 3), np.float32), np.zeros(4), {"x": 1})
+
+
+def test_killed_writer_leaves_no_entry(tldiag_env):
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_slow_writer, args=(str(tldiag_env), ready, "features"))
+    proc.start()
+    assert ready.wait(60), "writer did not start"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    store = EmbeddingStore()
+    key = "ab" * 32
+    assert key not in store and store.get(key) is None
+    assert list(store.root.glob("*/.tmp-*")), "the killed writer's temporary folder should exist"
+    with store.lock("any"):  # the next writer clears temporary folders of dead processes
+        pass
+    assert not list(store.root.glob("*/.tmp-*"))
+    store.put(key, np.ones((4, 3), np.float32), np.zeros(4), {"x": 1})
+    assert store.get(key).features.shape == (4, 3)
+
+
+def _embed_in_process(home: str, model_id: str, spec: str, queue) -> None:
+    os.environ["TLDIAG_HOME"] = home
+    from tldiag.data import load_dataset as ld
+    from tldiag.embed import embed_dataset as ed
+    from tldiag.models import load_model as lm
+
+    emb = ed(lm(model_id, resolution=48), ld(spec), ["layer1"], num_workers=0)
+    queue.put((np.asarray(emb["layer1"]).tolist(), emb.cache_hits["layer1"]))
+
+
+def test_two_processes_computing_the_same_key(tldiag_env, tiny_model_id):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_embed_in_process,
+                         args=(str(tldiag_env), tiny_model_id, "demo:digits?limit=3", queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert np.array_equal(results[0][0], results[1][0])
+    store = EmbeddingStore()
+    assert len(store.entries()) == 2  # layer1 + logits, written once
+    assert not list(store.root.glob("*/.tmp-*"))
+
+
+def test_concurrent_put_of_the_same_key_keeps_one_entry(tldiag_env):
+    store = EmbeddingStore()
+    key = "cd" * 32
+    store.put(key, np.ones((2, 2), np.float32), np.zeros(2), {"writer": 1})
+    store.put(key, np.ones((2, 2), np.float32), np.zeros(2), {"writer": 2})  # loses the race: no-op
+    assert store.get(key).manifest == {"writer": 1}
+    assert not list(store.root.glob("*/.tmp-*"))
+
+
+@pytest.mark.gpu
+def test_gpu_embeddings_match_cpu(tiny):
+    ds = load_dataset("demo:digits?limit=2")
+    cpu = embed_dataset(tiny, ds, ["layer2"], device="cpu", use_cache=False, num_workers=0)
+    gpu = embed_dataset(tiny, ds, ["layer2"], device="cuda", use_cache=False, num_workers=0)
+    np.testing.assert_allclose(cpu["layer2"], gpu["layer2"], rtol=0.05, atol=0.05)  # bf16 autocast

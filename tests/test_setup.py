@@ -1,0 +1,30 @@
+import pytest
+
+from tldiag.errors import SpecError
+from tldiag.setup import PRESETS, Setup
+
+
+def test_query_roundtrip():
+    setup = Setup(model="random:efficientnet-lite0", source="demo:digits",
+                  target="demo:digits?shift=blur&severity=2", resolution=None, limit=20,
+                  taps=("blocks.1", "pre_logits"), seed=3)
+    assert Setup.from_query(setup.to_query()) == setup
+
+
+def test_empty_query_is_the_demo():
+    assert Setup.from_query({}) == Setup()
+    assert PRESETS["Handwritten → printed digits (demo)"] == (Setup().source, Setup().target)
+
+
+def test_limit_is_applied_unless_the_spec_has_one():
+    setup = Setup(limit=10, seed=2)
+    assert setup.with_limit("demo:digits") == "demo:digits?limit=10&seed=2"
+    assert setup.with_limit("demo:digits?limit=3") == "demo:digits?limit=3"
+    assert Setup(limit=None).with_limit("demo:digits") == "demo:digits"
+
+
+def test_bad_url_values():
+    with pytest.raises(SpecError, match="resolution='big'"):
+        Setup.from_query({"resolution": "big"})
+    with pytest.raises(SpecError, match="Unknown model id"):
+        Setup(model="gpt").validate()
