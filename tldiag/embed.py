@@ -245,6 +245,14 @@ def _compute(model: Model, dataset: ImageDataset, taps: Sequence[str], *, batch_
              device: str | None, num_workers: int | None, progress: ProgressFn | None,
              offset: int, total: int) -> tuple[dict[str, np.ndarray], float]:
     dev = torch.device(device or _config.device_name())
+    with model.lock:
+        return _compute_locked(model, dataset, taps, dev, batch_size=batch_size, num_workers=num_workers,
+                               progress=progress, offset=offset, total=total)
+
+
+def _compute_locked(model: Model, dataset: ImageDataset, taps: Sequence[str], dev: torch.device, *,
+                    batch_size: int, num_workers: int | None, progress: ProgressFn | None,
+                    offset: int, total: int) -> tuple[dict[str, np.ndarray], float]:
     module = model.module.to(dev).to(memory_format=torch.channels_last)
     module.eval()
     n = len(dataset)
