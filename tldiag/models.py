@@ -355,6 +355,7 @@ def _torchvision_taps(module: nn.Module, input_size: int) -> tuple[tuple[Tap, ..
     while candidates and not params(modules[candidates[-1][0]]):
         candidates.pop()
     pre_node = nodes[head_idx - 1] if head else None
+    candidates = [(name, node) for name, node in candidates if node != pre_node]  # pre-logits covers it
     return_nodes = {node: name for name, node in candidates}
     if pre_node:
         return_nodes[pre_node] = PRE_LOGITS
