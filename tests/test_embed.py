@@ -50,6 +50,25 @@ def test_preprocessing_matches_timm_transforms():
     assert float((ours - theirs).abs().max()) < 0.02  # uint8 rounding only
 
 
+@pytest.mark.parametrize("size", [(8, 8), (50, 37), (37, 50), (640, 480)])
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_box_resize_equals_resize_then_crop(size, interpolation):
+    """ResizeCrop resamples only the cropped box; that must equal resizing everything, then cropping."""
+    from PIL import Image
+
+    from tldiag.models import Preprocessing
+
+    w, h = size
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))
+    ours = ResizeCrop(Preprocessing(128, 146, interpolation, (0.5,) * 3, (0.5,) * 3))(img).numpy().astype(int)
+    short, long = min(w, h), max(w, h)
+    new = (146, int(146 * long / short)) if w <= h else (int(146 * long / short), 146)
+    full = img.resize(new, {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[interpolation])
+    left, top = int(round((new[0] - 128) / 2)), int(round((new[1] - 128) / 2))
+    ref = np.asarray(full.crop((left, top, left + 128, top + 128))).transpose(2, 0, 1).astype(int)
+    assert np.abs(ours - ref).max() <= 2 and np.abs(ours - ref).mean() < 0.02
+
+
 def test_cache_hit_is_identical_and_instant(tiny):
     ds = load_dataset("demo:digits?limit=3")
     first = embed_dataset(tiny, ds, ["layer1"], num_workers=0)
