@@ -62,7 +62,8 @@ source = col_s.text_input("Source dataset", value=setup.source, key="w_source",
 target = col_t.text_input("Target dataset", value=setup.target, key="w_target")
 limit = col_l.number_input("Images per class (0 = all)", min_value=0, max_value=100_000, step=10,
                            value=setup.limit or 0, key="w_limit",
-                           help="A seeded per-class subsample keeps the demo fast; raise it for real runs.")
+                           help="A seeded per-class subsample (N in all for unlabelled data) keeps the demo fast; "
+                                "raise it for real runs.")
 
 new = Setup(model=typed.strip() or picked, source=source.strip(), target=target.strip(),
             resolution=int(resolution) or None, limit=int(limit) or None, taps=setup.taps, seed=setup.seed)

@@ -225,6 +225,9 @@ def test_compare_classes(make_folder):
     assert cmp.shared == ("cat", "dog") and cmp.source_only == ("fox",) and cmp.target_only == ("owl",)
     assert "shared classes only" in cmp.message()
     assert compare_classes(a, a).identical
+    flat = load_dataset(f"folder:{make_folder(flat=3, name='c')}")
+    cmp = compare_classes(a, flat)
+    assert cmp.unlabelled == ("target",) and not cmp.identical and "target is unlabelled" in cmp.message()
 
 
 # ------------------------------------------------------------------ torchvision datasets

@@ -8,7 +8,8 @@ A spec is ``kind:name?key=value&...`` and names everything needed to rebuild the
 ``demo:printed-digits``                digits 0-9 rendered from installed TrueType fonts with affine jitter
 
 Options for every kind: ``shift`` (a corruption from :data:`tldiag.shifts.CORRUPTIONS`) with
-``severity`` 1..5, ``limit`` (at most N images per class, a seeded choice) and ``seed``.
+``severity`` 1..5, ``limit`` (at most N images per class, N in all when unlabelled; a seeded
+choice) and ``seed``.
 Every dataset has a content :attr:`ImageDataset.fingerprint` that keys the embedding cache.
 """
 from __future__ import annotations
@@ -512,12 +513,17 @@ class ClassComparison:
     shared: tuple[str, ...]
     source_only: tuple[str, ...]
     target_only: tuple[str, ...]
+    unlabelled: tuple[str, ...] = ()  # "source" and/or "target"
 
     @property
     def identical(self) -> bool:
-        return not self.source_only and not self.target_only
+        return not self.source_only and not self.target_only and not self.unlabelled
 
     def message(self) -> str:
+        if self.unlabelled:
+            which = " and ".join(self.unlabelled)
+            return (f"The {which} {'is' if len(self.unlabelled) == 1 else 'are'} unlabelled: shift and "
+                    "embedding diagnostics work, label-based ones (probes, data efficiency) need labels.")
         if self.identical:
             return f"Source and target share all {len(self.shared)} classes."
         parts = [f"{len(self.shared)} shared classes"]
@@ -531,6 +537,7 @@ class ClassComparison:
 
 def compare_classes(source: ImageDataset, target: ImageDataset) -> ClassComparison:
     s, t = list(source.classes), list(target.classes)
+    unlabelled = tuple(role for role, ds in (("source", source), ("target", target)) if not ds.is_labelled)
     return ClassComparison(shared=tuple(c for c in s if c in t),
                            source_only=tuple(c for c in s if c not in t),
-                           target_only=tuple(c for c in t if c not in s))
+                           target_only=tuple(c for c in t if c not in s), unlabelled=unlabelled)

@@ -58,3 +58,28 @@ def test_preset_fills_the_dataset_fields():
     assert not at.exception
     assert at.text_input(key="w_target").value == "demo:digits?shift=rotate&severity=3"
     assert at.session_state["setup"].target == "demo:digits?shift=rotate&severity=3"
+
+
+def test_model_that_needs_a_download_explains_itself(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(self, *args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    at = _app(limit="2").run()
+    at.selectbox(key="w_model").set_value("torchvision:resnet18:IMAGENET1K_V1").run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert errors and "resnet18-f37072fd.pth" in errors[0] and "not cached" in errors[0]
+
+
+def test_unlabelled_target_folder(make_folder):
+    flat = make_folder(flat=6, name="unlabelled")
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="2", target=f"folder:{flat}").run()
+    assert not at.exception
+    assert any("target is unlabelled" in w.value for w in at.warning)
+    at.button(key="compute").click().run()
+    assert not at.exception
+    assert any("20 source and 2 target images" in s.value for s in at.success)  # limit: 2 in all
