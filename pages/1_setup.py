@@ -88,11 +88,14 @@ st.subheader("Datasets")
 comparison = compare_classes(src, tgt)
 (st.success if comparison.identical else st.warning)(comparison.message())
 st.plotly_chart(viz.class_counts_figure(src.class_counts(), tgt.class_counts()), width="stretch")
-for role, ds, col in (("Source", src, None), ("Target", tgt, None)):
+for role, ds in (("Source", src), ("Target", tgt)):
     st.markdown(f"**{role}** `{ds.spec}` — {len(ds):,} images, {len(ds.classes) or 'no'} classes · {ds.description}")
-    idx = ds.sample_indices(2, random_state=setup.seed)[:20]
-    st.image(viz.image_grid([ds[i] for i in idx], ncols=10, cell=56),
-             caption=f"{role} samples: " + " ".join(ds.classes[ds.labels[i]] if ds.is_labelled else "·" for i in idx))
+    idx, columns = ds.gallery_indices(2, random_state=setup.seed)
+    caption = (f"one column per class: {' · '.join(columns)}" if columns else "random sample (unlabelled)")
+    if len(ds.classes) > len(columns) > 0:
+        caption += f" (first {len(columns)} of {len(ds.classes)} classes)"
+    st.image(viz.image_grid([ds[i] if i is not None else None for i in idx], ncols=max(len(columns), 1) if columns else 10, cell=56),
+             caption=caption)
     if ds.skipped:
         with st.expander(f"{len(ds.skipped)} files skipped"):
             st.dataframe(pd.DataFrame([s.__dict__ for s in ds.skipped]), hide_index=True)

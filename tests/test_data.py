@@ -274,3 +274,14 @@ def test_torchvision_root_outside_data_roots(tmp_path, monkeypatch):
     monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(tmp_path / "x"))
     with pytest.raises(DatasetError, match="outside the allowed data roots"):
         load_dataset("torchvision:MNIST?root=/etc")
+
+
+def test_gallery_has_one_column_per_class(make_folder):
+    ds = load_dataset(f"folder:{make_folder({'cat': 3, 'dog': 1, 'owl': 2})}")
+    idx, columns = ds.gallery_indices(2)
+    assert columns == ["cat", "dog", "owl"]
+    names = [ds.classes[ds.labels[i]] if i is not None else None for i in idx]
+    assert names == ["cat", "dog", "owl", "cat", None, "owl"]  # dog has one image: a blank cell
+    flat = load_dataset(f"folder:{make_folder(flat=5, name='flat')}")
+    idx, columns = flat.gallery_indices(2, max_classes=2)
+    assert columns == [] and len(idx) == 4

@@ -473,6 +473,24 @@ class ImageDataset:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {c: int(n) for c, n in zip(self.classes, counts)}
 
+    def gallery_indices(self, per_class: int = 2, *, max_classes: int = 10,
+                        random_state: int = 0) -> tuple[list[int | None], list[str]]:
+        """Indices for a grid with one column per class (row r holds the r-th sample of each class).
+
+        Returns the indices in row-major order, ``None`` where a class has fewer images than
+        ``per_class``, and the column titles. Unlabelled data gives ``per_class * max_classes``
+        random images and no titles.
+        """
+        if not self.is_labelled:
+            rng = np.random.default_rng(random_state)
+            n = min(len(self), per_class * max_classes)
+            return sorted(rng.choice(len(self), size=n, replace=False).tolist()), []
+        rng = np.random.default_rng(random_state)
+        present = [c for c in range(len(self.classes)) if np.any(self.labels == c)][:max_classes]
+        columns = [rng.permutation(np.flatnonzero(self.labels == c))[:per_class] for c in present]
+        rows = [[int(col[r]) if r < len(col) else None for col in columns] for r in range(per_class)]
+        return [i for row in rows for i in row], [self.classes[c] for c in present]
+
     def sample_indices(self, per_class: int, *, random_state: int = 0) -> list[int]:
         """A few indices per class (for galleries), deterministic for a seed."""
         return sorted(_per_class_subsample(self.labels, per_class, random_state).tolist())

@@ -23,14 +23,16 @@ def class_counts_figure(source: Mapping[str, int], target: Mapping[str, int]) ->
     return fig
 
 
-def image_grid(images: Sequence[Image.Image], *, ncols: int = 10, cell: int = 64,
+def image_grid(images: Sequence[Image.Image | None], *, ncols: int = 10, cell: int = 64,
                background: str = "white") -> Image.Image:
-    """Tile images into one picture, each scaled to fit a ``cell`` x ``cell`` square."""
+    """Tile images into one picture, each scaled to fit a ``cell`` x ``cell`` square; None is a blank cell."""
     if not images:
         return Image.new("RGB", (cell, cell), background)
     nrows = (len(images) + ncols - 1) // ncols
     grid = Image.new("RGB", (ncols * cell, nrows * cell), background)
     for k, img in enumerate(images):
+        if img is None:
+            continue
         scale = cell / max(img.size)
         resample = Image.NEAREST if scale >= 2 else Image.BILINEAR
         thumb = img.resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), resample)
