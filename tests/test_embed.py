@@ -35,7 +35,6 @@ def test_embeddings_match_a_plain_forward_pass(tiny, make_folder):
 
 def test_preprocessing_matches_timm_transforms():
     """Our uint8 resize/crop + on-device normalise equals timm's eval transform."""
-    import timm
     from timm.data import create_transform, resolve_data_config
 
     from tldiag.data import load_dataset as ld

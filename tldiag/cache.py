@@ -27,6 +27,17 @@ from . import _config
 CACHE_VERSION = 1
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file so that readers see the old or the new content, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def make_key(**parts: Any) -> str:
     """A hex key from JSON-serialisable parts (order-independent)."""
     payload = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str)

@@ -21,7 +21,6 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import parse_qsl, urlencode
 
@@ -29,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import _config
+from .cache import atomic_write_text
 from .errors import DatasetError, SpecError
 from .shifts import CORRUPTIONS, apply_shift
 
@@ -235,7 +235,7 @@ def _folder_source(spec: DatasetSpec) -> _Source:
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
             reasons = list(pool.map(_check_image, [p for p, _ in entries]))
         bad = {p: r for (p, _), r in zip(entries, reasons) if r is not None}
-        _atomic_write_text(check_file, json.dumps(bad))
+        atomic_write_text(check_file, json.dumps(bad))
     skipped += [SkippedFile(p, r) for p, r in bad.items()]
     good = [(p, lab) for p, lab in entries if p not in bad]
     if not good:
@@ -245,13 +245,6 @@ def _folder_source(spec: DatasetSpec) -> _Source:
     return _Source(labels=np.array([lab for _, lab in good], dtype=np.int64), classes=classes,
                    sample_ids=paths, fingerprint=fingerprint, load=_FolderLoader(paths),
                    skipped=skipped, description=f"image folder {root}")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _TorchvisionLoader:

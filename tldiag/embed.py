@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from . import _config
-from .cache import EmbeddingStore, make_key
+from .cache import EmbeddingStore, atomic_write_text, make_key
 from .data import ImageDataset
 from .models import LOGITS, Model, Preprocessing
 
@@ -123,7 +123,7 @@ class EmbeddingPair:
 
     source: Embeddings
     target: Embeddings
-    taps: tuple[str, ...] = field(default=())
+    taps: tuple[str, ...]
 
 
 def entry_key(model: Model, tap: str, dataset: ImageDataset) -> str:
@@ -335,9 +335,7 @@ def _record_throughput(model: Model, device: str, ips: float) -> None:
     except json.JSONDecodeError:
         data = {}
     data[f"{model.id}|{model.preprocessing.input_size}|{device}"] = round(ips, 2)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def estimate_seconds(model: Model, n_images: int, device: str | None = None) -> float | None:
