@@ -370,7 +370,8 @@ def _torchvision_taps(module: nn.Module, input_size: int) -> tuple[tuple[Tap, ..
                 shapes = {k: tuple(v.shape) for k, v in extractor(torch.zeros(1, 3, input_size, input_size)).items()}
         except (AssertionError, RuntimeError) as exc:
             raise SpecError(f"This model cannot run at {input_size}x{input_size} pixels ({str(exc)[:120]}). "
-                            "Leave the resolution at the model's own input size.") from None
+                            "Use its own input size: input size 0 on the Setup page, no --resolution on "
+                            "the CLI.") from None
         finally:
             module.train(was_training)
 
