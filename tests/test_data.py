@@ -18,6 +18,16 @@ def test_spec_roundtrip_sorts_options():
     assert parse_dataset_spec(str(spec)) == spec
 
 
+def test_with_options_adds_only_what_the_spec_lacks():
+    from tldiag.data import with_options
+
+    assert with_options("demo:digits", limit=5) == "demo:digits?limit=5"
+    assert with_options("demo:digits?limit=3", limit=5, seed=2) == "demo:digits?limit=3&seed=2"
+    assert with_options("demo:digits?shift=blur", limit=None) == "demo:digits?shift=blur"
+    with pytest.raises(SpecError, match="limit='0'"):
+        with_options("demo:digits", limit=0)  # the result is validated like any spec
+
+
 @pytest.mark.parametrize("bad, fragment", [
     ("digits", "must start with one of"),
     ("s3:bucket", "must start with one of"),

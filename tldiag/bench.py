@@ -16,14 +16,14 @@ import torch
 
 def bench_embed(model_id: str, spec: str, n: int, batch_size: int, resolution: int | None,
                 repeats: int, num_workers: int | None) -> dict:
-    from .data import load_dataset
+    from .data import load_dataset, with_options
     from .embed import ResizeCrop, default_num_workers, embed_dataset, normalise
     from .models import load_model
     from . import _config
 
     device = torch.device(_config.device_name())
     model = load_model(model_id, resolution=resolution)
-    ds = load_dataset(f"{spec}{'&' if '?' in spec else '?'}n={n}" if spec == "demo:printed-digits" else spec)
+    ds = load_dataset(with_options(spec, n=n) if spec.startswith("demo:printed-digits") else spec)
     taps = model.default_taps()
     workers = default_num_workers() if num_workers is None else num_workers
 

@@ -76,18 +76,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .data import compare_classes, load_dataset
+    from .data import compare_classes, load_dataset, with_options
     from .embed import embed_dataset
     from .models import load_model
 
     model = load_model(args.model, resolution=args.resolution)
-    specs = [("source", args.source), ("target", args.target)]
-    datasets = {}
-    for role, spec in specs:
-        if spec:
-            if args.limit and "limit=" not in spec:
-                spec += ("&" if "?" in spec else "?") + f"limit={args.limit}"
-            datasets[role] = load_dataset(spec)
+    datasets = {role: load_dataset(with_options(spec, limit=args.limit))
+                for role, spec in (("source", args.source), ("target", args.target)) if spec}
     if not datasets:
         raise TldiagError("Give at least --source or --target, e.g. --source demo:digits.")
     if "source" in datasets and "target" in datasets:

@@ -101,6 +101,20 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
     return DatasetSpec(kind, name, tuple(sorted(options.items())))
 
 
+def with_options(spec: str | DatasetSpec, **defaults: object) -> str:
+    """``spec`` with each of ``defaults`` added unless the spec sets it already (None skips a key).
+
+    >>> with_options("demo:digits?limit=3", limit=50, seed=1)
+    'demo:digits?limit=3&seed=1'
+    """
+    parsed = parse_dataset_spec(spec)
+    options = dict(parsed.options)
+    for key, value in defaults.items():
+        if value is not None:
+            options.setdefault(key, str(value))
+    return str(parse_dataset_spec(str(DatasetSpec(parsed.kind, parsed.name, tuple(sorted(options.items()))))))
+
+
 def _check_int(spec: str, key: str, value: str, low: int, high: int | None) -> int:
     try:
         number = int(value)

@@ -5,10 +5,10 @@ analysis (and, through the embedding cache, the same numbers).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Mapping
 
-from .data import parse_dataset_spec
+from .data import parse_dataset_spec, with_options
 from .errors import SpecError
 from .models import DEFAULT_MODEL, parse_model_id
 
@@ -53,13 +53,9 @@ class Setup:
 
     def with_limit(self, spec: str) -> str:
         """``spec`` with this setup's per-class limit and seed, unless it sets its own."""
-        parsed = parse_dataset_spec(spec)
-        options = dict(parsed.options)
-        if self.limit is not None and "limit" not in options:
-            options["limit"] = str(self.limit)
-            if self.seed and "seed" not in options:
-                options["seed"] = str(self.seed)
-        return str(replace(parsed, options=tuple(sorted(options.items()))))
+        if self.limit is None or "limit" in dict(parse_dataset_spec(spec).options):
+            return str(parse_dataset_spec(spec))
+        return with_options(spec, limit=self.limit, seed=self.seed or None)
 
     @property
     def source_spec(self) -> str:
