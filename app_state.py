@@ -10,9 +10,9 @@ from typing import Callable
 import streamlit as st
 
 from tldiag.data import ImageDataset, load_dataset
-from tldiag.embed import EmbeddingPair, embed_pair, entry_key
+from tldiag.embed import EmbeddingPair, embed_pair, is_cached
 from tldiag.errors import TldiagError
-from tldiag.models import LOGITS, Model, load_model
+from tldiag.models import Model, load_model
 from tldiag.setup import Setup
 
 SETUP_KEY = "setup"
@@ -53,13 +53,9 @@ def resolved_taps(setup: Setup, m: Model) -> list[str]:
 
 def embeddings_cached(setup: Setup) -> bool:
     """Whether every tap of the setup is already in the embedding cache (no compute needed)."""
-    from tldiag.cache import EmbeddingStore
-
     m = model(setup.model, setup.resolution)
-    store = EmbeddingStore()
-    taps = resolved_taps(setup, m) + ([LOGITS] if m.num_classes else [])
-    return all(entry_key(m, t, ds) in store for ds in (dataset(setup.source_spec), dataset(setup.target_spec))
-               for t in taps)
+    taps = resolved_taps(setup, m)
+    return all(is_cached(m, dataset(spec), taps) for spec in (setup.source_spec, setup.target_spec))
 
 
 def embeddings(setup: Setup, progress: Callable[[int, int, str], None] | None = None) -> EmbeddingPair:

@@ -11,7 +11,7 @@ import torch
 
 from tldiag.cache import EmbeddingStore
 from tldiag.data import load_dataset
-from tldiag.embed import ResizeCrop, embed_dataset, embed_pair, entry_key, normalise
+from tldiag.embed import ResizeCrop, embed_dataset, embed_pair, entry_key, is_cached, normalise
 from tldiag.models import LOGITS, PRE_LOGITS, load_model
 
 
@@ -72,6 +72,7 @@ def test_cache_hit_is_identical_and_instant(tiny):
     ds = load_dataset("demo:digits?limit=3")
     first = embed_dataset(tiny, ds, ["layer1"], num_workers=0)
     assert not any(first.cache_hits.values())
+    assert is_cached(tiny, ds, ["layer1"]) and not is_cached(tiny, ds, ["layer1", "layer3"])
     second = embed_dataset(tiny, ds, ["layer1"], num_workers=0)
     assert all(second.cache_hits.values())
     assert isinstance(second["layer1"], np.memmap)

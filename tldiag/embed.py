@@ -131,6 +131,19 @@ def entry_key(model: Model, tap: str, dataset: ImageDataset) -> str:
                     preprocessing=model.preprocessing.key(), dataset=dataset.fingerprint)
 
 
+def stored_taps(model: Model, taps: Sequence[str]) -> list[str]:
+    """The taps an embedding call computes and stores: ``taps``, plus the logits when the model has a head."""
+    return list(dict.fromkeys([*taps, *([LOGITS] if model.num_classes else [])]))
+
+
+def is_cached(model: Model, dataset: ImageDataset, taps: Sequence[str] | None = None,
+              store: EmbeddingStore | None = None) -> bool:
+    """Whether :func:`embed_dataset` would read everything from the cache (no forward pass)."""
+    store = store or EmbeddingStore()
+    taps = list(taps) if taps is not None else model.default_taps()
+    return all(entry_key(model, t, dataset) in store for t in stored_taps(model, taps))
+
+
 def _autocast(device: torch.device):
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -195,7 +208,7 @@ def embed_dataset(model: Model, dataset: ImageDataset, taps: Sequence[str] | Non
         raise ValueError(f"No taps requested; choose from {', '.join(model.tap_names)}.")
     for t in taps:
         model.tap(t)  # validates
-    wanted = list(dict.fromkeys(taps + ([LOGITS] if model.num_classes and LOGITS not in taps else [])))
+    wanted = stored_taps(model, taps)
     store = store or EmbeddingStore()
     keys = {t: entry_key(model, t, dataset) for t in wanted}
     n = len(dataset)
