@@ -52,7 +52,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_datasets(args: argparse.Namespace) -> int:
     from .data import load_dataset
 
-    rows = []
     payload = []
     for spec in args.spec:
         ds = load_dataset(spec)
@@ -66,7 +65,6 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             if len(ds.skipped) > 20:
                 print(f"  ... and {len(ds.skipped) - 20} more")
         print()
-        rows.append(ds)
         payload.append({"spec": ds.spec, "n": len(ds), "classes": counts, "fingerprint": ds.fingerprint,
                         "skipped": [s.__dict__ for s in ds.skipped]})
     _write_json(args.json, payload)
@@ -97,9 +95,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 bar.n = done
                 bar.set_postfix_str(message, refresh=True)
             results[role] = embed_dataset(model, ds, taps, batch_size=args.batch_size, progress=progress)
+    first = next(iter(results.values()))
     rows = []
-    for tap in results[next(iter(results))].taps:
-        row = {"layer": tap, "dim": results[next(iter(results))][tap].shape[1]}
+    for tap in first.taps:
+        row = {"layer": tap, "dim": first[tap].shape[1]}
         for role, emb in results.items():
             row[f"n_{role}"] = len(emb)
             row[f"{role} cache"] = "hit" if emb.cache_hits[tap] else "miss"
