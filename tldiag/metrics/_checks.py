@@ -1,0 +1,77 @@
+"""Input checks shared by the metrics: every error names the bad value and the fix."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import TldiagError
+
+RandomState = int | np.random.Generator | None
+
+
+def check_features(X: Any, name: str, *, min_samples: int = 2) -> np.ndarray:
+    """``X`` as a finite float64 array of shape (n_samples, n_features), or a clear error."""
+    if hasattr(X, "detach"):  # a torch tensor
+        X = X.detach().cpu().numpy()
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TldiagError(f"{name} must be a numeric array of shape (n_samples, n_features); "
+                          f"converting it failed: {exc}") from None
+    if X.ndim != 2:
+        fix = ("use X.reshape(-1, 1) for a single feature" if X.ndim == 1
+               else "flatten or pool the other axes, e.g. X.reshape(len(X), -1)")
+        raise TldiagError(f"{name} must have shape (n_samples, n_features), got shape {X.shape}; {fix}.")
+    if X.shape[1] == 0:
+        raise TldiagError(f"{name} has no features (shape {X.shape}); pass at least one feature column.")
+    if len(X) < min_samples:
+        raise TldiagError(f"{name} has {len(X)} sample(s); this needs at least {min_samples} per domain. "
+                          "Use more images (raise the per-class limit) or another dataset.")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise TldiagError(f"{name} contains {int(bad.sum())} NaN/inf value(s) in {len(rows)} row(s) "
+                          f"(first at row {int(rows[0])}); drop or impute those rows first.")
+    return X
+
+
+def check_pair(X_source: Any, X_target: Any, *, min_samples: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Both domains checked, with the same number of features."""
+    X_source = check_features(X_source, "X_source", min_samples=min_samples)
+    X_target = check_features(X_target, "X_target", min_samples=min_samples)
+    if X_source.shape[1] != X_target.shape[1]:
+        raise TldiagError(f"X_source and X_target must have the same number of features, got "
+                          f"{X_source.shape[1]} and {X_target.shape[1]}. Did you extract them from different layers?")
+    return X_source, X_target
+
+
+def rng_from(random_state: RandomState) -> np.random.Generator:
+    """A numpy Generator from a seed, an existing Generator, or None (fresh entropy)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is not None and not isinstance(random_state, (int, np.integer)):
+        raise TldiagError(f"random_state must be an int, a numpy Generator or None, got {random_state!r}.")
+    return np.random.default_rng(random_state)
+
+
+def subsample_indices(n: int, max_samples: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``max_samples`` of n rows, drawn without replacement (all rows otherwise)."""
+    if max_samples is None or n <= max_samples:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=max_samples, replace=False))
+
+
+def subsample(X: np.ndarray, max_samples: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most ``max_samples`` rows of X drawn without replacement (all rows, in order, otherwise)."""
+    return X[subsample_indices(len(X), max_samples, rng)]
+
+
+def metric_device(device: str | None):
+    """The torch device for a metric: the given one, else tldiag's default; MPS has no float64, so CPU."""
+    import torch
+
+    from .._config import device_name
+
+    dev = torch.device(device or device_name())
+    return torch.device("cpu") if dev.type == "mps" else dev
