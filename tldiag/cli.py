@@ -1,4 +1,4 @@
-"""The ``tldiag`` command line: list models, inspect datasets, compute embeddings.
+"""The ``tldiag`` command line: list models, inspect datasets, compute embeddings, measure shift.
 
 Errors caused by input exit with status 2 and one line on stderr (no traceback).
 """
@@ -71,13 +71,22 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_embed(args: argparse.Namespace) -> int:
+def _taps(args: argparse.Namespace, model) -> list[str]:
+    if args.layers == "all":
+        return model.tap_names
+    return args.layers.split(",") if args.layers else model.default_taps()
+
+
+def _embed_roles(args: argparse.Namespace, *, need_both: bool) -> tuple[object, dict]:
+    """Load the model and datasets named by the arguments and embed them, with progress on stderr."""
     from tqdm import tqdm
 
     from .data import compare_classes, load_dataset, with_options
     from .embed import embed_dataset
     from .models import load_model
 
+    if need_both and not (args.source and args.target):
+        raise TldiagError("Give both --source and --target, e.g. --source demo:digits --target demo:printed-digits.")
     model = load_model(args.model, resolution=args.resolution)
     datasets = {role: load_dataset(with_options(spec, limit=args.limit))
                 for role, spec in (("source", args.source), ("target", args.target)) if spec}
@@ -85,9 +94,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise TldiagError("Give at least --source or --target, e.g. --source demo:digits.")
     if "source" in datasets and "target" in datasets:
         print(compare_classes(datasets["source"], datasets["target"]).message(), file=sys.stderr)
-    taps = args.layers.split(",") if args.layers else model.default_taps()
-    if args.layers == "all":
-        taps = model.tap_names
+    taps = _taps(args, model)
     results = {}
     for role, ds in datasets.items():
         with tqdm(total=len(ds), desc=f"{role} {ds.spec}", unit="img", file=sys.stderr, leave=False) as bar:
@@ -95,6 +102,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 bar.n = done
                 bar.set_postfix_str(message, refresh=True)
             results[role] = embed_dataset(model, ds, taps, batch_size=args.batch_size, progress=progress)
+    return model, results
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    model, results = _embed_roles(args, need_both=False)
     first = next(iter(results.values()))
     rows = []
     for tap in first.taps:
@@ -118,6 +130,81 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(value: float, digits: int = 3) -> str:
+    return "nan" if value != value else f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:.{digits}f}"
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from .embed import EmbeddingPair
+    from .metrics import SEED_SCALE, Thresholds, shift_report
+
+    thresholds = Thresholds.parse(args.thresholds)
+    model, results = _embed_roles(args, need_both=True)
+    pair = EmbeddingPair(results["source"], results["target"], tuple(_taps(args, model)))
+    with _stderr_progress("shift metrics") as progress:
+        report = shift_report(pair, n_permutations=args.permutations, max_samples=args.max_samples,
+                              thresholds=thresholds, random_state=args.seed, progress=progress)
+    rows = [{"layer": x.layer, "dim": x.n_features,
+             "MMD [95% CI]": f"{x.mmd.mmd:.3f} [{x.mmd.mmd_ci[0]:.3f}, {x.mmd.mmd_ci[1]:.3f}]",
+             "p": f"{x.mmd.p_value:.3g}", "light": x.light.colour,
+             "domain acc": f"{x.domain.balanced_accuracy:.3f}±{x.domain.balanced_accuracy_std:.3f}",
+             "AUC": f"{x.domain.roc_auc:.3f}", "PAD": f"{x.domain.pad:.2f}",
+             "ESS": f"{100 * x.domain.ess_fraction:.0f}%", "CORAL": _fmt(x.coral), "Frechet": _fmt(x.frechet)}
+            for x in report.layers]
+    head = report.head
+    print(f"{model.id}: {pair.source.dataset} ({len(pair.source)}) -> {pair.target.dataset} ({len(pair.target)}); "
+          f"{args.permutations} permutations, seed {args.seed}")
+    print(_table(rows, list(rows[0])))
+    print(f"\n{head.light.colour.upper()} at {head.layer}: {head.light.text}")
+    print(f"MMD scale: {SEED_SCALE}; thresholds {thresholds.mmd_green:g} / {thresholds.mmd_red:g}.")
+    if head.mmd.subsampled:
+        print(f"(tests used {head.mmd.n_source} of {head.mmd.n_source_total} source and {head.mmd.n_target} of "
+              f"{head.mmd.n_target_total} target samples: --max-samples)")
+    if report.classes:
+        print(f"\nPer class at {report.headline} (largest shift first):")
+        print(_table([{k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in c.row().items()}
+                      for c in report.classes], ["class", "n_source", "n_target", "mmd", "p_value", "light"]))
+    for note in report.notes:
+        print(f"note: {note}")
+    _write_json(args.json, {"model": model.id, "weights_hash": model.weights_hash,
+                            "source": pair.source.dataset, "target": pair.target.dataset,
+                            "source_fingerprint": pair.source.fingerprint,
+                            "target_fingerprint": pair.target.fingerprint, "scale": SEED_SCALE,
+                            **report.to_dict()})
+    return 0
+
+
+class _stderr_progress:
+    """A tqdm bar on stderr driven by tldiag's progress(done, total, message) callbacks."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=self.desc, file=sys.stderr, leave=False)
+
+        def progress(done: int, total: int, message: str) -> None:
+            self.bar.total = total
+            self.bar.n = done
+            self.bar.set_postfix_str(message, refresh=True)
+        return progress
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def _add_pair_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="efficientnet-lite0", help="model id (see `tldiag models`)")
+    p.add_argument("--source", help="source dataset spec")
+    p.add_argument("--target", help="target dataset spec")
+    p.add_argument("--layers", help="comma-separated tap names, or 'all' (default: a handful shallow to deep)")
+    p.add_argument("--limit", type=int, help="at most N images per class from each dataset")
+    p.add_argument("--resolution", type=int, help="input size in pixels (default: the weights' own)")
+    p.add_argument("--batch-size", type=int, default=64)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tldiag", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tldiag {__import__('tldiag').__version__}")
@@ -134,15 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("embed", help="compute (or read cached) embeddings of a source and a target dataset")
-    p.add_argument("--model", default="efficientnet-lite0", help="model id (see `tldiag models`)")
-    p.add_argument("--source", help="source dataset spec")
-    p.add_argument("--target", help="target dataset spec")
-    p.add_argument("--layers", help="comma-separated tap names, or 'all' (default: a handful shallow to deep)")
-    p.add_argument("--limit", type=int, help="at most N images per class from each dataset")
-    p.add_argument("--resolution", type=int, help="input size in pixels (default: the weights' own)")
-    p.add_argument("--batch-size", type=int, default=64)
+    _add_pair_arguments(p)
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("shift", help="MMD test, domain classifier, CORAL and Fréchet for every layer")
+    _add_pair_arguments(p)
+    p.add_argument("--permutations", type=int, default=1000, help="permutations of each MMD test (default 1000)")
+    p.add_argument("--max-samples", type=int, default=5000,
+                   help="at most N samples per domain in each test, drawn at random (default 5000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every test (default 0)")
+    p.add_argument("--thresholds", default="0.1,0.5", metavar="GREEN,RED",
+                   help="MMD traffic-light thresholds on the seed scale (default 0.1,0.5)")
+    p.add_argument("--json", metavar="FILE", help="write every metric, null distributions included")
+    p.set_defaults(func=cmd_shift)
     return parser
 
 
