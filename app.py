@@ -7,8 +7,10 @@ st.set_page_config(page_title="tldiag · transfer-learning diagnostics", page_ic
 
 PAGES = [
     st.Page("pages/1_setup.py", title="Setup", icon="⚙️", default=True),
+    st.Page("pages/2_shift.py", title="Shift", icon="📏"),
 ]
 
+page = st.navigation(PAGES)  # first: from here on every page runs through this router
 setup = current_setup()
 set_setup(setup)  # keep the URL a complete permalink of the setup, on every page
 with st.sidebar:
@@ -18,4 +20,4 @@ with st.sidebar:
                f"{f'≤ {setup.limit} images/class' if setup.limit else 'all images'} · seed {setup.seed}. "
                "The page URL holds this setup: copy it to share the analysis.")
 
-st.navigation(PAGES).run()
+page.run()

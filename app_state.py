@@ -12,14 +12,37 @@ import streamlit as st
 from tldiag.data import ImageDataset, load_dataset
 from tldiag.embed import EmbeddingPair, embed_pair, is_cached
 from tldiag.errors import TldiagError
+from tldiag.metrics import ShiftReport, Thresholds, shift_report
 from tldiag.models import Model, load_model
 from tldiag.setup import Setup
 
 SETUP_KEY = "setup"
 
 
+def _route_through_app() -> None:
+    """Make every page run inside app.py's st.navigation.
+
+    Streamlit starts in its legacy multipage mode when a pages/ folder sits beside the main script, and
+    stays there until app.py's st.navigation runs once. A shared link to a page, opened first on a freshly
+    started server, would then run that page alone: no sidebar, no wide layout. Leaving that mode and
+    rerunning sends the same URL through app.py.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the legacy mode
+        return
+    first_run = "_tldiag_seen" not in st.session_state
+    st.session_state["_tldiag_seen"] = True
+    # Only on a session's first run, when no widget event can be lost. (The mode is per process, so
+    # in a server this happens once; Streamlit's AppTest re-enters the mode on every run.)
+    if first_run and getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def current_setup() -> Setup:
     """The setup of this session: from the URL on the first run, then from session state."""
+    _route_through_app()
     if SETUP_KEY not in st.session_state:
         try:
             st.session_state[SETUP_KEY] = Setup.from_query(st.query_params.to_dict()).validate()
@@ -62,13 +85,58 @@ def embeddings(setup: Setup, progress: Callable[[int, int, str], None] | None = 
     """Source and target embeddings of the setup: from the cache, or computed with a progress bar."""
     m = model(setup.model, setup.resolution)
     src, tgt = dataset(setup.source_spec), dataset(setup.target_spec)
+    slot = None
     if progress is None:
-        bar = st.progress(0.0, text="Computing embeddings…")
+        slot = st.empty()  # the bar appears only when something is computed, and goes away after
 
         def progress(done: int, total: int, message: str) -> None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"Embedding {done}/{total} images — {message}")
+            slot.progress(min(done / max(total, 1), 1.0), text=f"Embedding {done}/{total} images — {message}")
 
-    return embed_pair(m, src, tgt, resolved_taps(setup, m), progress=progress)
+    pair = embed_pair(m, src, tgt, resolved_taps(setup, m), progress=progress)
+    if slot is not None:
+        slot.empty()
+    return pair
+
+
+def require_embeddings(setup: Setup) -> EmbeddingPair:
+    """The setup's embeddings for an analysis page; when they are not computed yet, a Compute button
+    (and the page stops there until it is clicked)."""
+    try:
+        if embeddings_cached(setup) or st.session_state.get("embedded") == setup:
+            return embeddings(setup)
+    except TldiagError as exc:
+        show_error(exc)
+        st.stop()
+    prompt = st.empty()
+    with prompt.container():
+        st.info("This page needs the embeddings of the current setup, which are not computed yet. Compute them "
+                "here, or review the setup first on the Setup page.", icon="ℹ️")
+        clicked = st.button("Compute embeddings", type="primary", key="compute_here")
+    if not clicked:
+        st.stop()
+    try:
+        pair = embeddings(setup)
+    except TldiagError as exc:
+        show_error(exc)
+        st.stop()
+    prompt.empty()
+    st.session_state["embedded"] = setup
+    return pair
+
+
+@st.cache_data(show_spinner="Running the shift tests on every layer…", max_entries=32)
+def _shift_report(query: tuple[tuple[str, str], ...], n_permutations: int, max_samples: int | None) -> ShiftReport:
+    setup = Setup.from_query(dict(query))
+    return shift_report(embeddings(setup, progress=lambda *_: None), n_permutations=n_permutations,
+                        max_samples=max_samples, random_state=setup.seed)
+
+
+def shift(setup: Setup, *, n_permutations: int = 1000, max_samples: int | None = 5000,
+          thresholds: Thresholds = Thresholds()) -> ShiftReport:
+    """Every shift metric of every tap of the setup (cached per setup and settings, shared by all pages;
+    changing the thresholds only re-colours the lights)."""
+    report = _shift_report(tuple(sorted(setup.to_query().items())), n_permutations, max_samples)
+    return report.with_thresholds(thresholds)
 
 
 def show_error(exc: Exception) -> None:

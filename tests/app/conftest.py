@@ -1,6 +1,7 @@
 """A Streamlit server on a free port and Playwright driving Debian's Chromium (see README)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,10 +34,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def streamlit_url(tmp_path_factory):
+@contextlib.contextmanager
+def _serve(tmp: Path):
+    """A Streamlit server of app.py on a free port, with its own TLDIAG_HOME under ``tmp``."""
     port = _free_port()
-    tmp = tmp_path_factory.mktemp("st")
     env = {**os.environ, "TLDIAG_HOME": str(tmp / "home"), "TLDIAG_DATA_ROOTS": str(tmp)}
     log = open(tmp / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -45,23 +46,38 @@ def streamlit_url(tmp_path_factory):
          "--server.fileWatcherType=none"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url, deadline = f"http://127.0.0.1:{port}", time.time() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError(f"streamlit did not start, see {log.name}")
-        time.sleep(0.3)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+        while True:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"streamlit did not start, see {log.name}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def streamlit_url(tmp_path_factory):
+    """One server for the session (embeddings computed by one test are cached for the next)."""
+    with _serve(tmp_path_factory.mktemp("st")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_streamlit_url(tmp_path):
+    """A server that no browser has opened yet (its first request decides Streamlit's page routing)."""
+    with _serve(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

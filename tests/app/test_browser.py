@@ -35,3 +35,32 @@ def test_preset_changes_the_permalink(page: Page, streamlit_url, artifacts):
     expect(page.get_by_role("textbox", name="Target dataset")).to_have_value(
         "demo:digits?shift=rotate&severity=3", timeout=120_000)
     page.screenshot(path=str(artifacts / "setup-permalink.png"), full_page=True)
+
+
+def test_shift_page_on_the_demo(page: Page, streamlit_url, artifacts):
+    page.set_viewport_size({"width": 1400, "height": 2400})
+    page.goto(f"{streamlit_url}/shift?limit=4")
+    expect(page.get_by_role("heading", name="Domain shift")).to_be_visible(timeout=120_000)
+    compute = page.get_by_role("button", name="Compute embeddings")
+    heading = page.get_by_role("heading", name=re.compile("Which classes shifted most"))
+    expect(compute.or_(heading)).to_be_visible(timeout=180_000)
+    if compute.is_visible():  # this test may run before the embeddings are cached
+        compute.click()
+    expect(heading).to_be_visible(timeout=240_000)
+    expect(page.get_by_test_id("stMetric").filter(has_text="MMD (seed scale)")).to_be_visible()
+    expect(page.locator(".js-plotly-plot")).to_have_count(3, timeout=60_000)  # null, by depth, per class
+    expect(page.get_by_text("Target images least like the source")).to_be_visible()
+    expect(page.get_by_test_id("stImage").locator("img")).to_have_count(24)  # two galleries of 12
+    page.screenshot(path=str(artifacts / "shift.png"), full_page=True)
+    assert "limit=4" in page.url
+
+
+def test_a_page_link_on_a_fresh_server_opens_inside_the_app(page: Page, fresh_streamlit_url):
+    """A shared link to a page, opened first on a server, gets the app's navigation and sidebar
+    (Streamlit would otherwise run that page alone in its legacy pages/ mode)."""
+    page.goto(f"{fresh_streamlit_url}/shift?limit=3")
+    expect(page.get_by_role("heading", name="Domain shift")).to_be_visible(timeout=120_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Current setup")).to_be_visible(timeout=30_000)
+    expect(sidebar.get_by_role("link", name=re.compile("Shift"))).to_be_visible()
+    expect(sidebar.get_by_text("app", exact=True)).to_have_count(0)

@@ -83,3 +83,32 @@ def test_unlabelled_target_folder(make_folder):
     at.button(key="compute").click().run()
     assert not at.exception
     assert any("20 source and 2 target images" in s.value for s in at.success)  # limit: 2 in all
+
+
+def test_shift_page_computes_and_reports():
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="4", target="demo:digits?shift=invert").run()
+    at.switch_page("pages/2_shift.py").run()
+    assert not at.exception
+    assert any("not computed yet" in i.value for i in at.info)
+    at.button(key="compute_here").click().run()
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["MMD (seed scale)", "Domain classifier accuracy", "Proxy A-distance",
+                                            "Usable source (ESS)"]
+    assert at.selectbox(key="w_shift_layer").value == "pre_logits"
+    lights = [*at.success, *at.warning, *at.error]
+    assert len(lights) == 1 and "MMD" in lights[0].value
+    assert len(at.get("plotly_chart")) == 3  # null histogram, by depth, per class
+    assert len(at.get("image")) == 2  # the two galleries
+    assert any("Per-class table" in e.label for e in at.expander)
+    # stricter thresholds re-colour without recomputing; a bad pair is explained
+    at.number_input(key="w_mmd_green").set_value(0.0).run()
+    at.number_input(key="w_mmd_red").set_value(0.01).run()
+    assert not at.exception and any("≥ 0.01" in e.value for e in at.error)
+    at.number_input(key="w_mmd_green").set_value(0.5).run()
+    assert any("green < red, got green=0.5 and red=0.01" in e.value for e in at.error)
+    # another layer
+    at.number_input(key="w_mmd_green").set_value(0.1)
+    at.number_input(key="w_mmd_red").set_value(0.5).run()
+    first = at.selectbox(key="w_shift_layer").options[0]
+    at.selectbox(key="w_shift_layer").set_value(first).run()
+    assert not at.exception and at.subheader[0].value.startswith(first)
