@@ -4,6 +4,8 @@ Pages call these functions; tldiag itself never imports streamlit.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable
 
@@ -124,18 +126,42 @@ def require_embeddings(setup: Setup) -> EmbeddingPair:
     return pair
 
 
-@st.cache_data(show_spinner="Running the shift tests on every layer…", max_entries=32)
-def _shift_report(query: tuple[tuple[str, str], ...], n_permutations: int, max_samples: int | None) -> ShiftReport:
-    setup = Setup.from_query(dict(query))
-    return shift_report(embeddings(setup, progress=lambda *_: None), n_permutations=n_permutations,
-                        max_samples=max_samples, random_state=setup.seed)
+@st.cache_resource
+def _results() -> tuple[threading.Lock, OrderedDict]:
+    """Analysis results shared by every session of this server, most recently used last."""
+    return threading.Lock(), OrderedDict()
+
+
+def _cached(key: tuple, compute: Callable[[], object], max_entries: int = 32):
+    lock, store = _results()
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = compute()
+    with lock:
+        store[key] = value
+        while len(store) > max_entries:
+            store.popitem(last=False)
+    return value
 
 
 def shift(setup: Setup, *, n_permutations: int = 1000, max_samples: int | None = 5000,
           thresholds: Thresholds = Thresholds()) -> ShiftReport:
-    """Every shift metric of every tap of the setup (cached per setup and settings, shared by all pages;
-    changing the thresholds only re-colours the lights)."""
-    report = _shift_report(tuple(sorted(setup.to_query().items())), n_permutations, max_samples)
+    """Every shift metric of every tap of the setup, with a progress bar the first time; cached per setup
+    and settings for every page and session (changing the thresholds only re-colours the lights)."""
+    def compute() -> ShiftReport:
+        pair = embeddings(setup)
+        bar = st.progress(0.0, text="Running the shift tests on every layer…")
+
+        def progress(done: int, total: int, message: str) -> None:
+            bar.progress(min(done / max(total, 1), 1.0), text=f"Shift tests {done}/{total} — {message}")
+        report = shift_report(pair, n_permutations=n_permutations, max_samples=max_samples,
+                              random_state=setup.seed, progress=progress)
+        bar.empty()
+        return report
+
+    report = _cached(("shift", setup, n_permutations, max_samples), compute)
     return report.with_thresholds(thresholds)
 
 

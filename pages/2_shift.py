@@ -112,8 +112,9 @@ with g2:
 st.subheader(f"Which classes shifted most (at {report.headline})")
 if report.classes:
     st.plotly_chart(viz.class_shift_figure(report.classes), key="class_shift")
-    st.caption("MMD between each class's source and target images: a change of p(x | y) that the overall "
-               "number can hide. Small classes have wide uncertainty; see n in the table.")
+    st.caption("MMD between each class's source and target images (the seed scale applied to that class alone): a "
+               "change of p(x | y) that the overall number can hide. Small classes have wide uncertainty (see n "
+               "in the table), and the p-values are per class, not corrected for testing every class.")
     with st.expander("Per-class table"):
         st.dataframe(pd.DataFrame([c.row() for c in report.classes]), hide_index=True, width="stretch")
 else:

@@ -43,7 +43,8 @@ class LayerShift:
 @dataclass(frozen=True)
 class ClassShift:
     """Shift of one class shared by both domains: MMD on the seed scale between its source and
-    target images (a change of p(x | y), which a domain-level number can hide)."""
+    target images, σ from that class's pooled images (a change of p(x | y), which a domain-level
+    number can hide). ``p_value`` is this class's own test, not corrected for multiple classes."""
 
     name: str
     n_source: int
