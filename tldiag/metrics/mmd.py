@@ -3,7 +3,8 @@
 Conventions (Gretton, Borgwardt, Rasch, Schölkopf & Smola 2012, JMLR 13, "A Kernel Two-Sample
 Test"):
 
-* kernel ``k(x, y) = exp(-||x - y||² / (2 σ²))``; a list of σ uses the mean of those kernels;
+* kernel ``k(x, y) = exp(-||x - y||² / (2 σ²))``; a list of σ uses the mean of those kernels (as
+  alibi-detect's ``GaussianRBF(sigma=[...])`` does);
 * ``MMD²_u = Σ_{i≠j} k(x_i, x_j) / (n(n-1)) + Σ_{i≠j} k(y_i, y_j) / (m(m-1)) - 2 Σ_{i,j} k(x_i, y_j) / (nm)``
   (eq. 3: the within-domain sums leave out the diagonal); it is unbiased, so it can be slightly
   negative when the distributions are equal, and ``MMD = sqrt(max(MMD², 0))``;
