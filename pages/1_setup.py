@@ -145,3 +145,4 @@ if st.button("Compute embeddings", type="primary", key="compute") or st.session_
     st.success(f"Embeddings ready: {len(pair.source):,} source and {len(pair.target):,} target images, "
                f"{len(pair.taps)} layers + logits, in {seconds:.1f} s.", icon="✅")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.page_link("pages/2_shift.py", label="Next: how far is the target from the source? Open **Shift**", icon="➡️")

@@ -62,6 +62,12 @@ c4.metric("Usable source (ESS)", f"{100 * dom.ess_fraction:.0f}%",
           help="Effective sample size of the importance weights p(t|x)/p(s|x): the share of the source that "
                "still counts once re-weighted to look like the target.")
 c4.caption(f"CORAL {res.coral:.3g} · Fréchet {res.frechet:.3g}")
+if dom.pad >= 1.5 and res.light.colour != "red":
+    st.info(f"The two signals measure different things. A linear classifier tells the domains apart almost "
+            f"perfectly (PAD {dom.pad:.2f}), so each image carries some trace of its domain, while the MMD says the "
+            "two clouds overlap more than that suggests in this layer's geometry. A consistent but modest shift "
+            "like this is typical of style differences (fonts against handwriting, another scanner, other "
+            "lighting). The galleries below show what gives the domain away.")
 st.caption(f"Effect size and significance are different questions: with {mmd.n_source:,} + {mmd.n_target:,} images "
            "almost any shift is significant (small p), so read the MMD with its interval and the classifier's "
            "AUC for *how large* the shift is."

@@ -274,3 +274,25 @@ def test_seed_scale_and_traffic_light():
     assert metrics.traffic_light(0.3, metrics.Thresholds(0.05, 0.2)).colour == "red"
     with pytest.raises(TldiagError, match="fixes the bandwidth"):
         metrics.seed_scale_mmd(X, X, bandwidth=1.0)
+
+
+def test_domain_classifier_probabilities_stay_calibrated_on_wide_layers():
+    """1,280 features, 300 samples per domain, one distribution: a weakly regularised fit would give
+    extreme out-of-fold probabilities and a tiny ESS; the log-loss-chosen C keeps them near 0.5."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(300, 1280)), rng.normal(size=(300, 1280))
+    auto = metrics.domain_classifier(X, Y, random_state=0)
+    assert auto.C == min(metrics.domain.DEFAULT_C_GRID) and auto.ess_fraction > 0.9
+    assert abs(auto.balanced_accuracy - 0.5) < 0.08
+    fixed = metrics.domain_classifier(X, Y, C=1.0, random_state=0)
+    assert fixed.C == 1.0 and fixed.ess_fraction < 0.5  # what the calibration step prevents
+    with pytest.raises(TldiagError, match="C must be 'auto' or a positive number, .*got -1"):
+        metrics.domain_classifier(X, Y, C=-1)
+
+
+def test_domain_classifier_unequal_sizes_are_not_mistaken_for_shift():
+    rng = np.random.default_rng(1)
+    r = metrics.domain_classifier(rng.normal(size=(900, 5)), rng.normal(size=(100, 5)), random_state=0)
+    assert abs(r.balanced_accuracy - 0.5) < 0.08 and abs(r.pad) < 0.3
+    shifted = metrics.domain_classifier(rng.normal(size=(900, 5)), rng.normal(size=(100, 5)) + 1.5, random_state=0)
+    assert shifted.balanced_accuracy > 0.85
