@@ -6,6 +6,10 @@ Public API::
     model = load_model("efficientnet-lite0", resolution=128)
     pair = embed_pair(model, load_dataset("demo:digits"), load_dataset("demo:printed-digits"))
     pair.source["pre_logits"]            # (n_source, 1280) float32
+
+    from tldiag import metrics
+    metrics.mmd_test(pair.source["pre_logits"], pair.target["pre_logits"], random_state=0)
+    metrics.shift_report(pair)           # MMD, domain classifier, CORAL, Fréchet for every layer
 """
 from __future__ import annotations
 
