@@ -46,6 +46,16 @@ def check_pair(X_source: Any, X_target: Any, *, min_samples: int = 2) -> tuple[n
     return X_source, X_target
 
 
+def check_int(value: Any, name: str, *, minimum: int, allow_none: bool = False, hint: str = "") -> None:
+    """A clear error unless ``value`` is an integer >= ``minimum`` (or None when allowed); ``hint`` is
+    appended to the message, e.g. "(1000 is usual)"."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        bound = f">= {minimum}" + (" or None" if allow_none else "")
+        raise TldiagError(f"{name} must be an integer {bound}, got {value!r}" + (f" {hint}." if hint else "."))
+
+
 def rng_from(random_state: RandomState) -> np.random.Generator:
     """A numpy Generator from a seed, an existing Generator, or None (fresh entropy)."""
     if isinstance(random_state, np.random.Generator):

@@ -33,7 +33,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import TldiagError
-from ._checks import RandomState, check_pair, rng_from, subsample_indices
+from ._checks import RandomState, check_int, check_pair, rng_from, subsample_indices
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ def domain_classifier(X_source: np.ndarray, X_target: np.ndarray, *, cv: int = 5
     """
     t0 = time.perf_counter()
     X_source, X_target = check_pair(X_source, X_target)
-    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
-        raise TldiagError(f"cv must be an integer >= 2 (the number of folds), got {cv!r}.")
+    check_int(cv, "cv", minimum=2, hint="(the number of folds)")
+    check_int(max_samples, "max_samples", minimum=2, allow_none=True)
     if C == "auto":
         grid = sorted(float(c) for c in C_grid)
     elif isinstance(C, (int, float, np.number)) and not isinstance(C, bool) and np.isfinite(C) and C > 0:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import TldiagError
-from ._checks import RandomState, check_pair, metric_device, rng_from, subsample
+from ._checks import RandomState, check_int, check_pair, metric_device, rng_from, subsample
 
 DEFAULT_MAX_MEMORY = 1 << 30  # bytes for one block of kernel rows (and its temporaries)
 
@@ -243,14 +243,11 @@ def mmd_test(X_source: np.ndarray, X_target: np.ndarray, *, bandwidth: float | S
     """
     t0 = time.perf_counter()
     X_source, X_target = check_pair(X_source, X_target)
-    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) or n_permutations < 0:
-        raise TldiagError(f"n_permutations must be an integer >= 0, got {n_permutations!r} (1000 is usual).")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
-        raise TldiagError(f"n_bootstrap must be an integer >= 0, got {n_bootstrap!r} (200 is usual).")
+    check_int(n_permutations, "n_permutations", minimum=0, hint="(1000 is usual)")
+    check_int(n_bootstrap, "n_bootstrap", minimum=0, hint="(200 is usual)")
     if not 0 < confidence < 1:
         raise TldiagError(f"confidence must be between 0 and 1, e.g. 0.95; got {confidence!r}.")
-    if max_samples is not None and (not isinstance(max_samples, (int, np.integer)) or max_samples < 2):
-        raise TldiagError(f"max_samples must be an integer >= 2 or None, got {max_samples!r}.")
+    check_int(max_samples, "max_samples", minimum=2, allow_none=True)
     rng = rng_from(random_state)
     n_total, m_total = len(X_source), len(X_target)
     X_source, X_target = subsample(X_source, max_samples, rng), subsample(X_target, max_samples, rng)
