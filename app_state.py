@@ -83,20 +83,23 @@ def embeddings_cached(setup: Setup) -> bool:
     return all(is_cached(m, dataset(spec), taps) for spec in (setup.source_spec, setup.target_spec))
 
 
-def embeddings(setup: Setup, progress: Callable[[int, int, str], None] | None = None) -> EmbeddingPair:
-    """Source and target embeddings of the setup: from the cache, or computed with a progress bar."""
+def _progress_bar(what: str, unit: str):
+    """An empty slot and a tldiag progress(done, total, message) callback that draws a bar in it."""
+    slot = st.empty()
+
+    def progress(done: int, total: int, message: str) -> None:
+        slot.progress(min(done / max(total, 1), 1.0), text=f"{what} {done}/{total} {unit} — {message}")
+    return slot, progress
+
+
+def embeddings(setup: Setup) -> EmbeddingPair:
+    """Source and target embeddings of the setup: from the cache, or computed with a progress bar (shown
+    only while something is computed)."""
     m = model(setup.model, setup.resolution)
     src, tgt = dataset(setup.source_spec), dataset(setup.target_spec)
-    slot = None
-    if progress is None:
-        slot = st.empty()  # the bar appears only when something is computed, and goes away after
-
-        def progress(done: int, total: int, message: str) -> None:
-            slot.progress(min(done / max(total, 1), 1.0), text=f"Embedding {done}/{total} images — {message}")
-
+    slot, progress = _progress_bar("Embedding", "images")
     pair = embed_pair(m, src, tgt, resolved_taps(setup, m), progress=progress)
-    if slot is not None:
-        slot.empty()
+    slot.empty()
     return pair
 
 
@@ -146,19 +149,16 @@ def _cached(key: tuple, compute: Callable[[], object], max_entries: int = 32):
     return value
 
 
-def shift(setup: Setup, *, n_permutations: int = 1000, max_samples: int | None = 5000,
+def shift(setup: Setup, pair: EmbeddingPair, *, n_permutations: int = 1000, max_samples: int | None = 5000,
           thresholds: Thresholds = Thresholds()) -> ShiftReport:
-    """Every shift metric of every tap of the setup, with a progress bar the first time; cached per setup
-    and settings for every page and session (changing the thresholds only re-colours the lights)."""
+    """Every shift metric of every tap of the setup's embeddings ``pair``, with a progress bar the first
+    time; cached per setup and settings for every page and session (changing the thresholds only
+    re-colours the lights)."""
     def compute() -> ShiftReport:
-        pair = embeddings(setup)
-        bar = st.progress(0.0, text="Running the shift tests on every layer…")
-
-        def progress(done: int, total: int, message: str) -> None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"Shift tests {done}/{total} — {message}")
+        slot, progress = _progress_bar("Shift tests", "steps")
         report = shift_report(pair, n_permutations=n_permutations, max_samples=max_samples,
                               random_state=setup.seed, progress=progress)
-        bar.empty()
+        slot.empty()
         return report
 
     report = _cached(("shift", setup, n_permutations, max_samples), compute)

@@ -26,7 +26,8 @@ with st.expander("Test settings and thresholds"):
     st.caption(f"Scale: {SEED_SCALE}. The defaults 0.1 / 0.5 are the background text's rule of thumb.")
 try:
     thresholds = Thresholds(green, red)
-    report = app_state.shift(setup, n_permutations=n_permutations, max_samples=max_samples, thresholds=thresholds)
+    report = app_state.shift(setup, pair, n_permutations=n_permutations, max_samples=max_samples,
+                              thresholds=thresholds)
 except TldiagError as exc:
     app_state.show_error(exc)
     st.stop()
