@@ -79,8 +79,6 @@ def _taps(args: argparse.Namespace, model) -> list[str]:
 
 def _embed_roles(args: argparse.Namespace, *, need_both: bool) -> tuple[object, dict]:
     """Load the model and datasets named by the arguments and embed them, with progress on stderr."""
-    from tqdm import tqdm
-
     from .data import compare_classes, load_dataset, with_options
     from .embed import embed_dataset
     from .models import load_model
@@ -97,10 +95,7 @@ def _embed_roles(args: argparse.Namespace, *, need_both: bool) -> tuple[object, 
     taps = _taps(args, model)
     results = {}
     for role, ds in datasets.items():
-        with tqdm(total=len(ds), desc=f"{role} {ds.spec}", unit="img", file=sys.stderr, leave=False) as bar:
-            def progress(done: int, total: int, message: str) -> None:
-                bar.n = done
-                bar.set_postfix_str(message, refresh=True)
+        with _stderr_progress(f"{role} {ds.spec}", unit="img") as progress:
             results[role] = embed_dataset(model, ds, taps, batch_size=args.batch_size, progress=progress)
     return model, results
 
@@ -177,13 +172,13 @@ def cmd_shift(args: argparse.Namespace) -> int:
 class _stderr_progress:
     """A tqdm bar on stderr driven by tldiag's progress(done, total, message) callbacks."""
 
-    def __init__(self, desc: str):
-        self.desc = desc
+    def __init__(self, desc: str, unit: str = "it"):
+        self.desc, self.unit = desc, unit
 
     def __enter__(self):
         from tqdm import tqdm
 
-        self.bar = tqdm(desc=self.desc, file=sys.stderr, leave=False)
+        self.bar = tqdm(desc=self.desc, unit=self.unit, file=sys.stderr, leave=False)
 
         def progress(done: int, total: int, message: str) -> None:
             self.bar.total = total
