@@ -105,7 +105,8 @@ def bench_mmd(n: int, d: int, permutations: int, loop_permutations: int, referen
     # as alibi-detect runs it (the faster baseline); the statistic is checked against float64
     dev = metric_device(None)
     t = time.perf_counter()
-    Z = torch.from_numpy(np.concatenate([X, Y])).to(dev)
+    Z_np = np.concatenate([X, Y])
+    Z = torch.from_numpy(Z_np).to(dev)
     K64 = torch.exp(-torch.cdist(Z, Z) ** 2 / (2 * sigma ** 2))
     K = K64.float()
     kernel_s = time.perf_counter() - t
@@ -122,7 +123,7 @@ def bench_mmd(n: int, d: int, permutations: int, loop_permutations: int, referen
     splits = np.zeros((len(check), 2 * n), dtype=bool)
     for k, p in enumerate(check):
         splits[k, p[:n].cpu().numpy()] = True
-    batched, _, _ = _statistics(np.concatenate([X, Y]), splits, np.zeros((2 * n, 0)), np.zeros((2 * n, 0)),
+    batched, _, _ = _statistics(Z_np, splits, np.zeros((2 * n, 0)), np.zeros((2 * n, 0)),
                                 (sigma,), dev, 1 << 30)
     null_scale = float(np.std(loop_null)) or 1.0
     per_perm = loop_s / loop_permutations
