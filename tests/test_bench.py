@@ -1,4 +1,7 @@
 """The benchmark command keeps working (its numbers are read by people, never asserted here)."""
+import numpy as np
+import pytest
+
 from tldiag.bench import main
 
 
@@ -16,3 +19,21 @@ def test_bench_mmd_runs_and_checks_agreement(capsys):
     assert "(target <= 1e-6: PASS)" in out  # the statistic agrees; the speed is for people to read
     assert main(["mmd", "--n", "60", "--d", "8", "--permutations", "20", "--reference", "none"]) == 0
     assert "peak resident memory" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_umap_runs_both_sides_in_fresh_processes(capsys):
+    assert main(["umap", "--n", "150", "--d", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "UMAP of 300 points (150 source + 150 target), 24-d" in out
+    assert "(a) umap.UMAP() on the raw features" in out and "(b) tldiag: PCA 50 + exact k-NN + UMAP" in out
+    assert "ratio (b)/(a): cold" in out and "trustworthiness difference" in out
+
+
+def test_synthetic_embeddings_are_shifted_but_overlapping():
+    from tldiag.bench import synthetic_embeddings
+    from tldiag.metrics import knn_mixing
+
+    Xs, Xt, ys, yt = synthetic_embeddings(600, 1280, 0)
+    assert Xs.shape == (600, 1280) and Xs.dtype == np.float32 and len(set(ys)) == 10
+    assert 0.2 < knn_mixing(Xs, Xt, random_state=0).score < 0.95

@@ -1,4 +1,4 @@
-"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd} ...``.
+"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap} ...``.
 
 ``embed``: images/s of the embedding engine on the demo data (decode, resize, normalise, all
 taps + logits, from a dataset spec) against a bare ``model(x)`` on preloaded, normalised
@@ -9,6 +9,14 @@ the per-permutation loop over the kernel matrix that alibi-detect's MMDDrift use
 (``K[perm][:, perm]`` then the unbiased statistic), n = m = 4,000, d = 1,280, B = 1,000. Target
 >= 20x faster with the same statistic to 1e-6 relative. ``--n 50000 --reference none`` probes the
 largest size (peak memory is printed).
+
+``umap``: 10,000 + 10,000 points of 1,280-d synthetic embeddings (10 classes of 4 sub-clusters each in a
+32-d latent space, mapped through a random ReLU layer, plus noise; the target's latent is shifted). (a)
+umap-learn with its defaults on the raw features, ``umap.UMAP().fit_transform(X)`` (NN-descent, 2
+threads, unseeded) against (b) tldiag's seeded pipeline (``tldiag.projection.project``: PCA 50, exact
+k-NN, UMAP from precomputed neighbours). Each runs in a fresh process twice: cold (the first fit of the
+process, numba compilation included) and warm (the second). Trustworthiness of both pictures is computed
+against the raw 1,280-d features. Target: (b) <= 0.5x the time of (a), trustworthiness within 0.01.
 """
 from __future__ import annotations
 
@@ -136,6 +144,92 @@ def bench_mmd(n: int, d: int, permutations: int, loop_permutations: int, referen
     return out
 
 
+def synthetic_embeddings(n: int, d: int, seed: int):
+    """Source and target "embeddings" with class structure and a domain shift (see the module docstring):
+    ``(X_source, X_target, y_source, y_target)``, float32, labels as class names."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    latent_dim, n_classes, n_sub = 32, 10, 4
+    class_centres = rng.normal(scale=3.0, size=(n_classes, latent_dim))
+    sub_centres = class_centres[:, None, :] + rng.normal(scale=1.0, size=(n_classes, n_sub, latent_dim))
+    W = rng.normal(size=(latent_dim, d)) / np.sqrt(latent_dim)
+    shift = rng.normal(scale=0.25, size=latent_dim)
+
+    def domain(k: int, offset):
+        y = rng.integers(0, n_classes, k)
+        z = sub_centres[y, rng.integers(0, n_sub, k)] + rng.normal(scale=0.7, size=(k, latent_dim)) + offset
+        X = np.maximum(z @ W, 0.0) + rng.normal(scale=0.3, size=(k, d))
+        return X.astype(np.float32), np.array([f"class {c}" for c in y])
+    Xs, ys = domain(n, 0.0)
+    Xt, yt = domain(n, shift)
+    return Xs, Xt, ys, yt
+
+
+def _umap_worker(which: str, n: int, d: int, seed: int, out: str) -> None:
+    """One side of ``bench umap`` in this (fresh) process: cold fit, then warm fit; writes coords and times."""
+    import json
+    import warnings
+
+    import numpy as np
+
+    Xs, Xt, ys, yt = synthetic_embeddings(n, d, seed)
+    t = time.perf_counter()
+    import umap
+    import_s = time.perf_counter() - t
+    times, totals, coords = [], [], None
+    for _ in range(2):
+        if which == "a":
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                coords = umap.UMAP().fit_transform(np.vstack([Xs, Xt]))
+            times.append(time.perf_counter() - t)
+            totals.append(times[-1])
+        else:
+            from .projection import ProjectionParams, project
+
+            p = project(Xs, Xt, y_source=ys, y_target=yt, params=ProjectionParams(max_samples=None, random_state=seed),
+                        use_cache=False)
+            times.append(p.seconds["pca"] + p.seconds["projection"])
+            totals.append(p.seconds["total"])
+            coords = p.coords  # source rows first, all rows kept: the same order as (a)
+            extra = {"n_epochs": p.n_epochs, "mixing": p.mixing.score, "trust_own": p.trustworthiness}
+    result = {"import_s": import_s, "cold_s": times[0], "warm_s": times[1], "cold_total_s": totals[0],
+              "warm_total_s": totals[1], **(extra if which == "b" else {})}
+    np.save(out + ".npy", np.asarray(coords, dtype=np.float32))
+    with open(out + ".json", "w") as fh:
+        json.dump(result, fh)
+
+
+def bench_umap(n: int, d: int, seed: int) -> dict:
+    import json
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    from .metrics import trustworthiness
+
+    Xs, Xt, _, _ = synthetic_embeddings(n, d, seed)
+    X = np.vstack([Xs, Xt])
+    out: dict = {"n": n, "d": d, "seed": seed}
+    with tempfile.TemporaryDirectory() as tmp:
+        for which in ("a", "b"):
+            path = f"{tmp}/{which}"
+            subprocess.run([sys.executable, "-m", "tldiag.bench", "umap-worker", which, "--n", str(n), "--d", str(d),
+                            "--seed", str(seed), "--out", path], check=True)
+            with open(path + ".json") as fh:
+                r = json.load(fh)
+            r["trustworthiness"] = trustworthiness(X, np.load(path + ".npy"), n_neighbors=5)
+            out[which] = r
+    a, b = out["a"], out["b"]
+    out["ratio_cold"] = b["cold_s"] / a["cold_s"]
+    out["ratio_warm"] = b["warm_s"] / a["warm_s"]
+    out["trust_diff"] = b["trustworthiness"] - a["trustworthiness"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tldiag.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -156,7 +250,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", choices=["loop", "none"], default="loop",
                    help="'none' skips the loop (for sizes whose full kernel matrix does not fit)")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("umap", help="umap-learn defaults on raw features vs tldiag's projection pipeline")
+    p.add_argument("--n", type=int, default=10000, help="points per side (default 10000)")
+    p.add_argument("--d", type=int, default=1280, help="features (default 1280)")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("umap-worker")  # internal: one side of `umap` in a fresh process
+    p.add_argument("which", choices=["a", "b"])
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--d", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.what == "umap-worker":
+        _umap_worker(args.which, args.n, args.d, args.seed, args.out)
+        return 0
+    if args.what == "umap":
+        r = bench_umap(args.n, args.d, args.seed)
+        a, b = r["a"], r["b"]
+        print(f"UMAP of {2 * r['n']:,} points ({r['n']:,} source + {r['n']:,} target), {r['d']:,}-d synthetic "
+              f"embeddings, seed {r['seed']}; each side in a fresh process; `import umap` took "
+              f"{a['import_s']:.1f} s / {b['import_s']:.1f} s (not counted)")
+        print(f"{'':44s} {'cold s':>8s} {'warm s':>8s} {'trustworthiness (k=5)':>22s}")
+        print(f"{'(a) umap.UMAP() on the raw features':44s} {a['cold_s']:8.2f} {a['warm_s']:8.2f} "
+              f"{a['trustworthiness']:22.4f}")
+        print(f"{'(b) tldiag: PCA 50 + exact k-NN + UMAP':44s} {b['cold_s']:8.2f} {b['warm_s']:8.2f} "
+              f"{b['trustworthiness']:22.4f}")
+        print(f"(b) is seeded (reproducible, single-threaded layout), {b['n_epochs']} epochs; with its "
+              f"trustworthiness and k-NN mixing scores (not in (a)) it took {b['cold_total_s']:.2f} s cold, "
+              f"{b['warm_total_s']:.2f} s warm; mixing {b['mixing']:.3f}")
+        ok = r["ratio_cold"] <= 0.5 and r["ratio_warm"] <= 0.5 and abs(r["trust_diff"]) <= 0.01
+        print(f"ratio (b)/(a): cold {r['ratio_cold']:.2f}x, warm {r['ratio_warm']:.2f}x; trustworthiness "
+              f"difference {r['trust_diff']:+.4f}  (target <= 0.5x and within 0.01: {'PASS' if ok else 'FAIL'})")
+        return 0
     if args.what == "mmd":
         r = bench_mmd(args.n, args.d, args.permutations, args.loop_permutations, args.reference == "loop", args.seed)
         print(f"MMD permutation test, n = m = {r['n']:,}, d = {r['d']:,}, B = {r['permutations']:,}, σ = "
