@@ -117,3 +117,201 @@ def class_shift_figure(classes: Sequence["ClassShift"]) -> go.Figure:
                       xaxis_title="MMD between the class's source and target images (seed scale)",
                       yaxis=dict(type="category", autorange="reversed"))
     return fig
+
+
+# ---------------------------------------------------------------- embedding explorer
+DOMAIN_SYMBOLS = {"source": "circle", "target": "diamond"}
+COLOR_MODES = ("domain", "class", "p_target")
+_QUALITATIVE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31", "#843c39", "#7b4173",
+                "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476"]
+_MAX_CLASS_LEGEND = len(_QUALITATIVE)
+
+
+def class_palette(names: Sequence[str]) -> dict[str, str]:
+    """A stable colour per class name (sorted order; grey for unlabelled)."""
+    named = sorted({n for n in names if n})
+    colours = {n: _QUALITATIVE[k % len(_QUALITATIVE)] for k, n in enumerate(named)}
+    colours[""] = "#bbbbbb"
+    return colours
+
+
+def _marker_size(n: int) -> float:
+    return float(np.clip(9 - 1.3 * np.log10(max(n, 1)), 3, 7))
+
+
+def projection_figure(projection, *, color: str = "domain", p_target: np.ndarray | None = None,
+                      height: int = 620, title: str | None = None) -> go.Figure:
+    """WebGL scatter of a :class:`~tldiag.projection.Projection`: symbol by domain (source ●, target ◆),
+    colour by ``"domain"``, ``"class"`` or ``"p_target"`` (the domain classifier's p(target | x), aligned
+    with the points). ``customdata[0]`` of every point is its index in the projection (what a selection
+    returns), so one figure serves hover, selection and the thumbnail sprite of the HTML export."""
+    if color not in COLOR_MODES:
+        raise ValueError(f"color must be one of {', '.join(COLOR_MODES)}, got {color!r}.")
+    if color == "p_target" and (p_target is None or len(p_target) != len(projection.coords)):
+        raise ValueError("color='p_target' needs p_target with one probability per point.")
+    xy, labels = projection.coords, projection.labels
+    domains = np.asarray(["source", "target"])[projection.domain]
+    index = np.arange(len(xy))
+    size = _marker_size(len(xy))
+    p = p_target if p_target is not None else np.full(len(xy), np.nan)
+    hover = ("<b>%{customdata[1]}</b> image %{customdata[2]}<br>class %{customdata[3]}"
+             + ("<br>p(target | x) = %{customdata[4]:.2f}" if p_target is not None else "") + "<extra></extra>")
+
+    # customdata keeps its types (an object array): numbers stay numbers for the hover format and selection
+    custom = np.empty((len(xy), 5), dtype=object)
+    custom[:, 0], custom[:, 1], custom[:, 2] = index, domains, projection.rows
+    custom[:, 3], custom[:, 4] = np.where(labels == "", "(unlabelled)", labels), p
+
+    def trace(mask: np.ndarray, name: str, domain: str, marker: dict, **kw) -> go.Scattergl:
+        return go.Scattergl(
+            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=name,
+            marker=dict(symbol=DOMAIN_SYMBOLS[domain], size=size, line=dict(width=0), **marker),
+            customdata=custom[mask].tolist(), hovertemplate=hover, **kw)
+
+    traces = []
+    classes = sorted({str(x) for x in labels})
+    if color == "class" and len(classes) <= _MAX_CLASS_LEGEND:
+        palette = class_palette(classes)
+        for c in classes:
+            for domain in ("source", "target"):
+                mask = (labels == c) & (domains == domain)
+                if mask.any():
+                    traces.append(trace(mask, f"{c or '(unlabelled)'}", domain,
+                                        dict(color=palette[c], opacity=0.75), legendgroup=c,
+                                        showlegend=domain == "source" or not ((labels == c) & (domains == "source")).any()))
+    else:
+        for domain in ("source", "target"):
+            mask = domains == domain
+            if not mask.any():
+                continue
+            if color == "domain":
+                marker = dict(color=SOURCE_COLOR if domain == "source" else TARGET_COLOR, opacity=0.6)
+            elif color == "class":
+                codes = {c: k for k, c in enumerate(classes)}
+                marker = dict(color=[codes[c] for c in labels[mask]], colorscale="Turbo", opacity=0.75)
+            else:
+                marker = dict(color=p[mask], colorscale="RdBu_r", cmin=0, cmax=1, opacity=0.8,
+                              colorbar=dict(title="p(target | x)", thickness=12) if domain == "source" else None,
+                              showscale=domain == "source")
+            traces.append(trace(mask, domain, domain, marker))
+    fig = go.Figure(traces)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10), dragmode="select",
+                      legend=dict(itemsizing="constant", title="class · ● source ◆ target" if color == "class" else None),
+                      title=title, xaxis=dict(showticklabels=False, title=None, zeroline=False),
+                      yaxis=dict(showticklabels=False, title=None, zeroline=False, scaleanchor="x", scaleratio=1),
+                      plot_bgcolor="white")
+    return fig
+
+
+def selected_indices(selection: Mapping | None) -> np.ndarray:
+    """Projection indices of the points in a Streamlit plotly selection (``event.selection``)."""
+    if not selection:
+        return np.zeros(0, dtype=np.int64)
+    points = selection.get("points", []) if hasattr(selection, "get") else []
+    found = [int(float(pt["customdata"][0])) for pt in points if pt.get("customdata")]
+    return np.unique(np.asarray(found, dtype=np.int64))
+
+
+def class_small_multiples(projection, *, max_classes: int = 20, ncols: int = 5) -> go.Figure:
+    """One panel per class (the most frequent ``max_classes``), source and target of that class on the
+    same axes as the whole picture, everything else as a faint backdrop."""
+    from plotly.subplots import make_subplots
+
+    xy, labels = projection.coords, projection.labels
+    names, counts = np.unique(labels[labels != ""], return_counts=True)
+    names = [str(n) for n in names[np.argsort(-counts, kind="stable")][:max_classes]]
+    names.sort()
+    if not names:
+        raise ValueError("No labelled points: per-class panels need class labels.")
+    rows = (len(names) + ncols - 1) // ncols
+    fig = make_subplots(rows=rows, cols=min(ncols, len(names)), subplot_titles=names, horizontal_spacing=0.02,
+                        vertical_spacing=0.06)
+    size = max(2.0, _marker_size(len(xy)) - 2)
+    for k, name in enumerate(names):
+        r, c = k // ncols + 1, k % ncols + 1
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", hoverinfo="skip", showlegend=False,
+                                   marker=dict(color="#e6e6e6", size=size - 1)), row=r, col=c)
+        for code, domain, colour in ((0, "source", SOURCE_COLOR), (1, "target", TARGET_COLOR)):
+            mask = (labels == name) & (projection.domain == code)
+            fig.add_trace(go.Scattergl(x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=domain,
+                                       legendgroup=domain, showlegend=k == 0, hoverinfo="skip",
+                                       marker=dict(color=colour, size=size, symbol=DOMAIN_SYMBOLS[domain],
+                                                   opacity=0.7)), row=r, col=c)
+    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_layout(height=190 * rows + 60, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
+                      legend=dict(orientation="h", y=1.06 + 0.02 * (rows == 1), itemsizing="constant"))
+    return fig
+
+
+def class_mixing_figure(per_class: Sequence) -> go.Figure:
+    """Per-class k-NN mixing score (lowest first): 1 = the class's source and target images interleave,
+    0 = they form separate islands."""
+    fig = go.Figure(go.Bar(
+        x=[c.score for c in per_class], y=[str(c.name) for c in per_class], orientation="h",
+        marker_color=[LIGHT_COLORS["red"] if c.score < 0.3 else LIGHT_COLORS["amber"] if c.score < 0.7
+                      else LIGHT_COLORS["green"] for c in per_class],
+        customdata=[[c.observed_share, c.expected_share, c.n_source, c.n_target] for c in per_class],
+        hovertemplate="class %{y}<br>mixing %{x:.2f}<br>source share of neighbours %{customdata[0]:.2f} "
+                      "(expected %{customdata[1]:.2f})<br>%{customdata[2]} source, %{customdata[3]} target"
+                      "<extra></extra>"))
+    fig.add_vline(x=1.0, line_dash="dot", line_color="#888", annotation_text="perfect mixing",
+                  annotation_position="top")
+    fig.update_layout(height=max(200, 26 * len(per_class) + 70), margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(title="k-NN mixing within the class (0 = islands · 1 = interleaved)",
+                                 range=[0, max(1.1, max((c.score for c in per_class), default=1) + 0.05)]),
+                      yaxis=dict(type="category", autorange="reversed"))
+    return fig
+
+
+_HOVER_JS = """
+(function() {
+  var gd = document.getElementById('{plot_id}');
+  var tip = document.createElement('div');
+  tip.id = 'tldiag-thumbnail';
+  tip.style.cssText = 'position:fixed;pointer-events:none;display:none;z-index:1000;background:#fff;' +
+    'border:1px solid #999;border-radius:4px;padding:4px;font:12px sans-serif;box-shadow:0 2px 6px rgba(0,0,0,.25)';
+  var img = document.createElement('div');
+  img.style.cssText = 'width:__SHOW__px;height:__SHOW__px;background-repeat:no-repeat;' +
+    'background-image:url(data:image/__FMT__;base64,__SPRITE__);background-size:__BGW__px __BGH__px;image-rendering:pixelated';
+  var cap = document.createElement('div');
+  tip.appendChild(img); tip.appendChild(cap); document.body.appendChild(tip);
+  gd.on('plotly_hover', function(ev) {
+    var p = ev.points[0], k = Math.round(+p.customdata[0]);
+    img.style.backgroundPosition = (-(k % __NCOLS__) * __SHOW__) + 'px ' + (-Math.floor(k / __NCOLS__) * __SHOW__) + 'px';
+    cap.textContent = p.customdata[1] + ' #' + p.customdata[2] + ' · ' + p.customdata[3];
+    var e = ev.event || {clientX: 0, clientY: 0};
+    tip.style.left = Math.min(e.clientX + 16, window.innerWidth - __SHOW__ - 24) + 'px';
+    tip.style.top = Math.min(e.clientY + 16, window.innerHeight - __SHOW__ - 40) + 'px';
+    tip.style.display = 'block';
+  });
+  gd.on('plotly_unhover', function() { tip.style.display = 'none'; });
+})();
+"""
+
+
+def thumbnail_sprite(images: Sequence[Image.Image | None], *, cell: int = 40) -> tuple[Image.Image, int]:
+    """All thumbnails tiled in one picture (cell ``k`` at column ``k % ncols``, row ``k // ncols``) and ncols."""
+    ncols = max(1, int(np.ceil(np.sqrt(max(len(images), 1)))))
+    return image_grid(images, ncols=ncols, cell=cell), ncols
+
+
+def figure_html(fig: go.Figure, *, sprite: tuple[Image.Image, int] | None = None, cell: int = 40,
+                show: int = 96, title: str = "tldiag embedding explorer") -> str:
+    """A self-contained HTML page of ``fig`` (plotly.js inlined: it opens offline). With a thumbnail
+    ``sprite`` from :func:`thumbnail_sprite` (indexed by ``customdata[0]``), hovering a point shows its image."""
+    import base64
+    import io
+
+    script = None
+    if sprite is not None:
+        image, ncols = sprite
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="JPEG", quality=85)
+        scale = show / cell
+        script = (_HOVER_JS.replace("__SPRITE__", base64.b64encode(buf.getvalue()).decode())
+                  .replace("__FMT__", "jpeg").replace("__SHOW__", str(show)).replace("__NCOLS__", str(ncols))
+                  .replace("__BGW__", str(round(image.size[0] * scale))).replace("__BGH__", str(round(image.size[1] * scale))))
+    html = fig.to_html(include_plotlyjs=True, full_html=True, post_script=script, config={"displaylogo": False})
+    return html.replace("<head>", f"<head><title>{title}</title>", 1)
