@@ -1,16 +1,18 @@
 """tldiag dashboard: `streamlit run app.py` (or `make run`). Pages live in pages/."""
 import streamlit as st
 
-from app_state import current_setup, set_setup
+from app_state import current_setup, set_setup, umap_warm_up
 
 st.set_page_config(page_title="tldiag · transfer-learning diagnostics", page_icon="🧭", layout="wide")
 
 PAGES = [
     st.Page("pages/1_setup.py", title="Setup", icon="⚙️", default=True),
     st.Page("pages/2_shift.py", title="Shift", icon="📏"),
+    st.Page("pages/3_explorer.py", title="Explorer", icon="🗺️"),
 ]
 
 page = st.navigation(PAGES)  # first: from here on every page runs through this router
+umap_warm_up()  # once per server: compiles UMAP in the background, so the first map a user opens is fast
 setup = current_setup()
 set_setup(setup)  # keep the URL a complete permalink of the setup, on every page
 with st.sidebar:

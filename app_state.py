@@ -5,17 +5,20 @@ Pages call these functions; tldiag itself never imports streamlit.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable
 
+import numpy as np
 import streamlit as st
 
 from tldiag.data import ImageDataset, load_dataset
 from tldiag.embed import EmbeddingPair, embed_pair, is_cached
 from tldiag.errors import TldiagError
-from tldiag.metrics import ShiftReport, Thresholds, shift_report
+from tldiag.metrics import ShiftReport, Thresholds, domain_classifier, shift_report
 from tldiag.models import Model, load_model
+from tldiag.projection import Projection, ProjectionParams, project_pair, thumbnail_images
 from tldiag.setup import Setup
 
 SETUP_KEY = "setup"
@@ -163,6 +166,81 @@ def shift(setup: Setup, pair: EmbeddingPair, *, n_permutations: int = 1000, max_
 
     report = _cached(("shift", setup, n_permutations, max_samples), compute)
     return report.with_thresholds(thresholds)
+
+
+class _WarmUp:
+    """The background compilation of umap-learn's numba code, started once per server process."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.seconds: float | None = None
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self._run, name="tldiag-umap-warm-up", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from tldiag.projection import warm_up
+
+        try:
+            self.seconds = warm_up()
+        except Exception as exc:  # reported on the Explorer page; the projection then compiles in front
+            self.error = f"{type(exc).__name__}: {exc}"
+
+
+@st.cache_resource(show_spinner=False)
+def umap_warm_up() -> _WarmUp:
+    """Start compiling UMAP in the background (once per server; app.py calls this on every run)."""
+    return _WarmUp()
+
+
+def _wait_for_warm_up(expected_s: float = 30.0) -> None:
+    """Block, with a progress bar, until the background UMAP compilation is over."""
+    job = umap_warm_up()
+    if not job.thread.is_alive():
+        return
+    slot = st.empty()
+    while job.thread.is_alive():
+        elapsed = time.monotonic() - job.started
+        slot.progress(min(elapsed / expected_s, 0.99),
+                      text=f"Preparing UMAP: one-time compilation when the server starts, {elapsed:.0f} s so far "
+                           f"(usually {expected_s:.0f} s or less)")
+        job.thread.join(0.5)
+    slot.empty()
+
+
+def projection(setup: Setup, pair: EmbeddingPair, layer: str, params: ProjectionParams) -> Projection:
+    """The setup's projection of ``layer``: from this server's memory, the disk cache, or computed with a
+    progress bar (after the UMAP warm-up when it is still running)."""
+    def compute() -> Projection:
+        if params.method == "umap":
+            _wait_for_warm_up()
+        slot, progress = _progress_bar("Projection", "%")
+        result = project_pair(pair, layer, params, progress=progress)
+        slot.empty()
+        return result
+
+    return _cached(("projection", setup, layer, params), compute)
+
+
+def target_proba(setup: Setup, pair: EmbeddingPair, proj: Projection) -> np.ndarray:
+    """Out-of-fold p(target | x) of the domain classifier for every point of ``proj`` (its own sample)."""
+    def compute() -> np.ndarray:
+        with st.spinner("Fitting the domain classifier on these points…"):
+            src, tgt = proj.rows[proj.domain == 0], proj.rows[proj.domain == 1]
+            res = domain_classifier(np.asarray(pair.source[proj.layer][src]), np.asarray(pair.target[proj.layer][tgt]),
+                                    random_state=setup.seed)
+        return np.concatenate([res.source_proba, res.target_proba])
+
+    return _cached(("target_proba", setup, proj.layer, proj.params), compute)
+
+
+def thumbnails(setup: Setup, proj: Projection) -> list:
+    """The image of every point of ``proj``, small (decoded once per setup and sample)."""
+    def compute() -> list:
+        with st.spinner(f"Loading {len(proj.rows):,} thumbnails…"):
+            return thumbnail_images(dataset(setup.source_spec), dataset(setup.target_spec), proj)
+
+    return _cached(("thumbnails", setup, proj.params.max_samples, proj.params.random_state), compute, max_entries=8)
 
 
 def show_error(exc: Exception) -> None:

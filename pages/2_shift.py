@@ -130,3 +130,5 @@ for note in report.notes:
     st.caption(note)
 st.caption(f"Computed in {report.seconds:.1f} s (cached: changing the thresholds only re-colours). "
            f"Seed {report.random_state}.")
+st.page_link("pages/3_explorer.py", label="Next: see where the target sits on a map of the images. Open **Explorer**",
+             icon="➡️")

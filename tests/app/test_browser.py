@@ -64,3 +64,29 @@ def test_a_page_link_on_a_fresh_server_opens_inside_the_app(page: Page, fresh_st
     expect(sidebar.get_by_text("Current setup")).to_be_visible(timeout=30_000)
     expect(sidebar.get_by_role("link", name=re.compile("Shift"))).to_be_visible()
     expect(sidebar.get_by_text("app", exact=True)).to_have_count(0)
+
+
+def test_explorer_box_selection_shows_the_images(page: Page, streamlit_url, artifacts):
+    page.set_viewport_size({"width": 1400, "height": 1800})
+    page.goto(f"{streamlit_url}/explorer?limit=4")
+    expect(page.get_by_role("heading", name="Embedding explorer")).to_be_visible(timeout=120_000)
+    compute = page.get_by_role("button", name="Compute embeddings")
+    mixing = page.get_by_test_id("stMetric").filter(has_text="k-NN domain mixing")
+    expect(compute.or_(mixing)).to_be_visible(timeout=180_000)
+    if compute.is_visible():
+        compute.click()
+    expect(mixing).to_be_visible(timeout=240_000)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Images shown")).to_contain_text("80")
+    chart = page.locator(".js-plotly-plot").first
+    chart.wait_for(timeout=60_000)
+    page.screenshot(path=str(artifacts / "explorer.png"), full_page=True)
+    # drag a box over the whole plotting area (the map's default drag mode is box select)
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + 3, box["y"] + 3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3, steps=5)
+    page.mouse.up()
+    expect(page.get_by_text(re.compile(r"80 selected: 40 source, 40 target"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stImage").locator("img")).to_have_count(48, timeout=30_000)  # the first 48
+    page.screenshot(path=str(artifacts / "explorer-selection.png"), full_page=True)

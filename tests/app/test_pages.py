@@ -112,3 +112,36 @@ def test_shift_page_computes_and_reports():
     first = at.selectbox(key="w_shift_layer").options[0]
     at.selectbox(key="w_shift_layer").set_value(first).run()
     assert not at.exception and at.subheader[0].value.startswith(first)
+
+
+def test_explorer_page_maps_scores_and_recolours():
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="8", target="demo:digits?shift=rotate&severity=3").run()
+    at.switch_page("pages/3_explorer.py").run()
+    assert not at.exception
+    at.button(key="compute_here").click().run()
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["k-NN domain mixing", "Trustworthiness of the map", "Images shown"]
+    assert at.metric[2].value == "160"  # 8 per class x 10 classes x 2 domains
+    assert 0.0 <= float(at.metric[0].value) <= 1.2 and 0.5 < float(at.metric[1].value) <= 1.0
+    assert at.selectbox(key="w_map_layer").value == "pre_logits"
+    assert any(c.value.startswith("UMAP · euclidean · PCA 50 · 15 neighbours") for c in at.caption)
+    assert len(at.get("plotly_chart")) == 3  # map, small multiples, per-class mixing
+    assert len(at.get("download_button")) == 2
+    for colour in ("class", "p_target"):
+        at.segmented_control(key="w_map_color").set_value(colour).run()
+        assert not at.exception
+    at.segmented_control(key="w_map_method").set_value("pca").run()
+    assert not at.exception and any(c.value.startswith("PCA · euclidean") for c in at.caption)
+    at.toggle(key="w_map_hover").set_value(True).run()  # the hover-thumbnail view (an iframe)
+    assert not at.exception and len(at.get("plotly_chart")) == 2
+
+
+def test_explorer_page_explains_bad_settings():
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="1").run()
+    at.switch_page("pages/3_explorer.py").run()
+    at.button(key="compute_here").click().run()
+    assert not at.exception
+    # 10 + 10 images cannot have 60 neighbours: a clear message, not a traceback
+    at.slider(key="w_map_neighbors").set_value(60).run()
+    assert not at.exception
+    assert any("n_neighbors=60 needs more than 60 images, but the sample has 20" in e.value for e in at.error)
