@@ -47,3 +47,23 @@ def test_errors_are_one_line_with_exit_code_2(capsys):
 def test_console_script_is_installed():
     exe = subprocess.run([sys.executable, "-m", "tldiag.cli", "--version"], capture_output=True, text=True)
     assert exe.returncode == 0 and exe.stdout.startswith("tldiag ")
+
+
+def test_project_prints_scores_and_writes_csv_html_json(capsys, tmp_path, tiny_model_id):
+    out_csv, out_html, out_json = (tmp_path / f"map.{ext}" for ext in ("csv", "html", "json"))
+    args = ["project", "--model", tiny_model_id, "--resolution", "48", "--source", "demo:digits",
+            "--target", "demo:digits?shift=rotate&severity=3", "--limit", "4", "--method", "pca",
+            "--csv", str(out_csv), "--html", str(out_html), "--json", str(out_json)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "PCA · euclidean · seed 0" in out and "k-NN domain mixing (k=10, original space)" in out
+    assert "trustworthiness of the 2-D map (k=5)" in out and "Mixing within each class" in out
+    lines = out_csv.read_text().splitlines()
+    assert lines[0] == "x,y,domain,row,sample_id,label,source_neighbour_share" and len(lines) == 81
+    assert "digits[" in lines[1] and "tldiag-thumbnail" in out_html.read_text()
+    summary = json.loads(out_json.read_text())
+    assert summary["layer"] == "pre_logits" and summary["n_source"] == 40 and len(summary["mixing"]["per_class"]) == 10
+    assert main(args) == 0 and "(read from the cache)" in capsys.readouterr().out
+    assert main(["project", "--model", tiny_model_id, "--source", "demo:digits", "--target", "demo:digits",
+                 "--neighbors", "1"]) == 2
+    assert "n_neighbors must be an integer >= 2" in capsys.readouterr().err

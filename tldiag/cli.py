@@ -1,4 +1,4 @@
-"""The ``tldiag`` command line: list models, inspect datasets, compute embeddings, measure shift.
+"""The ``tldiag`` command line: list models, inspect datasets, compute embeddings, measure shift, map them.
 
 Errors caused by input exit with status 2 and one line on stderr (no traceback).
 """
@@ -169,6 +169,47 @@ def cmd_shift(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_project(args: argparse.Namespace) -> int:
+    from .data import load_dataset, with_options
+    from .embed import EmbeddingPair
+    from .projection import ProjectionParams, project_pair, thumbnail_images
+
+    params = ProjectionParams(method=args.method, n_neighbors=args.neighbors, min_dist=args.min_dist,
+                              metric=args.metric, pca_components=args.pca or None, max_samples=args.max_samples,
+                              n_epochs=args.epochs, random_state=args.seed).validate()
+    args.layers = args.layer
+    model, results = _embed_roles(args, need_both=True)
+    pair = EmbeddingPair(results["source"], results["target"], (args.layer,))
+    with _stderr_progress(f"{args.method} projection", unit="%") as progress:
+        proj = project_pair(pair, args.layer, params, progress=progress)
+    mix = proj.mixing
+    print(f"{model.id}: {pair.source.dataset} ({proj.n_source} of {proj.n_source_total}) -> {pair.target.dataset} "
+          f"({proj.n_target} of {proj.n_target_total}) at {args.layer}")
+    print(f"{proj.describe()}; computed in {proj.seconds['total']:.1f} s" + (" (read from the cache)" if proj.from_cache else ""))
+    print(f"k-NN domain mixing (k={mix.n_neighbors}, original space): {mix.score:.3f} [95% CI {mix.ci[0]:.3f}, "
+          f"{mix.ci[1]:.3f}]  (1 = indistinguishable, 0 = separate islands)")
+    print(f"trustworthiness of the 2-D map (k={proj.trust_neighbors}): {proj.trustworthiness:.4f}")
+    if mix.per_class:
+        print("\nMixing within each class (lowest first):")
+        print(_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in c.row().items()}
+                      for c in mix.per_class], list(mix.per_class[0].row())))
+    ids = (pair.source.sample_ids, pair.target.sample_ids)
+    if args.csv:
+        frame = proj.frame()
+        frame.insert(4, "sample_id", [ids[d][r] for d, r in zip(proj.domain, proj.rows)])
+        frame.to_csv(args.csv, index=False)
+    if args.html:
+        from . import viz
+
+        source, target = (load_dataset(with_options(spec, limit=args.limit)) for spec in (args.source, args.target))
+        fig = viz.projection_figure(proj, title=f"{model.id} · {args.layer} · {proj.describe()}")
+        with open(args.html, "w") as f:
+            f.write(viz.figure_html(fig, sprite=viz.thumbnail_sprite(thumbnail_images(source, target, proj))))
+    _write_json(args.json, {"model": model.id, "weights_hash": model.weights_hash, "source": pair.source.dataset,
+                            "target": pair.target.dataset, **proj.summary()})
+    return 0
+
+
 class _stderr_progress:
     """A tqdm bar on stderr driven by tldiag's progress(done, total, message) callbacks."""
 
@@ -230,6 +271,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MMD traffic-light thresholds on the seed scale (default 0.1,0.5)")
     p.add_argument("--json", metavar="FILE", help="write every metric, null distributions included")
     p.set_defaults(func=cmd_shift)
+
+    p = sub.add_parser("project", help="2-D map (UMAP, PCA, t-SNE) of one layer, k-NN mixing, trustworthiness")
+    _add_pair_arguments(p)
+    p.add_argument("--layer", default="pre_logits", help="tap to project (default pre_logits)")
+    p.add_argument("--method", choices=["umap", "pca", "tsne"], default="umap")
+    p.add_argument("--neighbors", type=int, default=15, help="UMAP n_neighbors (default 15)")
+    p.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
+    p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+    p.add_argument("--pca", type=int, default=50, help="PCA dimensions before UMAP / t-SNE; 0 for none (default 50)")
+    p.add_argument("--max-samples", type=int, default=5000,
+                   help="at most N images per domain, stratified by class (default 5000)")
+    p.add_argument("--epochs", type=int, help="UMAP epochs (default: about a million point-epochs, 50-200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--csv", metavar="FILE", help="write the coordinates, domain, row, sample id and label")
+    p.add_argument("--html", metavar="FILE", help="write the map as a self-contained HTML page (thumbnails on hover)")
+    p.add_argument("--json", metavar="FILE", help="write the scores, per-class mixing and settings")
+    p.set_defaults(func=cmd_project)
     return parser
 
 
