@@ -4,6 +4,7 @@ Pages call these functions; tldiag itself never imports streamlit.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -187,9 +188,17 @@ class _WarmUp:
             self.error = f"{type(exc).__name__}: {exc}"
 
 
+class _NoWarmUp:
+    started, seconds, error = 0.0, None, None
+    thread = threading.Thread()  # never started: is_alive() is False
+
+
 @st.cache_resource(show_spinner=False)
-def umap_warm_up() -> _WarmUp:
-    """Start compiling UMAP in the background (once per server; app.py calls this on every run)."""
+def umap_warm_up() -> _WarmUp | _NoWarmUp:
+    """Start compiling UMAP in the background (once per server; app.py calls this on every run), unless
+    ``TLDIAG_UMAP_WARMUP=0``."""
+    if os.environ.get("TLDIAG_UMAP_WARMUP", "1").strip() == "0":
+        return _NoWarmUp()
     return _WarmUp()
 
 

@@ -95,8 +95,8 @@ with tab_map:
         event = st.plotly_chart(fig, key="explorer_map", on_select="rerun", selection_mode=("box", "lasso", "points"),
                                 config={"displaylogo": False})
         selected = viz.selected_indices(event.selection if event else None)
-    st.caption(f"{proj.describe()} · {proj.seconds.get('total', 0):.1f} s"
-               + (" (from the cache)" if proj.from_cache else "")
+    st.caption(f"{proj.describe()} · computed in {proj.seconds.get('total', 0):.1f} s"
+               + (" (read from the cache)" if proj.from_cache else "")
                + (f" · PCA kept {100 * proj.pca_variance:.0f}% of the variance" if proj.pca_variance else ""))
 
     if len(selected):
