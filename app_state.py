@@ -243,13 +243,21 @@ def target_proba(setup: Setup, pair: EmbeddingPair, proj: Projection) -> np.ndar
     return _cached(("target_proba", setup, proj.layer, proj.params), compute)
 
 
-def thumbnails(setup: Setup, proj: Projection) -> list:
-    """The image of every point of ``proj``, small (decoded once per setup and sample)."""
-    def compute() -> list:
-        with st.spinner(f"Loading {len(proj.rows):,} thumbnails…"):
-            return thumbnail_images(dataset(setup.source_spec), dataset(setup.target_spec), proj)
+@st.cache_resource(show_spinner="Loading the thumbnails…", max_entries=2)
+def _thumbnails(setup: Setup, max_samples: int | None, seed: int, _proj: Projection) -> list:
+    return thumbnail_images(dataset(setup.source_spec), dataset(setup.target_spec), _proj)
 
-    return _cached(("thumbnails", setup, proj.params.max_samples, proj.params.random_state), compute, max_entries=8)
+
+def thumbnails(setup: Setup, proj: Projection) -> list:
+    """The image of every point of ``proj``, small (decoded once per setup and sample: the sample depends on
+    the setup, the per-domain limit and the seed only, not on the layer or the method)."""
+    return _thumbnails(setup, proj.params.max_samples, proj.params.random_state, proj)
+
+
+def images_of(setup: Setup, proj: Projection, points: np.ndarray) -> list:
+    """The full images of some points of ``proj`` (for a gallery of a selection)."""
+    src, tgt = dataset(setup.source_spec), dataset(setup.target_spec)
+    return [(src if proj.domain[k] == 0 else tgt)[int(proj.rows[k])] for k in points]
 
 
 def show_error(exc: Exception) -> None:

@@ -101,7 +101,6 @@ with tab_map:
 
     if len(selected):
         n_show = 48
-        images = app_state.thumbnails(setup, proj)
         sel_domain = proj.domain[selected]
         st.markdown(f"**{len(selected):,} selected**: {int((sel_domain == 0).sum()):,} source, "
                     f"{int((sel_domain == 1).sum()):,} target"
@@ -109,18 +108,21 @@ with tab_map:
         labels = pd.Series(proj.labels[selected]).replace("", "(unlabelled)").value_counts()
         st.caption("Classes: " + ", ".join(f"{name} {count}" for name, count in labels.head(12).items()))
         picks = selected[:n_show]
-        st.image([images[k] for k in picks], width=64,
+        st.image(app_state.images_of(setup, proj, picks), width=64,
                  caption=[f"{'S' if proj.domain[k] == 0 else 'T'} #{proj.rows[k]} · {proj.labels[k] or '?'}"
                           for k in picks])
     elif not hover:
         st.caption("Drag a box (or pick the lasso in the chart's toolbar) to see the selected images here.")
 
     ids = (np.asarray(pair.source.sample_ids), np.asarray(pair.target.sample_ids))
-    frame = proj.frame(p_target)
-    frame.insert(4, "sample_id", [ids[d][r] for d, r in zip(proj.domain, proj.rows)])
+
+    def csv() -> str:
+        frame = proj.frame(p_target)
+        frame.insert(4, "sample_id", [ids[d][r] for d, r in zip(proj.domain, proj.rows)])
+        return frame.to_csv(index=False)
     d1, d2 = st.columns(2)
-    d1.download_button("Download coordinates (CSV)", frame.to_csv(index=False), file_name=f"map-{layer}.csv",
-                       mime="text/csv", key="dl_csv")
+    d1.download_button("Download coordinates (CSV)", csv, file_name=f"map-{layer}.csv", mime="text/csv",
+                       key="dl_csv", on_click="ignore")
     d2.download_button("Download the figure (HTML, thumbnails on hover)",
                        lambda: viz.figure_html(fig, sprite=viz.thumbnail_sprite(app_state.thumbnails(setup, proj))),
                        file_name=f"map-{layer}.html", mime="text/html", key="dl_html", on_click="ignore")

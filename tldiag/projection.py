@@ -118,10 +118,10 @@ class Projection:
 
     layer: str
     params: ProjectionParams
-    coords: np.ndarray = field(repr=False)
-    domain: np.ndarray = field(repr=False)
-    rows: np.ndarray = field(repr=False)
-    labels: np.ndarray = field(repr=False)
+    coords: np.ndarray = field(repr=False, compare=False)
+    domain: np.ndarray = field(repr=False, compare=False)
+    rows: np.ndarray = field(repr=False, compare=False)
+    labels: np.ndarray = field(repr=False, compare=False)
     trustworthiness: float
     trust_neighbors: int
     mixing: MixingResult

@@ -213,9 +213,10 @@ def selected_indices(selection: Mapping | None) -> np.ndarray:
     return np.unique(np.asarray(found, dtype=np.int64))
 
 
-def class_small_multiples(projection, *, max_classes: int = 20, ncols: int = 5) -> go.Figure:
+def class_small_multiples(projection, *, max_classes: int = 20, ncols: int = 5, backdrop: int = 2000) -> go.Figure:
     """One panel per class (the most frequent ``max_classes``), source and target of that class on the
-    same axes as the whole picture, everything else as a faint backdrop."""
+    same axes as the whole picture, and (at most ``backdrop`` points of) everything else as a faint
+    backdrop, the same in every panel."""
     from plotly.subplots import make_subplots
 
     xy, labels = projection.coords, projection.labels
@@ -228,9 +229,10 @@ def class_small_multiples(projection, *, max_classes: int = 20, ncols: int = 5) 
     fig = make_subplots(rows=rows, cols=min(ncols, len(names)), subplot_titles=names, horizontal_spacing=0.02,
                         vertical_spacing=0.06)
     size = max(2.0, _marker_size(len(xy)) - 2)
+    back = xy[np.sort(np.random.default_rng(0).choice(len(xy), backdrop, replace=False))] if len(xy) > backdrop else xy
     for k, name in enumerate(names):
         r, c = k // ncols + 1, k % ncols + 1
-        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", hoverinfo="skip", showlegend=False,
+        fig.add_trace(go.Scattergl(x=back[:, 0], y=back[:, 1], mode="markers", hoverinfo="skip", showlegend=False,
                                    marker=dict(color="#e6e6e6", size=size - 1)), row=r, col=c)
         for code, domain, colour in ((0, "source", SOURCE_COLOR), (1, "target", TARGET_COLOR)):
             mask = (labels == name) & (projection.domain == code)

@@ -185,7 +185,7 @@ class MixingResult:
     n_source: int
     n_target: int
     per_class: tuple[ClassMixing, ...] = ()
-    target_shares: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    target_shares: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"score": self.score, "ci": list(self.ci), "observed_share": self.observed_share,
