@@ -41,7 +41,7 @@ import numpy as np
 from . import _config
 from .cache import make_key
 from .errors import TldiagError
-from .metrics._checks import check_int, check_pair, rng_from
+from .metrics._checks import check_int, check_pair, rng_from, unit_rows
 from .metrics.neighbours import METRICS, MixingResult, knn_mixing, nearest_neighbours, trustworthiness
 
 ProgressFn = Callable[[int, int, str], None]
@@ -210,13 +210,7 @@ def _names(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
 
 def _prepare(X: np.ndarray, metric: str) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
-    if metric == "cosine":
-        norms = np.linalg.norm(X, axis=1, keepdims=True)
-        if (norms == 0).any():
-            raise TldiagError(f"Row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros and has no cosine "
-                              "distance; choose metric='euclidean'.")
-        X = X / norms
-    return X
+    return unit_rows(X) if metric == "cosine" else X
 
 
 def _pca(X: np.ndarray, n_components: int | None) -> tuple[np.ndarray, float | None]:

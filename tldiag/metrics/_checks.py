@@ -56,6 +56,16 @@ def check_int(value: Any, name: str, *, minimum: int, allow_none: bool = False, 
         raise TldiagError(f"{name} must be an integer {bound}, got {value!r}" + (f" {hint}." if hint else "."))
 
 
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, for the cosine metric; an all-zero row has no direction, so it is an error
+    naming the row (not a silent zero, as in the seed scale's ``l2_normalise``)."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise TldiagError(f"Row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros, which has no cosine distance; "
+                          "use metric='euclidean' or drop the all-zero rows.")
+    return X / norms
+
+
 def rng_from(random_state: RandomState) -> np.random.Generator:
     """A numpy Generator from a seed, an existing Generator, or None (fresh entropy)."""
     if isinstance(random_state, np.random.Generator):

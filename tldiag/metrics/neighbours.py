@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import TldiagError
-from ._checks import RandomState, check_features, check_int, check_pair, metric_device, rng_from
+from ._checks import RandomState, check_features, check_int, check_pair, metric_device, rng_from, unit_rows
 
 METRICS = ("euclidean", "cosine")
 _BLOCK_BYTES = 16 << 20  # one block of distance rows: small enough to stay in cache
@@ -34,16 +34,8 @@ def _check_metric(metric: str) -> str:
 
 def _prepare(X: np.ndarray, metric: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows as float32 on ``device`` (centred, or unit length for cosine) and their squared norms."""
-    t = torch.as_tensor(np.asarray(X), dtype=torch.float64)
-    if metric == "cosine":
-        norms = t.norm(dim=1, keepdim=True)
-        if (norms == 0).any():
-            row = int(torch.nonzero(norms[:, 0] == 0)[0, 0])
-            raise TldiagError(f"Row {row} is all zeros, which has no cosine distance; use metric='euclidean' "
-                              "or drop the all-zero rows.")
-        t = t / norms
-    else:
-        t = t - t.mean(0)  # distances are shift invariant; centring keeps float32 precise
+    X = np.asarray(X, dtype=np.float64)
+    t = torch.as_tensor(unit_rows(X) if metric == "cosine" else X - X.mean(0))  # centring keeps float32 precise
     t = t.to(device=device, dtype=torch.float32)
     return t, (t * t).sum(1)
 
