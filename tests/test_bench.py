@@ -23,7 +23,7 @@ def test_bench_mmd_runs_and_checks_agreement(capsys):
 
 @pytest.mark.slow
 def test_bench_umap_runs_both_sides_in_fresh_processes(capsys):
-    assert main(["umap", "--n", "150", "--d", "24"]) == 0
+    assert main(["umap", "--n", "150", "--d", "24", "--warm-repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "UMAP of 300 points (150 source + 150 target), 24-d" in out
     assert "(a) umap.UMAP() on the raw features" in out and "(b) tldiag: PCA 50 + exact k-NN + UMAP" in out
