@@ -196,9 +196,10 @@ def projection_figure(projection, *, color: str = "domain", p_target: np.ndarray
                               showscale=domain == "source")
             traces.append(trace(mask, domain, domain, marker))
     fig = go.Figure(traces)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10), dragmode="select",
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=60 if title else 10, b=10), dragmode="select",
                       legend=dict(itemsizing="constant", title="class · ● source ◆ target" if color == "class" else None),
-                      title=title, xaxis=dict(showticklabels=False, title=None, zeroline=False),
+                      title=dict(text=title, font=dict(size=13), x=0.01, y=0.98) if title else None,
+                      xaxis=dict(showticklabels=False, title=None, zeroline=False),
                       yaxis=dict(showticklabels=False, title=None, zeroline=False, scaleanchor="x", scaleratio=1),
                       plot_bgcolor="white")
     return fig

@@ -90,3 +90,31 @@ def test_explorer_box_selection_shows_the_images(page: Page, streamlit_url, arti
     expect(page.get_by_text(re.compile(r"80 selected: 40 source, 40 target"))).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("stImage").locator("img")).to_have_count(48, timeout=30_000)  # the first 48
     page.screenshot(path=str(artifacts / "explorer-selection.png"), full_page=True)
+
+
+def test_exported_map_shows_the_thumbnail_under_the_mouse(page: Page, tmp_path):
+    """The downloadable HTML: hovering a point shows that point's image from the embedded sprite."""
+    import numpy as np
+    from PIL import Image
+
+    from tldiag import viz
+    from tldiag.projection import ProjectionParams, project
+
+    rng = np.random.default_rng(0)
+    proj = project(rng.normal(size=(30, 5)), rng.normal(size=(20, 5)) + 3, params=ProjectionParams(method="pca"),
+                   use_cache=False)
+    images = [Image.new("RGB", (20, 20), (5 * k, 0, 0)) for k in range(50)]
+    html = tmp_path / "map.html"
+    html.write_text(viz.figure_html(viz.projection_figure(proj), sprite=viz.thumbnail_sprite(images, cell=20),
+                                    cell=20))
+    page.goto(html.as_uri())
+    page.locator(".js-plotly-plot").wait_for(timeout=30_000)
+    x, y = page.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot');
+        const r = gd.querySelector('.nsewdrag').getBoundingClientRect(), t = gd._fullData[1];
+        return [r.left + gd._fullLayout.xaxis.l2p(t.x[7]), r.top + gd._fullLayout.yaxis.l2p(t.y[7])]; }""")
+    page.mouse.move(x, y)
+    tip = page.locator("#tldiag-thumbnail")
+    expect(tip).to_be_visible(timeout=10_000)
+    expect(tip).to_contain_text(f"target #{proj.rows[37]}")
+    # point 37 of the projection: column 37 % 8 = 5, row 4 of the sprite, drawn at 96 px per cell
+    assert tip.locator("div").first.evaluate("e => e.style.backgroundPosition") == "-480px -384px"
