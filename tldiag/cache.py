@@ -17,7 +17,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 from filelock import FileLock
@@ -27,15 +27,22 @@ from . import _config
 CACHE_VERSION = 1
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file so that readers see the old or the new content, never a part."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through ``write(binary_file)`` so that readers see the old or the new content, never a
+    part: a temporary file beside it, renamed into place; a failed or killed write leaves no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        tmp.write_text(text)
+        with open(tmp, "wb") as f:
+            write(f)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def make_key(**parts: Any) -> str:

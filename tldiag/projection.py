@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
-import uuid
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,10 +37,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from . import _config
-from .cache import make_key
+from .cache import atomic_write, make_key
 from .errors import TldiagError
 from .metrics._checks import check_int, check_pair, rng_from, unit_rows
-from .metrics.neighbours import METRICS, MixingResult, knn_mixing, nearest_neighbours, trustworthiness
+from .metrics.neighbours import MixingResult, check_metric, knn_mixing, nearest_neighbours, trustworthiness
 
 ProgressFn = Callable[[int, int, str], None]
 METHODS = ("umap", "pca", "tsne")
@@ -86,8 +84,7 @@ class ProjectionParams:
     def validate(self) -> "ProjectionParams":
         if self.method not in METHODS:
             raise TldiagError(f"Unknown projection method {self.method!r}; choose one of {', '.join(METHODS)}.")
-        if self.metric not in METRICS:
-            raise TldiagError(f"Unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}.")
+        check_metric(self.metric)
         check_int(self.n_neighbors, "n_neighbors", minimum=2, hint="(15 is UMAP's default)")
         if not (isinstance(self.min_dist, (int, float)) and 0.0 <= self.min_dist <= 1.0):
             raise TldiagError(f"min_dist must be a number in [0, 1], got {self.min_dist!r} (0.1 is UMAP's default).")
@@ -305,14 +302,9 @@ def _cache_key(layer: str, params: ProjectionParams, Xs: np.ndarray, Xt: np.ndar
 
 
 def _save(path: Path, p: Projection) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
-    try:
-        np.savez(tmp, coords=p.coords, domain=p.domain, rows=p.rows, labels=p.labels.astype(str),
-                 target_shares=p.mixing.target_shares, meta=np.array(json.dumps(p.summary())))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: np.savez(f, coords=p.coords, domain=p.domain, rows=p.rows,
+                                          labels=p.labels.astype(str), target_shares=p.mixing.target_shares,
+                                          meta=np.array(json.dumps(p.summary()))))
 
 
 def _load(path: Path) -> Projection | None:

@@ -26,7 +26,8 @@ METRICS = ("euclidean", "cosine")
 _BLOCK_BYTES = 16 << 20  # one block of distance rows: small enough to stay in cache
 
 
-def _check_metric(metric: str) -> str:
+def check_metric(metric: str) -> str:
+    """``metric`` when it is one of :data:`METRICS`, else a clear error."""
     if metric not in METRICS:
         raise TldiagError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
     return metric
@@ -77,7 +78,7 @@ def nearest_neighbours(X: Any, n_neighbors: int, *, metric: str = "euclidean", i
         ``(indices, distances)``, both (n_samples, n_neighbors), nearest first.
     """
     X = check_features(X, "X")
-    _check_metric(metric)
+    check_metric(metric)
     k = n_neighbors - 1 if include_self else n_neighbors
     check_int(n_neighbors, "n_neighbors", minimum=2 if include_self else 1)
     if k >= len(X):
@@ -123,7 +124,7 @@ def trustworthiness(X: Any, X_embedded: Any, *, n_neighbors: int = 5, metric: st
     check_int(n_neighbors, "n_neighbors", minimum=1)
     if n_neighbors >= n / 2:
         raise TldiagError(f"n_neighbors ({n_neighbors}) must be less than n_samples / 2 ({n / 2}); lower it.")
-    _check_metric(metric)
+    check_metric(metric)
     dev = metric_device(device)
     near_embedded, _ = nearest_neighbours(X_embedded, n_neighbors, device=device)
     near = torch.as_tensor(near_embedded, device=dev)
@@ -234,7 +235,7 @@ def knn_mixing(X_source: Any, X_target: Any, *, y_source: Sequence | None = None
         random_state: Seed for the bootstrap.
     """
     X_source, X_target = check_pair(X_source, X_target, min_samples=1)
-    _check_metric(metric)
+    check_metric(metric)
     check_int(n_neighbors, "n_neighbors", minimum=1)
     check_int(n_bootstrap, "n_bootstrap", minimum=0)
     n_s, n_t = len(X_source), len(X_target)
