@@ -39,7 +39,7 @@ import numpy as np
 from . import _config
 from .cache import atomic_write, make_key
 from .errors import TldiagError
-from .metrics._checks import check_int, check_pair, rng_from, unit_rows
+from .metrics._checks import check_int, check_pair, label_names, rng_from, unit_rows
 from .metrics.neighbours import MixingResult, check_metric, knn_mixing, nearest_neighbours, trustworthiness
 
 ProgressFn = Callable[[int, int, str], None]
@@ -350,11 +350,7 @@ def project(X_source: Any, X_target: Any, *, y_source: Sequence[str] | None = No
     X_source = X_source if hasattr(X_source, "shape") else np.asarray(X_source)
     X_target = X_target if hasattr(X_target, "shape") else np.asarray(X_target)
     n_s_total, n_t_total = len(X_source), len(X_target)
-    ys = np.asarray([("" if v is None else str(v)) for v in y_source] if y_source is not None else [""] * n_s_total)
-    yt = np.asarray([("" if v is None else str(v)) for v in y_target] if y_target is not None else [""] * n_t_total)
-    for name, y, n in (("y_source", ys, n_s_total), ("y_target", yt, n_t_total)):
-        if len(y) != n:
-            raise TldiagError(f"{name} must have one label per row, but it has {len(y)} labels for {n} rows.")
+    ys, yt = label_names(y_source, n_s_total, "y_source"), label_names(y_target, n_t_total, "y_target")
     rng = np.random.default_rng(params.random_state)
     rows_s = stratified_indices(ys, params.max_samples, rng)
     rows_t = stratified_indices(yt, params.max_samples, rng)

@@ -56,6 +56,16 @@ def check_int(value: Any, name: str, *, minimum: int, allow_none: bool = False, 
         raise TldiagError(f"{name} must be an integer {bound}, got {value!r}" + (f" {hint}." if hint else "."))
 
 
+def label_names(y: Any, n: int, name: str) -> np.ndarray:
+    """Class names of ``n`` rows as strings ("" = unlabelled, also for None), or a clear error when the length
+    is wrong; ``y=None`` means no row is labelled."""
+    if y is None:
+        return np.full(n, "", dtype=str)
+    if len(y) != n:
+        raise TldiagError(f"{name} must have one label per row, but it has {len(y)} labels for {n} rows.")
+    return np.asarray(["" if v is None else str(v) for v in y], dtype=str)
+
+
 def unit_rows(X: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, for the cosine metric; an all-zero row has no direction, so it is an error
     naming the row (not a silent zero, as in the seed scale's ``l2_normalise``)."""

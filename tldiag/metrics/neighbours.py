@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import TldiagError
-from ._checks import RandomState, check_features, check_int, check_pair, metric_device, rng_from, unit_rows
+from ._checks import (RandomState, check_features, check_int, check_pair, label_names, metric_device, rng_from,
+                      unit_rows)
 
 METRICS = ("euclidean", "cosine")
 _BLOCK_BYTES = 16 << 20  # one block of distance rows: small enough to stay in cache
@@ -198,16 +199,8 @@ def _label_codes(y_source: Sequence | None, y_target: Sequence | None, n_source:
                  n_target: int) -> tuple[np.ndarray, list[str]]:
     """One integer code per pooled row (-1 = unlabelled) and the class names, matched by name."""
     names: dict[str, int] = {}
-    codes = np.full(n_source + n_target, -1, dtype=np.int64)
-    for offset, y, n, what in ((0, y_source, n_source, "y_source"), (n_source, y_target, n_target, "y_target")):
-        if y is None:
-            continue
-        if len(y) != n:
-            raise TldiagError(f"{what} must have one label per row, but it has {len(y)} labels for {n} rows.")
-        for i, label in enumerate(y):
-            if label is None or label == "":
-                continue
-            codes[offset + i] = names.setdefault(str(label), len(names))
+    pooled = np.concatenate([label_names(y_source, n_source, "y_source"), label_names(y_target, n_target, "y_target")])
+    codes = np.array([names.setdefault(label, len(names)) if label else -1 for label in pooled], dtype=np.int64)
     return codes, list(names)
 
 
@@ -255,15 +248,15 @@ def knn_mixing(X_source: Any, X_target: Any, *, y_source: Sequence | None = None
     n_cls = len(names)
     counts_s = np.bincount(codes[:n_s][codes[:n_s] >= 0], minlength=n_cls)
     counts_t = np.bincount(codes[n_s:][codes[n_s:] >= 0], minlength=n_cls)
+    # within-class k: at most the class's other images
+    pool = torch.as_tensor(counts_s + counts_t, device=dev)
+    k_cls = int(min(n_neighbors, max(1, int(pool.max()) - 1))) if n_cls else 0
     for rows, D in _distance_blocks(Xt, sq, queries, exclude_self=True):
         _, nbr = torch.topk(D, n_neighbors, dim=1, largest=False)
         shares[rows] = is_source[nbr].float().mean(1).cpu().numpy()
         if n_cls:
             q_codes = codes_t[queries[rows]]
             D = D.masked_fill_(codes_t[None, :] != q_codes[:, None], float("inf"))
-            # within-class k: at most the class's other images
-            pool = torch.as_tensor(counts_s + counts_t, device=dev)
-            k_cls = int(min(n_neighbors, max(1, int(pool.max()) - 1)))
             d, nbr = torch.topk(D, k_cls, dim=1, largest=False)
             k_row = torch.where(q_codes >= 0, (pool[q_codes.clamp_min(0)] - 1).clamp(max=n_neighbors), 0)
             valid = torch.isfinite(d) & (torch.arange(k_cls, device=dev)[None, :] < k_row[:, None])
