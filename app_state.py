@@ -19,7 +19,7 @@ from tldiag.embed import EmbeddingPair, embed_pair, is_cached
 from tldiag.errors import TldiagError
 from tldiag.metrics import ShiftReport, Thresholds, domain_classifier, shift_report
 from tldiag.models import Model, load_model
-from tldiag.projection import Projection, ProjectionParams, project_pair, thumbnail_images
+from tldiag.projection import Projection, ProjectionParams, point_images, project_pair, thumbnail_images
 from tldiag.setup import Setup
 
 SETUP_KEY = "setup"
@@ -256,8 +256,7 @@ def thumbnails(setup: Setup, proj: Projection) -> list:
 
 def images_of(setup: Setup, proj: Projection, points: np.ndarray) -> list:
     """The full images of some points of ``proj`` (for a gallery of a selection)."""
-    src, tgt = dataset(setup.source_spec), dataset(setup.target_spec)
-    return [(src if proj.domain[k] == 0 else tgt)[int(proj.rows[k])] for k in points]
+    return point_images(dataset(setup.source_spec), dataset(setup.target_spec), proj, points)
 
 
 def show_error(exc: Exception) -> None:

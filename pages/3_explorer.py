@@ -114,14 +114,9 @@ with tab_map:
     elif not hover:
         st.caption("Drag a box (or pick the lasso in the chart's toolbar) to see the selected images here.")
 
-    ids = (np.asarray(pair.source.sample_ids), np.asarray(pair.target.sample_ids))
-
-    def csv() -> str:
-        frame = proj.frame(p_target)
-        frame.insert(4, "sample_id", [ids[d][r] for d, r in zip(proj.domain, proj.rows)])
-        return frame.to_csv(index=False)
     d1, d2 = st.columns(2)
-    d1.download_button("Download coordinates (CSV)", csv, file_name=f"map-{layer}.csv", mime="text/csv",
+    d1.download_button("Download coordinates (CSV)",
+                       lambda: proj.to_csv(p_target, (pair.source.sample_ids, pair.target.sample_ids)), file_name=f"map-{layer}.csv", mime="text/csv",
                        key="dl_csv", on_click="ignore")
     d2.download_button("Download the figure (HTML, thumbnails on hover)",
                        lambda: viz.figure_html(fig, sprite=viz.thumbnail_sprite(app_state.thumbnails(setup, proj))),

@@ -77,8 +77,9 @@ def _taps(args: argparse.Namespace, model) -> list[str]:
     return args.layers.split(",") if args.layers else model.default_taps()
 
 
-def _embed_roles(args: argparse.Namespace, *, need_both: bool) -> tuple[object, dict]:
-    """Load the model and datasets named by the arguments and embed them, with progress on stderr."""
+def _embed_roles(args: argparse.Namespace, *, need_both: bool) -> tuple[object, dict, dict]:
+    """Load the model and datasets named by the arguments and embed them, with progress on stderr; returns
+    the model, the embeddings by role and the datasets by role."""
     from .data import compare_classes, load_dataset, with_options
     from .embed import embed_dataset
     from .models import load_model
@@ -97,11 +98,11 @@ def _embed_roles(args: argparse.Namespace, *, need_both: bool) -> tuple[object, 
     for role, ds in datasets.items():
         with _stderr_progress(f"{role} {ds.spec}", unit="img") as progress:
             results[role] = embed_dataset(model, ds, taps, batch_size=args.batch_size, progress=progress)
-    return model, results
+    return model, results, datasets
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    model, results = _embed_roles(args, need_both=False)
+    model, results, _ = _embed_roles(args, need_both=False)
     first = next(iter(results.values()))
     rows = []
     for tap in first.taps:
@@ -134,7 +135,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
     from .metrics import SEED_SCALE, Thresholds, shift_report
 
     thresholds = Thresholds.parse(args.thresholds)
-    model, results = _embed_roles(args, need_both=True)
+    model, results, _ = _embed_roles(args, need_both=True)
     pair = EmbeddingPair(results["source"], results["target"], tuple(_taps(args, model)))
     with _stderr_progress("shift metrics") as progress:
         report = shift_report(pair, n_permutations=args.permutations, max_samples=args.max_samples,
@@ -170,7 +171,6 @@ def cmd_shift(args: argparse.Namespace) -> int:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
-    from .data import load_dataset, with_options
     from .embed import EmbeddingPair
     from .projection import ProjectionParams, project_pair, thumbnail_images
 
@@ -178,7 +178,7 @@ def cmd_project(args: argparse.Namespace) -> int:
                               metric=args.metric, pca_components=args.pca or None, max_samples=args.max_samples,
                               n_epochs=args.epochs, random_state=args.seed).validate()
     args.layers = args.layer
-    model, results = _embed_roles(args, need_both=True)
+    model, results, datasets = _embed_roles(args, need_both=True)
     pair = EmbeddingPair(results["source"], results["target"], (args.layer,))
     with _stderr_progress(f"{args.method} projection", unit="%") as progress:
         proj = project_pair(pair, args.layer, params, progress=progress)
@@ -193,18 +193,16 @@ def cmd_project(args: argparse.Namespace) -> int:
         print("\nMixing within each class (lowest first):")
         print(_table([{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in c.row().items()}
                       for c in mix.per_class], list(mix.per_class[0].row())))
-    ids = (pair.source.sample_ids, pair.target.sample_ids)
     if args.csv:
-        frame = proj.frame()
-        frame.insert(4, "sample_id", [ids[d][r] for d, r in zip(proj.domain, proj.rows)])
-        frame.to_csv(args.csv, index=False)
+        with open(args.csv, "w") as f:
+            f.write(proj.to_csv(sample_ids=(pair.source.sample_ids, pair.target.sample_ids)))
     if args.html:
         from . import viz
 
-        source, target = (load_dataset(with_options(spec, limit=args.limit)) for spec in (args.source, args.target))
         fig = viz.projection_figure(proj, title=f"{model.id} · {args.layer} · {proj.describe()}")
+        images = thumbnail_images(datasets["source"], datasets["target"], proj)
         with open(args.html, "w") as f:
-            f.write(viz.figure_html(fig, sprite=viz.thumbnail_sprite(thumbnail_images(source, target, proj))))
+            f.write(viz.figure_html(fig, sprite=viz.thumbnail_sprite(images)))
     _write_json(args.json, {"model": model.id, "weights_hash": model.weights_hash, "source": pair.source.dataset,
                             "target": pair.target.dataset, **proj.summary()})
     return 0

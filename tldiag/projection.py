@@ -154,23 +154,28 @@ class Projection:
         bits.append(f"seed {p.random_state}")
         return " · ".join(bits)
 
-    def frame(self, target_proba: np.ndarray | None = None):
-        """One row per point: x, y, domain, row, label, target_source_share (target rows) and, when given,
-        p(target | x) aligned with the points."""
+    def frame(self, target_proba: np.ndarray | None = None,
+              sample_ids: tuple[Sequence[str], Sequence[str]] | None = None):
+        """One row per point: x, y, domain, row, the point's sample id when ``sample_ids`` (the source's and the
+        target's, e.g. ``Embeddings.sample_ids``) are given, label, source_neighbour_share (target rows) and,
+        when given, p(target | x) aligned with the points."""
         import pandas as pd
 
         share = np.full(len(self.coords), np.nan)
         if len(self.mixing.target_shares) == self.n_target:
             share[self.domain == TARGET] = self.mixing.target_shares
-        df = pd.DataFrame({"x": self.coords[:, 0], "y": self.coords[:, 1],
-                           "domain": np.asarray(DOMAINS)[self.domain], "row": self.rows,
-                           "label": self.labels, "source_neighbour_share": share})
+        columns = {"x": self.coords[:, 0], "y": self.coords[:, 1], "domain": np.asarray(DOMAINS)[self.domain],
+                   "row": self.rows}
+        if sample_ids is not None:
+            columns["sample_id"] = [sample_ids[d][r] for d, r in zip(self.domain, self.rows)]
+        df = pd.DataFrame({**columns, "label": self.labels, "source_neighbour_share": share})
         if target_proba is not None:
             df["p_target"] = target_proba
         return df
 
-    def to_csv(self, target_proba: np.ndarray | None = None) -> str:
-        return self.frame(target_proba).to_csv(index=False)
+    def to_csv(self, target_proba: np.ndarray | None = None,
+               sample_ids: tuple[Sequence[str], Sequence[str]] | None = None) -> str:
+        return self.frame(target_proba, sample_ids).to_csv(index=False)
 
     def summary(self) -> dict[str, Any]:
         return {"layer": self.layer, "params": asdict(self.params), "n_source": self.n_source,
@@ -436,12 +441,17 @@ def warm_up() -> float:
     return time.perf_counter() - t
 
 
+def point_images(source, target, projection: Projection, points: Sequence[int] | None = None) -> list:
+    """The images (PIL) of ``points`` of ``projection`` (all, in order, when None), from the source and target
+    :class:`~tldiag.data.ImageDataset`."""
+    points = range(len(projection.rows)) if points is None else points
+    return [(source if projection.domain[k] == SOURCE else target)[int(projection.rows[k])] for k in points]
+
+
 def thumbnail_images(source, target, projection: Projection, *, size: int = 40) -> list:
-    """Small RGB thumbnails (PIL, longest side ``size``) of every point of ``projection``, in its order,
-    from the source and target :class:`~tldiag.data.ImageDataset`."""
+    """Small RGB thumbnails (PIL, longest side ``size``) of every point of ``projection``, in its order."""
     out = []
-    for code, row in zip(projection.domain, projection.rows):
-        img = (source if code == SOURCE else target)[int(row)]
+    for img in point_images(source, target, projection):
         img = img.convert("RGB")
         img.thumbnail((size, size))
         out.append(img)
