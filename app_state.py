@@ -15,10 +15,12 @@ import numpy as np
 import streamlit as st
 
 from tldiag.data import ImageDataset, load_dataset
-from tldiag.embed import EmbeddingPair, embed_pair, is_cached
+from tldiag.embed import EmbeddingPair, Embeddings, embed_dataset, embed_pair, is_cached
 from tldiag.errors import TldiagError
 from tldiag.metrics import ShiftReport, Thresholds, domain_classifier, shift_report
-from tldiag.models import Model, load_model
+from tldiag.leaderboard import Leaderboard, leaderboard as run_leaderboard
+from tldiag.models import Model, load_model, random_init_id
+from tldiag.probes import ProbeConfig, ProbeReport, probe_report
 from tldiag.projection import Projection, ProjectionParams, point_images, project_pair, thumbnail_images
 from tldiag.setup import Setup
 
@@ -257,6 +259,55 @@ def thumbnails(setup: Setup, proj: Projection) -> list:
 def images_of(setup: Setup, proj: Projection, points: np.ndarray) -> list:
     """The full images of some points of ``proj`` (for a gallery of a selection)."""
     return point_images(dataset(setup.source_spec), dataset(setup.target_spec), proj, points)
+
+
+def random_init_embeddings(setup: Setup, pair: EmbeddingPair) -> Embeddings | None:
+    """Target embeddings of the setup's architecture with random weights (the no-pretraining floor), at the
+    same taps; None when the model has no such twin (already random, or TorchScript)."""
+    rid = random_init_id(setup.model)
+    if rid is None:
+        return None
+    m = model(rid, setup.resolution)
+    taps = [t for t in pair.target.taps if t in m.tap_names]
+    slot, progress = _progress_bar("Embedding the target with random weights", "images")
+    emb = embed_dataset(m, dataset(setup.target_spec), taps, progress=progress)
+    slot.empty()
+    return emb
+
+
+def probes(setup: Setup, pair: EmbeddingPair, config: ProbeConfig, with_floor: bool = True) -> ProbeReport:
+    """Probe curves and transferability scores of the setup (with a progress bar the first time; cached per
+    setup and settings for every session of this server)."""
+    def compute() -> ProbeReport:
+        floor = random_init_embeddings(setup, pair) if with_floor else None
+        m = model(setup.model, setup.resolution)
+        slot, progress = _progress_bar("Probes", "steps")
+        report = probe_report(pair, floor, depths={t.name: t.depth for t in m.taps}, config=config,
+                              random_state=setup.seed, progress=progress)
+        slot.empty()
+        return report
+
+    return _cached(("probes", setup, config, with_floor), compute)
+
+
+def leaderboard(setup: Setup, model_ids: tuple[str, ...], config: ProbeConfig) -> Leaderboard:
+    """The leaderboard of ``model_ids`` on the setup's datasets (rows cached on disk per model)."""
+    def compute() -> Leaderboard:
+        slot, progress = _progress_bar("Leaderboard", "models")
+        result = run_leaderboard(model_ids, dataset(setup.source_spec), dataset(setup.target_spec),
+                                 resolution=setup.resolution, config=config, random_state=setup.seed,
+                                 progress=progress)
+        slot.empty()
+        return result
+
+    return _cached(("leaderboard", setup, model_ids, config), compute)
+
+
+def leaderboard_if_cached(setup: Setup, model_ids: tuple[str, ...], config: ProbeConfig) -> Leaderboard | None:
+    """The leaderboard when this server has already computed it, else None (nothing is computed)."""
+    lock, store = _results()
+    with lock:
+        return store.get(("leaderboard", setup, model_ids, config))
 
 
 def show_error(exc: Exception) -> None:

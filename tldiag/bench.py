@@ -1,4 +1,4 @@
-"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap} ...``.
+"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap,probe} ...``.
 
 ``embed``: images/s of the embedding engine on the demo data (decode, resize, normalise, all
 taps + logits, from a dataset spec) against a bare ``model(x)`` on preloaded, normalised
@@ -17,6 +17,12 @@ threads, unseeded) against (b) tldiag's seeded pipeline (``tldiag.projection.pro
 k-NN, UMAP from precomputed neighbours). Each runs in a fresh process twice: cold (the first fit of the
 process, numba compilation included) and warm (the median of the next three). Trustworthiness of both pictures is computed
 against the raw 1,280-d features. Target: (b) <= 0.5x the time of (a), trustworthiness within 0.01.
+
+``probe``: the whole linear-probe sweep of :func:`tldiag.probes.probe_curve` (every tap of the default model
+on the demo target, every C of the grid, every split, the refit) against scikit-learn doing the same sweep
+with the same splits, standardisation, grid, selection rule, ``tol`` and ``max_iter``:
+``LogisticRegression(solver="lbfgs", warm_start=True)`` along the grid, one fit per (tap, split, C). The
+best of ``--repeats`` runs of each; test accuracies must agree within 1 point. Target >= 5x faster.
 """
 from __future__ import annotations
 
@@ -232,6 +238,92 @@ def bench_umap(n: int, d: int, seed: int, warm_repeats: int = 3) -> dict:
     return out
 
 
+def _sklearn_probe_sweep(features: dict, y, splits, config, fixed_C: dict | None = None) -> dict[str, list[float]]:
+    """The probe protocol of :func:`tldiag.probes.probe_curve` written with scikit-learn, for the benchmark:
+    test accuracy per tap and split. ``fixed_C`` (tap -> C per split) skips the selection and refits at those."""
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.preprocessing import StandardScaler
+
+    out = {}
+    for tap, X in features.items():
+        X = np.asarray(X, dtype=np.float64)
+        accs = []
+        for k, (train, val, test) in enumerate(splits):
+            tv = np.concatenate([train, val])
+            if fixed_C is not None:
+                scaler = StandardScaler().fit(X[tv])
+                final = LogisticRegression(C=fixed_C[tap][k], max_iter=config.max_iter, tol=config.tol)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    final.fit(scaler.transform(X[tv]), y[tv])
+                accs.append(float(np.mean(final.predict(scaler.transform(X[test])) == y[test])))
+                continue
+            scaler = StandardScaler().fit(X[train])
+            A, B = scaler.transform(X[train]), scaler.transform(X[val])
+            clf = LogisticRegression(max_iter=config.max_iter, tol=config.tol, warm_start=True)
+            keys = []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                for c in sorted(config.C_grid):
+                    clf.set_params(C=c)
+                    clf.fit(A, y[train])
+                    proba = clf.predict_proba(B)
+                    keys.append((np.mean(clf.classes_[proba.argmax(1)] == y[val]),
+                                 -log_loss(y[val], proba, labels=clf.classes_)))
+                best = sorted(config.C_grid)[max(range(len(keys)), key=lambda i: keys[i])]
+                scaler = StandardScaler().fit(X[tv])
+                final = LogisticRegression(C=best, max_iter=config.max_iter, tol=config.tol)
+                final.fit(scaler.transform(X[tv]), y[tv])
+            accs.append(float(np.mean(final.predict(scaler.transform(X[test])) == y[test])))
+        out[tap] = accs
+    return out
+
+
+def bench_probe(model_id: str, spec: str, resolution: int | None, repeats: int, seed: int) -> dict:
+    import numpy as np
+
+    from . import _config
+    from .data import load_dataset
+    from .embed import embed_dataset
+    from .models import load_model
+    from .probes import ProbeConfig, probe_curve, stratified_splits
+
+    model = load_model(model_id, resolution=resolution)
+    ds = load_dataset(spec)
+    emb = embed_dataset(model, ds, model.tap_names)
+    features = {t: np.asarray(emb[t]) for t in model.tap_names}
+    config = ProbeConfig()
+    y = np.unique(emb.labels, return_inverse=True)[1]
+    splits = stratified_splits(y, config.n_splits, val_size=config.val_size, test_size=config.test_size,
+                               random_state=seed)
+    ours, ref = [], []
+    curve = reference = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        curve = probe_curve(features, emb.labels, classes=emb.classes, config=config, random_state=seed)
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        reference = _sklearn_probe_sweep(features, y, splits, config)
+        ref.append(time.perf_counter() - t)
+    assert curve is not None and reference is not None
+    same_C = _sklearn_probe_sweep(features, y, splits, config, fixed_C={t.tap: t.C for t in curve.taps})
+    diffs = {t.tap: abs(t.mean - float(np.mean(same_C[t.tap]))) for t in curve.taps}
+    own = {t.tap: abs(t.mean - float(np.mean(reference[t.tap]))) for t in curve.taps}
+    return {"model": model.id, "input_size": model.preprocessing.input_size, "dataset": ds.spec, "n": len(ds),
+            "taps": len(features), "dims": [f.shape[1] for f in features.values()], "grid": len(config.C_grid),
+            "splits": config.n_splits, "device": _config.device_name(), "torch_threads": torch.get_num_threads(),
+            "ours_s": min(ours), "ours_runs": ours, "sklearn_s": min(ref), "sklearn_runs": ref,
+            "speedup": min(ref) / min(ours), "max_acc_diff": max(diffs.values()), "acc_diffs": diffs,
+            "max_own_diff": max(own.values()),
+            "curve": [(t.tap, t.mean, float(np.mean(same_C[t.tap])), float(np.mean(reference[t.tap])))
+                      for t in curve.taps]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tldiag.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -257,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--d", type=int, default=1280, help="features (default 1280)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warm-repeats", type=int, default=3, help="warm fits per side; the median is reported (default 3)")
+    p = sub.add_parser("probe", help="batched torch L-BFGS probe sweep vs scikit-learn doing the same sweep")
+    p.add_argument("--model", default="efficientnet-lite0")
+    p.add_argument("--dataset", default="demo:printed-digits?limit=50",
+                   help="dataset spec (default: the demo's target at its default limit, 500 images)")
+    p.add_argument("--resolution", type=int, default=128, help="input px (the demo's default: 128)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each side; the best is reported (default 2)")
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("umap-worker")  # internal: one side of `umap` in a fresh process
     p.add_argument("which", choices=["a", "b"])
     p.add_argument("--n", type=int, required=True)
@@ -285,6 +384,25 @@ def main(argv: list[str] | None = None) -> int:
         ok = r["ratio_cold"] <= 0.5 and r["ratio_warm"] <= 0.5 and abs(r["trust_diff"]) <= 0.01
         print(f"ratio (b)/(a): cold {r['ratio_cold']:.2f}x, warm {r['ratio_warm']:.2f}x; trustworthiness "
               f"difference {r['trust_diff']:+.4f}  (target <= 0.5x and within 0.01: {'PASS' if ok else 'FAIL'})")
+        return 0
+    if args.what == "probe":
+        r = bench_probe(args.model, args.dataset, args.resolution, args.repeats, args.seed)
+        print(f"linear-probe sweep: {r['model']} at {r['input_size']} px, {r['n']} images of {r['dataset']}, "
+              f"{r['taps']} taps ({', '.join(map(str, r['dims']))}-d) x {r['splits']} splits x {r['grid']} C values "
+              f"+ refits, on {r['device']} ({r['torch_threads']} torch threads)")
+        print(f"tldiag (batched torch L-BFGS):        {r['ours_s']:7.2f} s   runs "
+              f"{', '.join(f'{x:.2f}' for x in r['ours_runs'])}")
+        print(f"scikit-learn (lbfgs, warm starts):    {r['sklearn_s']:7.2f} s   runs "
+              f"{', '.join(f'{x:.2f}' for x in r['sklearn_runs'])}")
+        print("mean test accuracy by tap, tldiag / scikit-learn at the same C / scikit-learn with its own choice of C:")
+        for tap, a, b, c in r["curve"]:
+            print(f"  {tap:12s} {a:.4f} / {b:.4f} / {c:.4f}")
+        agree = r["max_acc_diff"] <= 0.01
+        print(f"largest difference at the same C: {100 * r['max_acc_diff']:.2f} points (target <= 1: "
+              f"{'PASS' if agree else 'FAIL'}); with each side's own choice of C: {100 * r['max_own_diff']:.2f} "
+              "points (near-ties on validation can pick a neighbouring C)")
+        print(f"ratio scikit-learn/tldiag: {r['speedup']:.1f}x  (target >= 5x: "
+              f"{'PASS' if r['speedup'] >= 5 else 'FAIL'})")
         return 0
     if args.what == "mmd":
         r = bench_mmd(args.n, args.d, args.permutations, args.loop_permutations, args.reference == "loop", args.seed)

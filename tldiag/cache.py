@@ -143,3 +143,43 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class JsonStore:
+    """Small JSON results (probe reports, leaderboard rows) under ``$TLDIAG_HOME/<kind>/<key>.json``.
+
+    Written atomically; an entry that cannot be read (corrupt, or from an older format) counts as absent and
+    is removed, so it is recomputed rather than half-read.
+    """
+
+    def __init__(self, kind: str, root: str | os.PathLike[str] | None = None):
+        self.root = Path(root) if root is not None else _config.home() / kind
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.path(key)
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, key: str, payload: dict[str, Any]) -> None:
+        atomic_write_text(self.path(key), json.dumps(payload, indent=1, default=_json_default))
+
+    def discard(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and value != value:
+        return None
+    raise TypeError(f"cannot store {type(value).__name__} in a JSON result")

@@ -674,6 +674,18 @@ def _torchscript_extract(module: nn.Module, x: torch.Tensor, wanted: frozenset[s
     return {"output": pool(module(x))}
 
 
+def random_init_id(model_id: str) -> str | None:
+    """The id of the same architecture with random weights (the "no pretraining" floor), or None when there is
+    none to build: the model is already random, or a TorchScript checkpoint without ``arch``."""
+    spec = parse_model_id(model_id)
+    if spec.kind == "random":
+        return None
+    if spec.kind == "checkpoint":
+        arch = spec.get("arch")
+        return f"random:{arch}" if arch else None
+    return f"random:{spec}"
+
+
 def model_status(model_id: str) -> str:
     """``installed``, ``cached``, ``needs download`` or ``random init``, without loading weights."""
     spec = parse_model_id(model_id)

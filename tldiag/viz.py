@@ -318,3 +318,73 @@ def figure_html(fig: go.Figure, *, sprite: tuple[Image.Image, int] | None = None
                   .replace("__BGW__", str(round(image.size[0] * scale))).replace("__BGH__", str(round(image.size[1] * scale))))
     html = fig.to_html(include_plotlyjs=True, full_html=True, post_script=script, config={"displaylogo": False})
     return html.replace("<head>", f"<head><title>{title}</title>", 1)
+
+
+# ----------------------------------------------------------------------------- probes and leaderboard
+CURVE_COLORS = {"target": TARGET_COLOR, "source": SOURCE_COLOR, "random init": "#7f7f7f"}
+
+
+def probe_curves_figure(report) -> go.Figure:
+    """Probe accuracy against depth (taps shallow to deep, categorical) for the target, the source and the
+    random-init floor: the mean over splits with a ± 1 standard-error band; the recommended cut is starred."""
+    fig = go.Figure()
+    taps = [t.tap for t in report.target.taps]
+    for curve in report.curves:
+        colour = CURVE_COLORS.get(curve.name, "#2ca02c")
+        x = [t.tap for t in curve.taps]
+        mean = np.array([t.mean for t in curve.taps])
+        se = np.array([t.se for t in curve.taps])
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=list(mean + se) + list((mean - se)[::-1]), fill="toself",
+                                 fillcolor=colour, opacity=0.18, line=dict(width=0), hoverinfo="skip",
+                                 showlegend=False, legendgroup=curve.name))
+        label = {"target": "target (pretrained)", "random init": "target (random init)",
+                 "source": "source (pretrained)"}.get(curve.name, curve.name)
+        fig.add_trace(go.Scatter(
+            x=x, y=mean, mode="lines+markers", name=label, line=dict(color=colour, width=2.5 if
+                                                                       curve.name == "target" else 1.5,
+                                                                       dash="dot" if curve.name == "random init"
+                                                                       else "solid"),
+            legendgroup=curve.name,
+            customdata=[[t.se, t.f1_mean, t.depth, t.dim, "/".join(f"{c:g}" for c in t.C)] for t in curve.taps],
+            hovertemplate=f"{label}<br>%{{x}} (depth %{{customdata[2]:.2f}}, %{{customdata[3]}}-d)<br>accuracy "
+                          "%{y:.3f} ± %{customdata[0]:.3f}<br>macro-F1 %{customdata[1]:.3f}<br>C %{customdata[4]}"
+                          "<extra></extra>"))
+    rec = report.target.recommended
+    fig.add_trace(go.Scatter(x=[rec.tap], y=[rec.mean], mode="markers", name="recommended cut",
+                             marker=dict(symbol="star", size=18, color=TARGET_COLOR, line=dict(color="black", width=1)),
+                             hovertemplate="recommended cut: %{x}<br>accuracy %{y:.3f}<extra></extra>"))
+    fig.add_hline(y=report.target.chance, line_dash="dash", line_color="#999",
+                  annotation_text=f"majority class {report.target.chance:.2f}", annotation_position="bottom right")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=taps, title_text="tap (shallow → deep)")
+    fig.update_yaxes(title_text="test accuracy of a linear probe", range=[0, 1.02])
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def tap_scores_figure(scores: Sequence[Mapping]) -> go.Figure:
+    """LogME, H-score and kNN accuracy of each target tap, one small panel each (their scales differ)."""
+    from plotly.subplots import make_subplots
+
+    names = (("logme", "LogME (per image, nats)"), ("h_score", "H-score"), ("knn_accuracy", "kNN accuracy"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in names], horizontal_spacing=0.07)
+    taps = [s["tap"] for s in scores]
+    for i, (key, title) in enumerate(names, start=1):
+        fig.add_trace(go.Scatter(x=taps, y=[s[key] for s in scores], mode="lines+markers", name=title,
+                                 line_color=TARGET_COLOR, hovertemplate=f"%{{x}}<br>{title} %{{y:.4g}}<extra></extra>"),
+                      row=1, col=i)
+        fig.update_xaxes(type="category", tickangle=-45, row=1, col=i)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    return fig
+
+
+def kendall_heatmap(kendall: Mapping[str, Mapping[str, float | None]], labels: Mapping[str, str]) -> go.Figure:
+    """Kendall's tau between the leaderboard's score columns (blank where it is undefined)."""
+    keys = list(labels)
+    z = [[np.nan if kendall[a].get(b) is None else kendall[a][b] for b in keys] for a in keys]
+    text = [["—" if np.isnan(v) else f"{v:+.2f}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=[labels[k] for k in keys], y=[labels[k] for k in keys], zmin=-1, zmax=1,
+                               colorscale="RdBu", text=text, texttemplate="%{text}",
+                               hovertemplate="%{y} vs %{x}: τ = %{z:.2f}<extra></extra>",
+                               colorbar=dict(title="τ")))
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=10, b=10), yaxis=dict(autorange="reversed"))
+    return fig

@@ -145,3 +145,25 @@ def test_explorer_page_explains_bad_settings():
     at.slider(key="w_map_neighbors").set_value(60).run()
     assert not at.exception
     assert any("n_neighbors=60 needs more than 60 images, but the sample has 20" in e.value for e in at.error)
+
+
+def test_probes_page_curves_scores_and_leaderboard():
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="5",
+              target="demo:digits?shift=rotate&severity=3").run()
+    at.switch_page("pages/4_probes.py").run()
+    assert not at.exception
+    at.button(key="compute_here").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [m.label for m in at.metric][:4] == ["Recommended cut", "Best tap", "Gain over random init",
+                                                "Chance (majority class)"]
+    assert at.metric[3].value == "0.100"  # 10 balanced classes
+    assert at.metric[2].value == "—"  # a random model has no random-init twin
+    assert [m.label for m in at.metric][4:] == ["LEEP", "NCE"]
+    assert len(at.get("plotly_chart")) == 2  # curves, scores by tap
+    # the leaderboard: one candidate, evaluated on click, with its row
+    at.multiselect(key="w_board_models").set_value(["random:timm:test_resnet"]).run()
+    at.button(key="run_board").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    board = at.dataframe[1].value  # [0] is the per-tap table in its expander
+    assert list(board["model"]) == ["random:timm:test_resnet"] and 0 <= board["probe acc"][0] <= 1
+    assert any("at least 3 models" in c.value for c in at.caption)

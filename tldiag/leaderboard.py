@@ -1,0 +1,216 @@
+"""A leaderboard of candidate backbones for one source / target pair, and whether the scores agree.
+
+Each candidate is embedded on both datasets (through the embedding cache) and gets: the linear-probe accuracy
+at its best tap (:mod:`tldiag.probes`), LogME, H-score and kNN accuracy at its penultimate tap, LEEP and NCE
+from its source head, the seed-scale MMD between source and target at the penultimate tap, its parameter
+count and its inference speed. Rows are cached on disk per model, datasets, resolution and settings
+(``$TLDIAG_HOME/leaderboard``), so adding a candidate computes only that one.
+
+Kendall's tau (tau-b) between every two score columns over the candidates says whether the scores rank the
+models the same way; with few candidates it is coarse (3 models give tau in {-1, -1/3, 1/3, 1}).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .cache import JsonStore, make_key
+from .errors import TldiagError
+from .probes import ProbeConfig, probe_curve
+
+ProgressFn = Callable[[int, int, str], None]
+LEADERBOARD_VERSION = 1
+# score columns compared by Kendall's tau (all: higher = better transfer)
+RANKED = {"probe_accuracy": "Probe acc", "logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-score",
+          "knn_accuracy": "kNN acc"}
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One candidate model's row (see the module docstring); None where a score does not apply."""
+
+    model_id: str
+    pretrained: bool
+    n_parameters: int
+    images_per_second: float
+    device: str
+    best_tap: str
+    probe_accuracy: float
+    probe_se: float
+    recommended_tap: str
+    penultimate_tap: str
+    logme: float
+    h_score: float
+    knn_accuracy: float
+    leep: float | None
+    nce: float | None
+    mmd: float
+    mmd_p_value: float
+    seconds: float
+    cached: bool = False
+
+    def row(self) -> dict:
+        return {"model": self.model_id, "probe acc": round(self.probe_accuracy, 4), "± se": round(self.probe_se, 4),
+                "best tap": self.best_tap, "cut": self.recommended_tap, "LogME": round(self.logme, 4),
+                "LEEP": None if self.leep is None else round(self.leep, 4),
+                "NCE": None if self.nce is None else round(self.nce, 4), "H-score": round(self.h_score, 3),
+                "kNN acc": round(self.knn_accuracy, 4), f"MMD ({self.penultimate_tap})": round(self.mmd, 4),
+                "params (M)": round(self.n_parameters / 1e6, 2), "images/s": round(self.images_per_second, 1)}
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """Rows sorted by probe accuracy, and Kendall's tau between the score columns."""
+
+    entries: tuple[LeaderboardEntry, ...]
+    kendall: dict[str, dict[str, float | None]]
+    notes: tuple[str, ...] = ()
+
+    def table(self) -> list[dict]:
+        return [e.row() for e in self.entries]
+
+    def agreement(self) -> list[dict]:
+        """Tau of every score against the probe accuracy (the closest thing to ground truth here)."""
+        return [{"score": RANKED[k], "Kendall τ vs probe acc": self.kendall["probe_accuracy"].get(k)}
+                for k in RANKED if k != "probe_accuracy"]
+
+    def to_dict(self) -> dict:
+        return {"entries": [asdict(e) for e in self.entries], "kendall": self.kendall, "notes": list(self.notes)}
+
+
+def penultimate_tap(tap_names: Sequence[str]) -> str:
+    """``pre_logits`` when the model has it, else its deepest tap that is not the logits."""
+    from .models import LOGITS, PRE_LOGITS
+
+    if PRE_LOGITS in tap_names:
+        return PRE_LOGITS
+    deep = [t for t in tap_names if t != LOGITS]
+    if not deep:
+        raise TldiagError(f"The model has no feature tap besides the logits ({', '.join(tap_names)}).")
+    return deep[-1]
+
+
+def kendall_matrix(entries: Sequence[LeaderboardEntry]) -> dict[str, dict[str, float | None]]:
+    """Kendall's tau-b between every two :data:`RANKED` columns over the models where both are defined (None
+    when fewer than 3 models have both, or a column is constant)."""
+    from scipy.stats import kendalltau
+
+    out: dict[str, dict[str, float | None]] = {a: {} for a in RANKED}
+    for a, b in itertools.product(RANKED, RANKED):
+        pairs = [(getattr(e, a), getattr(e, b)) for e in entries]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+        if len(pairs) < 3:
+            out[a][b] = None
+            continue
+        # 6 significant digits: scores that agree to rounding (H-score saturating at K - 1) are ties, not ranks
+        x, y = (np.asarray([float(f"{v:.6g}") for v in col]) for col in zip(*pairs))
+        tau = kendalltau(x, y).statistic if np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
+        out[a][b] = None if not math.isfinite(tau) else round(float(tau), 4)
+    return out
+
+
+def _entry_key(model, source, target, taps: Sequence[str], config: ProbeConfig, random_state: int | None) -> str:
+    return make_key(kind="leaderboard", version=LEADERBOARD_VERSION, model=model.id, weights=model.weights_hash,
+                    prep=model.preprocessing.key(), source=source.fingerprint, target=target.fingerprint,
+                    taps=list(taps), config=asdict(config), seed=random_state)
+
+
+def evaluate_model(model_id: str, source, target, *, resolution: int | None = None,
+                   config: ProbeConfig = ProbeConfig(), random_state: int | None = 0, device: str | None = None,
+                   progress: ProgressFn | None = None, use_cache: bool = True,
+                   store: JsonStore | None = None) -> LeaderboardEntry:
+    """One leaderboard row for ``model_id`` on the ``source`` and ``target`` datasets (see the module docstring).
+
+    Args:
+        model_id: A model id (:mod:`tldiag.models`).
+        source / target: :class:`tldiag.data.ImageDataset` objects; the target must be labelled.
+        resolution: Input size in pixels (the weights' own when None).
+        config / random_state / device: As in :func:`tldiag.probes.probe_curve`.
+        progress: ``progress(done, total, message)`` while embedding and probing.
+        use_cache: Read and write the row in ``$TLDIAG_HOME/leaderboard``.
+    """
+    from .embed import embed_pair, measure_throughput
+    from .metrics import seed_scale_mmd
+    from .models import LOGITS, load_model
+    from .transferability import head_scores, h_score, knn_accuracy, logme
+
+    t0 = time.perf_counter()
+    model = load_model(model_id, resolution=resolution)
+    taps = [t for t in model.tap_names if t != LOGITS]
+    store = store or JsonStore("leaderboard")
+    key = _entry_key(model, source, target, taps, config, random_state)
+    if use_cache and (hit := store.get(key)) is not None:
+        try:
+            return LeaderboardEntry(**{**hit, "cached": True})
+        except TypeError:
+            store.discard(key)
+    pair = embed_pair(model, source, target, taps, progress=progress)
+    tgt = pair.target
+    labelled = np.asarray(tgt.labels) >= 0
+    y = np.asarray(tgt.labels)[labelled]
+    features = {t: tgt.features[t] for t in taps}
+    curve = probe_curve(features, tgt.labels, classes=tgt.classes, depths={t.name: t.depth for t in model.taps},
+                        model_id=model.id, config=config, random_state=random_state, device=device)
+    pen = penultimate_tap(model.tap_names)
+    X = np.asarray(tgt.features[pen])[labelled]
+    logits = tgt.features.get(LOGITS)
+    head = head_scores(None if logits is None else np.asarray(logits)[labelled], y)
+    mmd = seed_scale_mmd(np.asarray(pair.source[pen]), np.asarray(tgt[pen]), n_permutations=200, n_bootstrap=0,
+                         max_samples=2000, random_state=random_state, device=device)
+    entry = LeaderboardEntry(
+        model_id=model.id, pretrained=model.pretrained, n_parameters=model.n_parameters,
+        images_per_second=measure_throughput(model, device=device), device=str(device or _device()),
+        best_tap=curve.best.tap, probe_accuracy=curve.best.mean, probe_se=curve.best.se,
+        recommended_tap=curve.recommended.tap, penultimate_tap=pen, logme=logme(X, y), h_score=h_score(X, y),
+        knn_accuracy=knn_accuracy(X, y, device=device), leep=head["leep"], nce=head["nce"], mmd=mmd.mmd,
+        mmd_p_value=mmd.p_value, seconds=time.perf_counter() - t0)
+    if use_cache:
+        store.put(key, {f.name: getattr(entry, f.name) for f in fields(entry) if f.name != "cached"})
+    return entry
+
+
+def _device() -> str:
+    from ._config import device_name
+
+    return device_name()
+
+
+def leaderboard(model_ids: Sequence[str], source, target, *, resolution: int | None = None,
+                config: ProbeConfig = ProbeConfig(), random_state: int | None = 0, device: str | None = None,
+                progress: ProgressFn | None = None, use_cache: bool = True) -> Leaderboard:
+    """Evaluate every candidate (see :func:`evaluate_model`) and compare the scores' rankings.
+
+    A candidate whose weights cannot be loaded is left out with a note (the others still run); no candidate
+    at all is an error.
+    """
+    from .errors import ModelUnavailableError
+
+    ids = list(dict.fromkeys(model_ids))
+    if not ids:
+        raise TldiagError("No candidate models given; pass at least one model id, e.g. efficientnet-lite0.")
+    entries, notes = [], []
+    for i, mid in enumerate(ids):
+        def sub(done: int, total: int, message: str, i: int = i, mid: str = mid) -> None:
+            if progress:
+                progress(i, len(ids), f"{mid}: embedding {done}/{total} — {message}")
+        if progress:
+            progress(i, len(ids), f"{mid}: probing")
+        try:
+            entries.append(evaluate_model(mid, source, target, resolution=resolution, config=config,
+                                          random_state=random_state, device=device, progress=sub,
+                                          use_cache=use_cache))
+        except ModelUnavailableError as exc:
+            notes.append(f"{mid} left out: {exc}")
+    if not entries:
+        raise TldiagError("None of the candidate models could be loaded: " + " ".join(notes))
+    if progress:
+        progress(len(ids), len(ids), "done")
+    entries.sort(key=lambda e: -e.probe_accuracy)
+    if len(entries) < 3:
+        notes.append("Rank agreement (Kendall τ) needs at least 3 models; add candidates to see it.")
+    return Leaderboard(tuple(entries), kendall_matrix(entries), tuple(notes))

@@ -1,0 +1,721 @@
+"""Layer-wise linear probes: how linearly decodable the target classes are at every depth.
+
+The protocol follows Kornblith, Shlens & Le (2019, "Do Better ImageNet Models Transfer Better?"): an
+L2-regularised multinomial logistic regression on frozen features, a stratified train / validation /
+test split, the regularisation chosen on validation from a log-spaced grid, a refit on train +
+validation, and accuracy and macro-F1 on the test part. Repeating it over ``n_splits`` random splits
+gives a band; the recommended cut is the shallowest tap within one standard error of the best.
+
+The solver is a batched L-BFGS in torch (GPU when present) that fits every split and every grid value
+of one tap at once. It minimises exactly scikit-learn's objective::
+
+    mean_i cross_entropy(x_i W + b, y_i) + ||W||² / (2 C n)        (b is not penalised)
+
+with the same stopping rule (largest absolute gradient entry <= ``tol``), so it agrees with
+``LogisticRegression(C=C, solver="lbfgs")`` on the same standardised features. When a tap has more
+features than training images (n < d), the problem is solved in the row space of the training
+features (an exact reparametrisation: the L2 solution lies in that span), which makes wide layers
+cheap on small datasets.
+
+Public API::
+
+    curve = probe_curve({"blocks.2": X2, "pre_logits": X5}, labels, depths={...}, random_state=0)
+    curve.best, curve.recommended, curve.table()
+    fit_logistic(X, y, C=1.0)           # one probe, for checks against scikit-learn
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .errors import TldiagError
+from .metrics._checks import RandomState, check_features, metric_device, rng_from
+
+ProgressFn = Callable[[int, int, str], None]
+DEFAULT_C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 13))
+MIN_PER_CLASS = 3  # one image each for train, validation and test
+
+
+# ----------------------------------------------------------------------------- settings and results
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How probes are fitted and evaluated.
+
+    Attributes:
+        C_grid: Inverse regularisation strengths (scikit-learn's C) tried on validation.
+        n_splits: Random stratified train / validation / test splits (>= 3 for a band).
+        val_size: Share of each class used for validation.
+        test_size: Share of each class used for test.
+        max_iter: L-BFGS iterations per fit.
+        tol: Stop when the largest absolute gradient entry is at most this (scikit-learn's ``tol``).
+        standardize: Scale features to zero mean and unit variance on the fitting part first.
+    """
+
+    C_grid: tuple[float, ...] = DEFAULT_C_GRID
+    n_splits: int = 3
+    val_size: float = 0.2
+    test_size: float = 0.2
+    max_iter: int = 1000
+    tol: float = 1e-4
+    standardize: bool = True
+
+    def validate(self) -> "ProbeConfig":
+        if not self.C_grid or any(not (math.isfinite(c) and c > 0) for c in self.C_grid):
+            raise TldiagError(f"C_grid must be a non-empty list of positive numbers, got {list(self.C_grid)!r}.")
+        if isinstance(self.n_splits, bool) or not isinstance(self.n_splits, (int, np.integer)) or self.n_splits < 1:
+            raise TldiagError(f"n_splits must be a whole number >= 1 (3 or more gives a band), got {self.n_splits!r}.")
+        for name in ("val_size", "test_size"):
+            v = getattr(self, name)
+            if not 0 < v < 0.5:
+                raise TldiagError(f"{name} must be a share between 0 and 0.5 (0.2 is usual), got {v!r}.")
+        if self.max_iter < 1 or not self.tol > 0:
+            raise TldiagError(f"max_iter must be >= 1 and tol > 0, got max_iter={self.max_iter}, tol={self.tol}.")
+        return self
+
+
+@dataclass(frozen=True)
+class TapProbe:
+    """The probe of one tap over all splits.
+
+    Attributes:
+        tap: Tap name.
+        depth: Relative depth in [0, 1] (see :class:`tldiag.models.Tap`); NaN when unknown.
+        dim: Number of features.
+        accuracy: Test accuracy of each split (after the refit on train + validation).
+        macro_f1: Test macro-F1 of each split.
+        C: The C chosen on validation in each split.
+        val_accuracy: Validation accuracy of every C of the grid, one row per split.
+        converged: Whether every fit met ``tol`` within ``max_iter``.
+    """
+
+    tap: str
+    depth: float
+    dim: int
+    accuracy: tuple[float, ...]
+    macro_f1: tuple[float, ...]
+    C: tuple[float, ...]
+    val_accuracy: tuple[tuple[float, ...], ...]
+    converged: bool
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.accuracy))
+
+    @property
+    def se(self) -> float:
+        """Standard error of the mean accuracy over splits (0 with a single split)."""
+        k = len(self.accuracy)
+        return float(np.std(self.accuracy, ddof=1) / math.sqrt(k)) if k > 1 else 0.0
+
+    @property
+    def f1_mean(self) -> float:
+        return float(np.mean(self.macro_f1))
+
+
+@dataclass(frozen=True)
+class ProbeCurve:
+    """Probe accuracy against depth for one set of features (a model on a dataset).
+
+    Attributes:
+        name: What was probed, e.g. ``"target"``, ``"source"``, ``"random init"``.
+        model_id: The model whose features these are.
+        taps: One :class:`TapProbe` per tap, shallow to deep.
+        classes: Class names probed.
+        n_samples: Labelled images used.
+        n_train / n_val / n_test: Images in each part of a split.
+        chance: Accuracy of always predicting the most frequent class.
+        config: The settings used.
+        random_state: Seed of the splits.
+        notes: Things the reader should know (unlabelled rows dropped, fits that did not converge).
+        device: Where the fits ran.
+        seconds: Wall time.
+    """
+
+    name: str
+    model_id: str
+    taps: tuple[TapProbe, ...]
+    classes: tuple[str, ...]
+    n_samples: int
+    n_train: int
+    n_val: int
+    n_test: int
+    chance: float
+    config: ProbeConfig
+    random_state: int | None
+    notes: tuple[str, ...] = ()
+    device: str = "cpu"
+    seconds: float = 0.0
+
+    def tap(self, name: str) -> TapProbe:
+        for t in self.taps:
+            if t.tap == name:
+                return t
+        raise TldiagError(f"'{name}' was not probed; probed taps: {', '.join(t.tap for t in self.taps)}.")
+
+    @property
+    def best(self) -> TapProbe:
+        """The tap with the highest mean test accuracy (the shallowest one on a tie)."""
+        return max(self.taps, key=lambda t: t.mean)
+
+    @property
+    def recommended(self) -> TapProbe:
+        """The shallowest tap whose mean accuracy is within one standard error of the best."""
+        best = self.best
+        return next(t for t in self.taps if t.mean >= best.mean - best.se - 1e-12)
+
+    def table(self) -> list[dict]:
+        rec, best = self.recommended.tap, self.best.tap
+        return [{"tap": t.tap, "depth": round(t.depth, 3), "dim": t.dim, "accuracy": round(t.mean, 4),
+                 "± se": round(t.se, 4), "macro-F1": round(t.f1_mean, 4),
+                 "C": "/".join(f"{c:g}" for c in t.C),
+                 "note": "recommended cut" if t.tap == rec else ("best" if t.tap == best else "")}
+                for t in self.taps]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["best"], d["recommended"] = self.best.tap, self.recommended.tap
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ProbeCurve":
+        d = dict(d)
+        d.pop("best", None), d.pop("recommended", None)
+        taps = tuple(TapProbe(**{**t, "accuracy": tuple(t["accuracy"]), "macro_f1": tuple(t["macro_f1"]),
+                                 "C": tuple(t["C"]), "val_accuracy": tuple(tuple(r) for r in t["val_accuracy"])})
+                     for t in d.pop("taps"))
+        raw = dict(d.pop("config"))
+        config = ProbeConfig(**{**raw, "C_grid": tuple(raw["C_grid"])})
+        return cls(**{**d, "taps": taps, "classes": tuple(d["classes"]), "notes": tuple(d.get("notes", ())),
+                      "config": config})
+
+
+# ----------------------------------------------------------------------------- solver
+def _dtype(device: torch.device) -> torch.dtype:
+    """float64 on the CPU (exact agreement with scikit-learn, and BLAS is fast there); float32 on GPUs."""
+    return torch.float64 if device.type == "cpu" else torch.float32
+
+
+def _standardize_and_reduce(X_fit: torch.Tensor, X_eval: torch.Tensor, standardize: bool
+                            ) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+    """Batched ``(S, n, d)`` fitting features and ``(S, m, d)`` evaluation features, standardised on the fitting
+    part, moved into its row space when d > n, with a trailing column of ones (the intercept).
+
+    Returns both and ``(mean, scale, basis)`` to transform other features the same way.
+    """
+    if standardize:
+        mean = X_fit.mean(1, keepdim=True)
+        scale = X_fit.std(1, unbiased=False, keepdim=True)
+        scale = torch.where(scale < 10 * torch.finfo(X_fit.dtype).eps, torch.ones_like(scale), scale)
+        X_fit, X_eval = (X_fit - mean) / scale, (X_eval - mean) / scale
+    else:
+        mean = scale = None
+    basis = None
+    S, n, d = X_fit.shape
+    if d > n:  # exact: the L2-penalised solution lies in the row space of the fitting features
+        # V = X' U / sigma from the eigenvectors of the n x n Gram matrix (cheaper than an SVD of X); directions
+        # with no variance get a zero column, whose weight the penalty keeps at zero.
+        evals, U = torch.linalg.eigh(torch.bmm(X_fit, X_fit.transpose(1, 2)))
+        sigma = evals.clamp_min(0).sqrt()
+        inv = torch.where(sigma > sigma.amax(1, keepdim=True) * n * torch.finfo(X_fit.dtype).eps, 1 / sigma,
+                          torch.zeros_like(sigma))
+        basis = torch.bmm(X_fit.transpose(1, 2), U) * inv[:, None, :]  # (S, d, n), orthonormal columns
+        X_fit, X_eval = U * (sigma * (inv > 0))[:, None, :], torch.bmm(X_eval, basis)
+
+    def with_ones(X: torch.Tensor) -> torch.Tensor:
+        return torch.cat([X, torch.ones(*X.shape[:2], 1, dtype=X.dtype, device=X.device)], dim=2)
+    return with_ones(X_fit), with_ones(X_eval), (mean, scale, basis)
+
+
+def _lbfgs(X: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, n_classes: int, *, max_iter: int, tol: float,
+           history: int = 10, precondition: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Batched L2-regularised multinomial logistic regression by L-BFGS with a per-problem Armijo line search.
+
+    Args:
+        X: ``(S, n, D)`` features whose last column is ones (the intercept, not penalised).
+        y: ``(S, n)`` class indices in ``0..n_classes-1``.
+        lam: ``(S, G)`` penalty of each problem: G problems share the features of each of the S sets.
+        n_classes: K.
+        precondition: Start from M^-1 (below) instead of the identity. It cuts the iterations of narrow taps
+            tenfold; in the row-space regime (d > n, nearly separable classes) the plain start is faster.
+
+    Returns:
+        ``theta`` of shape ``(S, G, D, K)``, ``converged`` of shape ``(S, G)`` and the iterations run.
+
+    The iteration count is set by the slowest problem (weak regularisation on nearly separable classes), so
+    one iteration must be cheap: a handful of kernels for all problems at once, and the grid columns whose
+    problems have all converged leave the batch.
+    """
+    S, n, D = X.shape
+    G0, K = lam.shape[1], n_classes
+    y_idx = y[:, :, None, None]  # (S, n, 1, 1)
+    penalised = torch.ones(D, 1, dtype=X.dtype, device=X.device)
+    penalised[-1] = 0
+    Xt = X.transpose(1, 2)
+    theta_out = torch.zeros(S, G0, D, K, dtype=X.dtype, device=X.device)
+    grad_out = torch.full((S, G0), math.inf, dtype=X.dtype, device=X.device)
+
+    def loss_grad(theta: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        G = theta.shape[1]
+        Z = torch.bmm(X, theta.permute(0, 2, 1, 3).reshape(S, D, G * K)).view(S, n, G, K)
+        zmax = Z.amax(3, keepdim=True)
+        E = torch.exp(Z - zmax)
+        total = E.sum(3, keepdim=True)
+        nll = (zmax + total.log() - Z.gather(3, y_idx.expand(S, n, G, 1)))[..., 0].mean(1)  # (S, G)
+        E /= total
+        E.scatter_add_(3, y_idx.expand(S, n, G, 1), torch.full((1, 1, 1, 1), -1.0, dtype=X.dtype,
+                                                                  device=X.device).expand(S, n, G, 1))
+        grad = torch.bmm(Xt, E.view(S, n, G * K)).view(S, D, G, K).permute(0, 2, 1, 3) / n
+        w = theta * penalised
+        return nll + 0.5 * lam * (theta * w).sum((2, 3)), grad + lam[..., None, None] * w
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vecdot(a.flatten(2), b.flatten(2))
+
+    # Preconditioner: H0 = gamma * M^-1 with M = Sigma / K + lam I, Sigma = X'X / n, the Hessian at the start
+    # (uniform probabilities) up to the softmax's coupling of the classes. Applied through the eigenvectors of
+    # Sigma, which every problem of a feature set shares.
+    if precondition:
+        evals, Q = torch.linalg.eigh(Xt @ X / n)  # (S, D), (S, D, D)
+        curv = (evals.clamp_min(0) / K)[:, None, :]  # (S, 1, D)
+
+    def inverse_m(v: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        if not precondition:
+            return v
+        G = v.shape[1]
+        w = torch.bmm(Q.transpose(1, 2), v.permute(0, 2, 1, 3).reshape(S, D, G * K)).view(S, D, G, K)
+        w = w / (curv + lam[..., None]).permute(0, 2, 1)[..., None]
+        return torch.bmm(Q, w.view(S, D, G * K)).view(S, D, G, K).permute(0, 2, 1, 3)
+
+    def direction(g: torch.Tensor, S_: torch.Tensor, Y_: torch.Tensor, MY_: torch.Tensor, gamma: torch.Tensor,
+                  lam: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """-H g with the L-BFGS inverse Hessian in compact form (Byrd, Nocedal & Schnabel 1994) and the initial
+        matrix gamma M^-1: a few batched matrix products instead of the two-loop recursion's 4m small operations.
+        Pairs rejected for lack of curvature (and slots not filled yet) are zeros, with 1 on the diagonal of R,
+        which is the same as leaving them out. The history is a ring buffer; ``order`` lists its slots oldest
+        first, and only the small k x k matrices and k-vectors are put in that order."""
+        sh = g.shape
+        B, k = sh[0] * sh[1], S_.shape[2]
+        Mg = inverse_m(g, lam)
+        gv, Mgv = g.reshape(B, -1, 1), Mg.reshape(B, -1, 1)
+        Sm, Ym, MYm = S_.reshape(B, k, -1), Y_.reshape(B, k, -1), MY_.reshape(B, k, -1)
+        SY = torch.bmm(Sm, Ym.transpose(1, 2))[:, order][:, :, order]
+        diag = torch.diagonal(SY, dim1=1, dim2=2)
+        empty = (diag <= 0).to(g.dtype)
+        R = torch.triu(SY) + torch.diag_embed(empty)
+        gam = gamma.reshape(B, 1, 1)
+        a, b = torch.bmm(Sm, gv)[:, order], torch.bmm(MYm, gv)[:, order]
+        YMY = torch.bmm(Ym, MYm.transpose(1, 2))[:, order][:, :, order]
+        u = torch.linalg.solve_triangular(R, a, upper=True)
+        v = (diag + empty)[..., None] * u + gam * (torch.bmm(YMY, u) - b)
+        p = torch.linalg.solve_triangular(R.transpose(1, 2), v, upper=False)
+        back = torch.argsort(order)
+        u, p = u[:, back], p[:, back]
+        Hg = gam * Mgv + torch.bmm(Sm.transpose(1, 2), p) - gam * torch.bmm(MYm.transpose(1, 2), u)
+        return -Hg.view(sh)
+
+    cols = torch.arange(G0, device=X.device)
+    theta = theta_out.clone()
+    f, g = loss_grad(theta, lam)
+    S_hist, Y_hist, MY_hist = (torch.zeros(S, G0, history, D, K, dtype=X.dtype, device=X.device) for _ in range(3))
+    gamma = torch.ones_like(f)
+    gmax = g.abs().amax((2, 3))
+    done = gmax <= tol
+    it = 0
+    while True:
+        # columns of the grid whose problems have all finished leave the batch
+        keep = ~done.all(0)
+        if not bool(keep.all()):
+            finished = cols[~keep]
+            theta_out[:, finished], grad_out[:, finished] = theta[:, ~keep], gmax[:, ~keep]
+            cols, theta, f, g, lam, gamma, done = (cols[keep], theta[:, keep], f[:, keep], g[:, keep], lam[:, keep],
+                                                   gamma[:, keep], done[:, keep])
+            S_hist, Y_hist, MY_hist = S_hist[:, keep], Y_hist[:, keep], MY_hist[:, keep]
+        if len(cols) == 0 or it >= max_iter:
+            break
+        it += 1
+        if it > 1:
+            slot = (it - 1) % history  # the oldest pair's slot, overwritten next
+            order = (torch.arange(history, device=X.device) + slot) % history
+            d = direction(g, S_hist, Y_hist, MY_hist, gamma, lam, order)
+            t = torch.ones_like(f)
+        else:
+            d = -inverse_m(g, lam)
+            t = torch.ones_like(f) if precondition else torch.clamp(1 / g.abs().sum((2, 3)).clamp_min(1e-12), max=1.0)
+        gd = dot(g, d)
+        uphill = gd >= 0  # numerically lost curvature: steepest descent for that problem
+        if bool(uphill.any()):
+            d = torch.where(uphill[..., None, None], -g, d)
+            gd = torch.where(uphill, -dot(g, g), gd)
+        live = (~done).to(X.dtype)
+        d, gd = d * live[..., None, None], gd * live
+        accepted = done.clone()
+        new_theta, new_f, new_g = theta, f, g
+        for _ in range(40):
+            cand = theta + t[..., None, None] * d
+            fc, gc = loss_grad(cand, lam)
+            ok = ~accepted & (fc <= f + 1e-4 * t * gd)
+            if bool(ok.all()):
+                new_theta, new_f, new_g = cand, fc, gc
+            else:
+                new_theta = torch.where(ok[..., None, None], cand, new_theta)
+                new_f, new_g = torch.where(ok, fc, new_f), torch.where(ok[..., None, None], gc, new_g)
+            accepted |= ok
+            if bool(accepted.all()):
+                break
+            t = torch.where(accepted, t, t / 2)
+        s, yv = new_theta - theta, new_g - g
+        sy = dot(s, yv)
+        valid = sy > 1e-10 * dot(s, s).clamp_min(1e-300)
+        My = inverse_m(yv, lam)
+        gamma = torch.where(valid, sy / dot(yv, My).clamp_min(1e-300), gamma)
+        m = valid.to(X.dtype)[..., None, None]
+        slot = (it - 1) % history
+        S_hist[:, :, slot], Y_hist[:, :, slot], MY_hist[:, :, slot] = s * m, yv * m, My * m
+        theta, f, g = new_theta, new_f, new_g
+        gmax = g.abs().amax((2, 3))
+        done = done | ~accepted | (gmax <= tol)  # no decrease possible: stalled at the optimum
+    if len(cols):
+        theta_out[:, cols], grad_out[:, cols] = theta, gmax
+    return theta_out, grad_out <= tol, it
+
+
+@dataclass(frozen=True)
+class LogisticFit:
+    """One fitted probe (from :func:`fit_logistic`); ``predict`` applies the same scaling as the fit."""
+
+    theta: torch.Tensor = field(repr=False)
+    transform: tuple = field(repr=False)
+    classes: np.ndarray
+    n_iter: int
+    converged: bool
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        mean, scale, basis = self.transform
+        Xt = torch.as_tensor(check_features(X, "X"), dtype=self.theta.dtype, device=self.theta.device)
+        if mean is not None:
+            Xt = (Xt - mean[0]) / scale[0]
+        if basis is not None:
+            Xt = Xt @ basis[0]
+        Xt = torch.cat([Xt, torch.ones(len(Xt), 1, dtype=Xt.dtype, device=Xt.device)], dim=1)
+        return (Xt @ self.theta).cpu().numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes[self.decision_function(X).argmax(1)]
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, *, C: float = 1.0, standardize: bool = False, max_iter: int = 1000,
+                 tol: float = 1e-4, device: str | None = None) -> LogisticFit:
+    """One multinomial logistic regression with scikit-learn's objective and stopping rule (see the module
+    docstring): the solver of the probes, for checks against ``LogisticRegression(solver="lbfgs")``."""
+    X = check_features(X, "X")
+    classes, y_idx = np.unique(np.asarray(y), return_inverse=True)
+    if len(y_idx) != len(X):
+        raise TldiagError(f"X and y must be the same length, but X has {len(X)} rows and y has {len(y_idx)} labels.")
+    if len(classes) < 2:
+        raise TldiagError(f"y has a single class ({classes[0]!r}); a classifier needs at least two.")
+    dev = metric_device(device)
+    Xt = torch.as_tensor(X, dtype=_dtype(dev), device=dev)[None]
+    X_fit, _, transform = _standardize_and_reduce(Xt, Xt[:, :1], standardize)
+    lam = torch.full((1, 1), 1.0 / (C * len(X)), dtype=Xt.dtype, device=dev)
+    theta, converged, it = _lbfgs(X_fit, torch.as_tensor(y_idx, device=dev)[None], lam, len(classes),
+                                  max_iter=max_iter, tol=tol, precondition=transform[2] is None)
+    return LogisticFit(theta[0, 0], transform, classes, it, bool(converged.all()))
+
+
+# ----------------------------------------------------------------------------- the sweep
+def check_labels(labels: object, n: int, *, what: str = "target") -> tuple[np.ndarray, np.ndarray]:
+    """Class indices of ``n`` rows (-1 = unlabelled) checked for a probe: the labelled rows and their labels.
+
+    Raises a clear error when no row, or only one class, is labelled.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) != n:
+        raise TldiagError(f"The {what} labels must be one class index per image, but there are {y.shape} labels "
+                          f"for {n} images.")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TldiagError(f"The {what} labels must be class indices (integers, -1 = unlabelled), got dtype {y.dtype}; "
+                          "map class names to indices first, e.g. np.unique(names, return_inverse=True)[1].")
+    rows = np.flatnonzero(y >= 0)
+    if len(rows) == 0:
+        raise TldiagError(f"None of the {n} {what} images has a label, and a probe needs labels. Use a labelled "
+                          "dataset (a folder with one sub-folder per class, or a torchvision dataset).")
+    return rows, y[rows]
+
+
+def _check_class_sizes(y: np.ndarray, classes: Sequence[str], what: str) -> None:
+    present, counts = np.unique(y, return_counts=True)
+    name = {i: (classes[i] if i < len(classes) else str(i)) for i in present}
+    if len(present) < 2:
+        raise TldiagError(f"The {what} has a single labelled class ({name[present[0]]!r}); a probe needs at least two "
+                          "classes. Choose a dataset with more classes.")
+    small = [(name[c], k) for c, k in zip(present, counts) if k < MIN_PER_CLASS]
+    if small:
+        listed = ", ".join(f"{c!r} ({k})" for c, k in small[:10])
+        raise TldiagError(f"Some {what} classes have fewer than {MIN_PER_CLASS} labelled images: {listed}. A probe needs "
+                          f"at least {MIN_PER_CLASS} per class (one each for train, validation and test); add images, "
+                          "raise the per-class limit, or drop those classes.")
+
+
+def stratified_splits(y: np.ndarray, n_splits: int, *, val_size: float = 0.2, test_size: float = 0.2,
+                      random_state: RandomState = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``n_splits`` random (train, validation, test) index triples, stratified by class.
+
+    Each class gives ``round(test_size * n_c)`` test and ``round(val_size * n_c)`` validation images (at least
+    one each) and the rest to train, so every split has the same sizes.
+    """
+    rng = rng_from(random_state)
+    by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
+    out = []
+    for _ in range(n_splits):
+        parts: list[list[np.ndarray]] = [[], [], []]
+        for idx in by_class:
+            perm = rng.permutation(idx)
+            n_test = max(1, int(round(test_size * len(idx))))
+            n_val = max(1, int(round(val_size * len(idx))))
+            parts[2].append(perm[:n_test])
+            parts[1].append(perm[n_test:n_test + n_val])
+            parts[0].append(perm[n_test + n_val:])
+        out.append(tuple(np.sort(np.concatenate(p)) for p in parts))
+    return out
+
+
+def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Macro-F1 over the classes present in ``y_true`` (scikit-learn's ``f1_score(average="macro")`` with
+    ``labels`` = those classes; an absent prediction scores 0)."""
+    scores = []
+    for c in np.unique(y_true):
+        tp = np.sum((y_pred == c) & (y_true == c))
+        denom = np.sum(y_pred == c) + np.sum(y_true == c)
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores))
+
+
+def _probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: ProbeConfig, dev: torch.device
+               ) -> tuple[list[float], list[float], list[float], list[list[float]], bool]:
+    dtype = _dtype(dev)
+    Xt = torch.as_tensor(X, dtype=dtype, device=dev)
+    yt = torch.as_tensor(y, dtype=torch.long, device=dev)
+
+    def stack(part: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(np.stack([s[part] for s in splits]), device=dev)
+        return Xt[idx], yt[idx]
+
+    (X_tr, y_tr), (X_va, y_va), (X_te, y_te) = stack(0), stack(1), stack(2)
+    grid = torch.as_tensor(config.C_grid, dtype=dtype, device=dev)
+    # 1. every C of the grid on train, scored on validation
+    A, B, (_, _, basis) = _standardize_and_reduce(X_tr, X_va, config.standardize)
+    lam = (1.0 / (grid * X_tr.shape[1]))[None].expand(len(splits), -1).contiguous()
+    theta, conv1, _ = _lbfgs(A, y_tr, lam, n_classes, max_iter=config.max_iter, tol=config.tol,
+                             precondition=basis is None)
+    Z = torch.einsum("smd,sgdk->sgmk", B, theta)
+    val_acc = (Z.argmax(3) == y_va[:, None]).to(dtype).mean(2)  # (S, G)
+    val_nll = (torch.logsumexp(Z, 3) - Z.gather(3, y_va[:, None, :, None].expand(-1, len(grid), -1, 1))[..., 0]).mean(2)
+    # the best validation accuracy; among ties, the lowest validation log-loss
+    key = val_acc - 1e-6 * val_nll / (1 + val_nll.abs().amax(1, keepdim=True))
+    chosen = grid[key.argmax(1)]
+    # 2. refit on train + validation with the chosen C, scored on test
+    X_tv, y_tv = torch.cat([X_tr, X_va], 1), torch.cat([y_tr, y_va], 1)
+    A, B, (_, _, basis) = _standardize_and_reduce(X_tv, X_te, config.standardize)
+    theta, conv2, _ = _lbfgs(A, y_tv, (1.0 / (chosen * X_tv.shape[1]))[:, None], n_classes,
+                             max_iter=config.max_iter, tol=config.tol, precondition=basis is None)
+    pred = torch.einsum("smd,sdk->smk", B, theta[:, 0]).argmax(2).cpu().numpy()
+    truth = y_te.cpu().numpy()
+    acc = [float(np.mean(p == t)) for p, t in zip(pred, truth)]
+    f1 = [_macro_f1(t, p, n_classes) for p, t in zip(pred, truth)]
+    return acc, f1, chosen.tolist(), val_acc.cpu().numpy().round(6).tolist(), bool(conv1.all() and conv2.all())
+
+
+def probe_curve(features: Mapping[str, np.ndarray], labels: np.ndarray, *, classes: Sequence[str] = (),
+                depths: Mapping[str, float] | None = None, name: str = "target", model_id: str = "",
+                config: ProbeConfig = ProbeConfig(), random_state: int | None = 0, device: str | None = None,
+                progress: ProgressFn | None = None) -> ProbeCurve:
+    """Linear-probe accuracy of every tap of ``features`` (see the module docstring).
+
+    Args:
+        features: Tap name -> ``(n_samples, n_features)`` array, shallow to deep (the order of the curve).
+        labels: ``(n_samples,)`` class indices, -1 for unlabelled images (dropped, with a note).
+        classes: Class names of the indices, for messages and the report.
+        depths: Tap name -> relative depth in [0, 1] (:class:`tldiag.models.Tap`), for the x axis.
+        name: What is probed ("target", "source", "random init").
+        model_id: The model the features come from.
+        config: Grid, splits and solver settings.
+        random_state: Seed of the splits (the fits themselves are deterministic).
+        device: Torch device; tldiag's default (the GPU when present) when None.
+        progress: Called as ``progress(done, total, message)`` after each tap.
+    """
+    t0 = time.perf_counter()
+    config = config.validate()
+    if not features:
+        raise TldiagError("No taps to probe; pass at least one tap's features.")
+    n = len(next(iter(features.values())))
+    rows, y = check_labels(labels, n, what=name)
+    _check_class_sizes(y, classes, name)
+    present, y = np.unique(y, return_inverse=True)
+    notes = []
+    if len(rows) < n:
+        notes.append(f"{n - len(rows)} of {n} {name} images have no label and were left out of the probes.")
+    splits = stratified_splits(y, config.n_splits, val_size=config.val_size, test_size=config.test_size,
+                               random_state=random_state)
+    dev = metric_device(device)
+    taps = []
+    for i, (tap, X) in enumerate(features.items()):
+        if len(X) != n:
+            raise TldiagError(f"Tap {tap!r} has {len(X)} rows but the first tap has {n}; all taps must embed the "
+                              "same images.")
+        X = check_features(np.asarray(X)[rows], f"{name} features of {tap!r}")
+        acc, f1, chosen, val_acc, converged = _probe_tap(X, y, splits, len(present), config, dev)
+        taps.append(TapProbe(tap, float((depths or {}).get(tap, float("nan"))), X.shape[1], tuple(acc), tuple(f1),
+                             tuple(chosen), tuple(tuple(r) for r in val_acc), converged))
+        if progress:
+            progress(i + 1, len(features), f"{name} · {tap}")
+    slow = [t.tap for t in taps if not t.converged]
+    if slow:
+        notes.append(f"Some fits at {', '.join(slow)} stopped at max_iter={config.max_iter} before reaching "
+                     f"tol={config.tol:g} (usually the weakest regularisation on separable classes; its accuracy "
+                     "is still valid, but raise max_iter to be sure).")
+    names = tuple(classes[c] if c < len(classes) else str(c) for c in present)
+    counts = np.bincount(y)
+    s0 = splits[0]
+    return ProbeCurve(name=name, model_id=model_id, taps=tuple(taps), classes=names, n_samples=len(rows),
+                      n_train=len(s0[0]), n_val=len(s0[1]), n_test=len(s0[2]), chance=float(counts.max() / counts.sum()),
+                      config=config, random_state=random_state, notes=tuple(notes), device=str(dev),
+                      seconds=time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- the report of a setup
+@dataclass(frozen=True)
+class ProbeReport:
+    """Everything the Probes page shows for one model and one source / target pair.
+
+    Attributes:
+        target: Probe curve on the target labels (the question: where to cut).
+        source: Probe curve on the source labels (how much the features know about the source task);
+            None when the source is not labelled enough.
+        random_init: Probe curve of the same architecture with random weights on the target (the
+            no-pretraining floor); None when not computed.
+        scores: LogME, H-score and kNN accuracy of every target tap (:class:`TapScores` as dicts).
+        leep / nce: From the source head's logits on the target; None without a head.
+        notes: What was left out and why.
+    """
+
+    target: ProbeCurve
+    source: ProbeCurve | None
+    random_init: ProbeCurve | None
+    scores: tuple[dict, ...]
+    leep: float | None
+    nce: float | None
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def curves(self) -> list[ProbeCurve]:
+        return [c for c in (self.target, self.source, self.random_init) if c is not None]
+
+    def gain_over_random(self, tap: str | None = None) -> float | None:
+        """Target accuracy of the pretrained features minus the random-init floor at ``tap`` (the best)."""
+        if self.random_init is None:
+            return None
+        tap = tap or self.target.best.tap
+        try:
+            return self.target.tap(tap).mean - self.random_init.tap(tap).mean
+        except TldiagError:
+            return None
+
+    def table(self) -> list[dict]:
+        """One row per tap: the three curves and the scores."""
+        scores = {s["tap"]: s for s in self.scores}
+        rows = []
+        for t in self.target.taps:
+            row = {"tap": t.tap, "depth": round(t.depth, 3), "dim": t.dim, "target acc": round(t.mean, 4),
+                   "± se": round(t.se, 4), "macro-F1": round(t.f1_mean, 4)}
+            for label, curve in (("source acc", self.source), ("random-init acc", self.random_init)):
+                try:
+                    row[label] = round(curve.tap(t.tap).mean, 4) if curve else None
+                except TldiagError:
+                    row[label] = None
+            s = scores.get(t.tap, {})
+            row.update({"LogME": _round(s.get("logme")), "H-score": _round(s.get("h_score")),
+                        "kNN acc": _round(s.get("knn_accuracy"))})
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict:
+        return {"target": self.target.to_dict(), "source": self.source.to_dict() if self.source else None,
+                "random_init": self.random_init.to_dict() if self.random_init else None,
+                "scores": list(self.scores), "leep": self.leep, "nce": self.nce, "notes": list(self.notes),
+                "seconds": self.seconds, "recommended_cut": self.target.recommended.tap,
+                "best_tap": self.target.best.tap}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ProbeReport":
+        def curve(x):
+            return ProbeCurve.from_dict(x) if x else None
+        return cls(target=ProbeCurve.from_dict(d["target"]), source=curve(d.get("source")),
+                   random_init=curve(d.get("random_init")), scores=tuple(d["scores"]), leep=d.get("leep"),
+                   nce=d.get("nce"), notes=tuple(d.get("notes", ())), seconds=float(d.get("seconds", 0.0)))
+
+
+def _round(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(float(x), digits)
+
+
+def probe_report(pair, random_target=None, *, depths: Mapping[str, float] | None = None,
+                 config: ProbeConfig = ProbeConfig(), random_state: int | None = 0, device: str | None = None,
+                 progress: ProgressFn | None = None) -> ProbeReport:
+    """Probe curves (target, source, random init) and transferability scores of a model's embeddings.
+
+    Args:
+        pair: :class:`tldiag.embed.EmbeddingPair` of the model on source and target; every tap it holds is
+            probed (the logits included when the model has a head).
+        random_target: :class:`tldiag.embed.Embeddings` of the same architecture with random weights on the
+            target (see :func:`random_init_id`), for the no-pretraining floor; None skips it.
+        depths: Tap name -> relative depth, for the curves' x axis.
+        config, random_state, device: See :func:`probe_curve`.
+        progress: ``progress(done, total, message)`` over all steps.
+    """
+    from .models import LOGITS
+    from .transferability import head_scores, tap_scores
+
+    t0 = time.perf_counter()
+    tgt, src = pair.target, pair.source
+    notes: list[str] = []
+    steps = len(tgt.features) * (3 if random_target is not None else 2) + 1
+    done = [0]
+
+    def step(message: str) -> None:
+        done[0] += 1
+        if progress:
+            progress(done[0], steps, message)
+
+    def sub(_d: int, _t: int, message: str) -> None:
+        step(message)
+
+    common = dict(depths=depths, config=config, random_state=random_state, device=device, progress=sub)
+    target = probe_curve(tgt.features, tgt.labels, classes=tgt.classes, name="target", model_id=tgt.model_id,
+                         **common)
+    source = None
+    try:
+        source = probe_curve(src.features, src.labels, classes=src.classes, name="source", model_id=src.model_id,
+                             **common)
+    except TldiagError as exc:
+        notes.append(f"No source curve: {exc}")
+        done[0] += len(tgt.features)
+    floor = None
+    if random_target is not None:
+        feats = {t: random_target.features[t] for t in tgt.features if t in random_target.features}
+        floor = probe_curve(feats, random_target.labels, classes=random_target.classes, name="random init",
+                            model_id=random_target.model_id, **common)
+    labelled = np.asarray(tgt.labels) >= 0
+    scores = tuple(s.to_dict() for s in tap_scores(tgt.features, tgt.labels, device=device))
+    logits = tgt.features.get(LOGITS)
+    head = head_scores(None if logits is None else np.asarray(logits)[labelled], np.asarray(tgt.labels)[labelled])
+    if logits is None:
+        notes.append("LEEP and NCE need the source classifier's logits; this model has no classification head.")
+    step("transferability scores")
+    return ProbeReport(target=target, source=source, random_init=floor, scores=scores, leep=head["leep"],
+                       nce=head["nce"], notes=tuple(notes), seconds=time.perf_counter() - t0)
