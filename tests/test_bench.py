@@ -37,3 +37,11 @@ def test_synthetic_embeddings_are_shifted_but_overlapping():
     Xs, Xt, ys, yt = synthetic_embeddings(600, 1280, 0)
     assert Xs.shape == (600, 1280) and Xs.dtype == np.float32 and len(set(ys)) == 10
     assert 0.2 < knn_mixing(Xs, Xt, random_state=0).score < 0.95
+
+
+def test_bench_probe_runs_and_checks_agreement(capsys, tiny_model_id):
+    assert main(["probe", "--model", tiny_model_id, "--dataset", "demo:digits?limit=6", "--resolution", "48",
+                 "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "60 images of demo:digits?limit=6" in out and "ratio scikit-learn/tldiag:" in out
+    assert "(target <= 1: PASS)" in out  # same C, same solution; the speed is for people to read

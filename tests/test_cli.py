@@ -67,3 +67,25 @@ def test_project_prints_scores_and_writes_csv_html_json(capsys, tmp_path, tiny_m
     assert main(["project", "--model", tiny_model_id, "--source", "demo:digits", "--target", "demo:digits",
                  "--neighbors", "1"]) == 2
     assert "n_neighbors must be an integer >= 2" in capsys.readouterr().err
+
+
+def test_probe_prints_curves_and_writes_json(capsys, tmp_path, tiny_model_id):
+    out = tmp_path / "p.json"
+    args = ["probe", "--model", tiny_model_id, "--source", "demo:digits", "--target", "demo:printed-digits",
+            "--limit", "5", "--resolution", "48", "--layers", "layer1,pre_logits", "--json", str(out),
+            "--leaderboard", tiny_model_id]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "recommended cut:" in text and "Leaderboard" in text and "LEEP" in text
+    report = json.loads(out.read_text())
+    assert [t["tap"] for t in report["target"]["taps"]] == ["layer1", "pre_logits", "logits"]
+    assert report["random_init"] is None  # a random model has no random-init twin
+    assert report["source"]["n_samples"] == 50 and report["recommended_cut"] in {"layer1", "pre_logits", "logits"}
+    assert report["leaderboard"]["entries"][0]["model_id"] == tiny_model_id
+
+
+def test_probe_explains_a_one_image_class(capsys, make_folder, tiny_model_id):
+    root = make_folder({"a": 5, "b": 1})
+    assert main(["probe", "--model", tiny_model_id, "--source", "demo:digits", "--target", f"folder:{root}",
+                 "--limit", "3", "--resolution", "48", "--layers", "pre_logits"]) == 2
+    assert "fewer than 3 labelled images: 'b' (1)" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The ``tldiag`` command line: list models, inspect datasets, compute embeddings, measure shift, map them.
+"""The ``tldiag`` command line: list models, inspect datasets, compute embeddings, measure shift, map, probe.
 
 Errors caused by input exit with status 2 and one line on stderr (no traceback).
 """
@@ -208,6 +208,61 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .embed import EmbeddingPair, embed_dataset
+    from .leaderboard import RANKED, leaderboard
+    from .models import load_model, random_init_id
+    from .probes import ProbeConfig, probe_report
+
+    config = ProbeConfig(n_splits=args.splits).validate()
+    model, results, datasets = _embed_roles(args, need_both=True)
+    pair = EmbeddingPair(results["source"], results["target"], tuple(_taps(args, model)))
+    floor = None
+    rid = random_init_id(model.id) if args.random_init else None
+    if rid:
+        twin = load_model(rid, resolution=args.resolution)
+        with _stderr_progress(f"target with random weights ({rid})", unit="img") as progress:
+            floor = embed_dataset(twin, datasets["target"], [t for t in pair.target.taps if t in twin.tap_names],
+                                  batch_size=args.batch_size, progress=progress)
+    with _stderr_progress("probes") as progress:
+        report = probe_report(pair, floor, depths={t.name: t.depth for t in model.taps}, config=config,
+                              random_state=args.seed, progress=progress)
+    target = report.target
+    print(f"{model.id}: {pair.source.dataset} ({len(pair.source)}) -> {pair.target.dataset} ({len(pair.target)}); "
+          f"{config.n_splits} splits of {target.n_train}/{target.n_val}/{target.n_test}, seed {args.seed}")
+    rows = [{k: ("" if v is None else v) for k, v in r.items()} for r in report.table()]
+    print(_table(rows, list(rows[0])))
+    rec, best = target.recommended, target.best
+    print(f"\nrecommended cut: {rec.tap} (accuracy {rec.mean:.3f} ± {rec.se:.3f}; best {best.tap} {best.mean:.3f}; "
+          f"majority class {target.chance:.3f})")
+    gain = report.gain_over_random()
+    if gain is not None:
+        print(f"gain over random init at {best.tap}: {100 * gain:+.1f} points")
+    print(f"LEEP {_fmt(report.leep) if report.leep is not None else 'n/a'}, "
+          f"NCE {_fmt(report.nce) if report.nce is not None else 'n/a'}")
+    for note in report.notes + target.notes:
+        print(f"note: {note}")
+    payload = {"model": model.id, "weights_hash": model.weights_hash, "source_dataset": pair.source.dataset,
+               "target_dataset": pair.target.dataset, **report.to_dict()}
+    if args.leaderboard:
+        ids = [m.strip() for m in args.leaderboard.split(",") if m.strip()]
+        with _stderr_progress("leaderboard", unit="model") as progress:
+            board = leaderboard(ids, datasets["source"], datasets["target"], resolution=args.resolution,
+                                config=config, random_state=args.seed, progress=progress)
+        table = [{k: ("" if v is None else v) for k, v in r.items()} for r in board.table()]
+        print("\nLeaderboard (sorted by probe accuracy at the best tap):")
+        print(_table(table, list(table[0])))
+        print("\nKendall's tau against the probe accuracy: " + ", ".join(
+            f"{r['score']} {'n/a' if r['Kendall τ vs probe acc'] is None else format(r['Kendall τ vs probe acc'], '+.2f')}"
+            for r in board.agreement()))
+        for note in board.notes:
+            print(f"note: {note}")
+        payload["leaderboard"] = board.to_dict()
+        payload["leaderboard_columns"] = RANKED
+    _write_json(args.json, payload)
+    return 0
+
+
 class _stderr_progress:
     """A tqdm bar on stderr driven by tldiag's progress(done, total, message) callbacks."""
 
@@ -286,6 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE", help="write the map as a self-contained HTML page (thumbnails on hover)")
     p.add_argument("--json", metavar="FILE", help="write the scores, per-class mixing and settings")
     p.set_defaults(func=cmd_project)
+
+    p = sub.add_parser("probe", help="linear probes at every layer, transferability scores, a leaderboard of models")
+    _add_pair_arguments(p)
+    p.add_argument("--splits", type=int, default=3, help="random train/validation/test splits (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
+    p.add_argument("--no-random-init", dest="random_init", action="store_false",
+                   help="skip the random-init floor (the same architecture without pretraining)")
+    p.add_argument("--leaderboard", metavar="IDS",
+                   help="comma-separated model ids to compare on the same datasets, e.g. "
+                        "efficientnet-lite0,efficientnet-lite1,random:efficientnet-lite0")
+    p.add_argument("--json", metavar="FILE", help="write the curves, scores and leaderboard")
+    p.set_defaults(func=cmd_probe)
     return parser
 
 

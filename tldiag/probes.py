@@ -61,7 +61,7 @@ class ProbeConfig:
     val_size: float = 0.2
     test_size: float = 0.2
     max_iter: int = 1000
-    tol: float = 1e-4
+    tol: float = 1e-5
     standardize: bool = True
 
     def validate(self) -> "ProbeConfig":
