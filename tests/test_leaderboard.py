@@ -7,7 +7,7 @@ import pytest
 
 from tldiag.data import load_dataset
 from tldiag.errors import TldiagError
-from tldiag.leaderboard import (LeaderboardEntry, evaluate_model, kendall_matrix, leaderboard, penultimate_tap)
+from tldiag.leaderboard import LeaderboardEntry, evaluate_model, kendall_matrix, leaderboard
 
 
 def _entry(name: str, **scores) -> LeaderboardEntry:
@@ -28,13 +28,6 @@ def test_kendall_tau_between_scores():
     assert tau["probe_accuracy"]["h_score"] is None  # constant up to rounding: no ranking
     assert tau["probe_accuracy"]["nce"] is None  # nce is constant on the three models that have it
     assert kendall_matrix(entries[:2])["probe_accuracy"]["logme"] is None  # fewer than 3 models
-
-
-def test_penultimate_tap():
-    assert penultimate_tap(["layer1", "pre_logits", "logits"]) == "pre_logits"
-    assert penultimate_tap(["layer1", "layer4", "logits"]) == "layer4"
-    with pytest.raises(TldiagError, match="no feature tap"):
-        penultimate_tap(["logits"])
 
 
 def test_entries_are_computed_once_and_cached(tiny_model_id):

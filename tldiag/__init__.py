@@ -10,6 +10,10 @@ Public API::
     from tldiag import metrics
     metrics.mmd_test(pair.source["pre_logits"], pair.target["pre_logits"], random_state=0)
     metrics.shift_report(pair)           # MMD, domain classifier, CORAL, Fréchet for every layer
+
+    from tldiag import probes, transferability
+    probes.probe_curve(pair.target.features, pair.target.labels)   # linear probe per tap; .recommended
+    transferability.logme(pair.target["pre_logits"], pair.target.labels)
 """
 from __future__ import annotations
 

@@ -83,18 +83,6 @@ class Leaderboard:
         return {"entries": [asdict(e) for e in self.entries], "kendall": self.kendall, "notes": list(self.notes)}
 
 
-def penultimate_tap(tap_names: Sequence[str]) -> str:
-    """``pre_logits`` when the model has it, else its deepest tap that is not the logits."""
-    from .models import LOGITS, PRE_LOGITS
-
-    if PRE_LOGITS in tap_names:
-        return PRE_LOGITS
-    deep = [t for t in tap_names if t != LOGITS]
-    if not deep:
-        raise TldiagError(f"The model has no feature tap besides the logits ({', '.join(tap_names)}).")
-    return deep[-1]
-
-
 def kendall_matrix(entries: Sequence[LeaderboardEntry]) -> dict[str, dict[str, float | None]]:
     """Kendall's tau-b between every two :data:`RANKED` columns over the models where both are defined (None
     when fewer than 3 models have both, or a column is constant)."""
@@ -135,7 +123,7 @@ def evaluate_model(model_id: str, source, target, *, resolution: int | None = No
         use_cache: Read and write the row in ``$TLDIAG_HOME/leaderboard``.
     """
     from .embed import embed_pair, measure_throughput
-    from .metrics import seed_scale_mmd
+    from .metrics import headline_layer, seed_scale_mmd
     from .models import LOGITS, load_model
     from .transferability import head_scores, h_score, knn_accuracy, logme
 
@@ -156,7 +144,7 @@ def evaluate_model(model_id: str, source, target, *, resolution: int | None = No
     features = {t: tgt.features[t] for t in taps}
     curve = probe_curve(features, tgt.labels, classes=tgt.classes, depths={t.name: t.depth for t in model.taps},
                         model_id=model.id, config=config, random_state=random_state, device=device)
-    pen = penultimate_tap(model.tap_names)
+    pen = headline_layer(model.tap_names)  # the penultimate representation
     X = np.asarray(tgt.features[pen])[labelled]
     logits = tgt.features.get(LOGITS)
     head = head_scores(None if logits is None else np.asarray(logits)[labelled], y)
