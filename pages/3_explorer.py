@@ -139,3 +139,5 @@ with tab_mixing:
         st.dataframe(pd.DataFrame([c.row() for c in mix.per_class]), hide_index=True, width="stretch")
     else:
         st.info("No class is labelled in both domains, so there is no per-class mixing.")
+st.page_link("pages/4_probes.py", label="Next: how transferable each layer is, and which backbone to start from. "
+             "Open **Probes**", icon="➡️")

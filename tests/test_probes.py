@@ -148,3 +148,11 @@ def test_unlabelled_rows_are_left_out_with_a_note():
 def test_default_grid_is_log_spaced_and_bounded():
     grid = np.log10(DEFAULT_C_GRID)
     assert np.allclose(np.diff(grid), 0.5) and grid[0] == -4 and grid[-1] == 2
+
+
+@pytest.mark.gpu
+def test_probe_on_the_gpu_matches_the_cpu():
+    X, y = make_classification(300, 40, n_informative=10, n_classes=4, random_state=0)
+    cpu = probe_curve({"t": X}, y, device="cpu")
+    gpu = probe_curve({"t": X}, y, device="cuda")
+    assert gpu.device.startswith("cuda") and abs(gpu.taps[0].mean - cpu.taps[0].mean) <= 0.02
