@@ -136,23 +136,42 @@ def require_embeddings(setup: Setup) -> EmbeddingPair:
 
 
 @st.cache_resource
-def _results() -> tuple[threading.Lock, OrderedDict]:
-    """Analysis results shared by every session of this server, most recently used last."""
-    return threading.Lock(), OrderedDict()
+def _results() -> tuple[threading.Lock, OrderedDict, dict]:
+    """Analysis results shared by every session of this server, most recently used last, and one lock per
+    result being computed."""
+    return threading.Lock(), OrderedDict(), {}
 
 
 def _cached(key: tuple, compute: Callable[[], object], max_entries: int = 32):
-    lock, store = _results()
+    """``compute()`` once per key for the whole server: a second session asking while the first computes waits
+    for that result instead of computing it again."""
+    lock, store, computing = _results()
     with lock:
         if key in store:
             store.move_to_end(key)
             return store[key]
-    value = compute()
-    with lock:
-        store[key] = value
-        while len(store) > max_entries:
-            store.popitem(last=False)
-    return value
+        key_lock = computing.setdefault(key, threading.Lock())
+    if key_lock.locked():
+        with st.spinner("Another session is computing this right now; waiting for its result…"):
+            key_lock.acquire()
+    else:
+        key_lock.acquire()
+    try:
+        with lock:
+            if key in store:
+                store.move_to_end(key)
+                return store[key]
+        value = compute()
+        with lock:
+            store[key] = value
+            while len(store) > max_entries:
+                store.popitem(last=False)
+        return value
+    finally:
+        key_lock.release()
+        with lock:
+            if computing.get(key) is key_lock and not key_lock.locked():
+                computing.pop(key, None)
 
 
 def shift(setup: Setup, pair: EmbeddingPair, *, n_permutations: int = 1000, max_samples: int | None = 5000,
@@ -305,7 +324,7 @@ def leaderboard(setup: Setup, model_ids: tuple[str, ...], config: ProbeConfig) -
 
 def leaderboard_if_cached(setup: Setup, model_ids: tuple[str, ...], config: ProbeConfig) -> Leaderboard | None:
     """The leaderboard when this server has already computed it, else None (nothing is computed)."""
-    lock, store = _results()
+    lock, store, _ = _results()
     with lock:
         return store.get(("leaderboard", setup, model_ids, config))
 
