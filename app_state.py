@@ -4,6 +4,7 @@ Pages call these functions; tldiag itself never imports streamlit.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -147,14 +148,10 @@ def _cached(key: tuple, compute: Callable[[], object], max_entries: int = 32):
     for that result instead of computing it again."""
     lock, store, computing = _results()
     with lock:
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
         key_lock = computing.setdefault(key, threading.Lock())
-    if key_lock.locked():
-        with st.spinner("Another session is computing this right now; waiting for its result…"):
-            key_lock.acquire()
-    else:
+    waiting = st.spinner("Another session is computing this right now; waiting for its result…") \
+        if key_lock.locked() else contextlib.nullcontext()
+    with waiting:
         key_lock.acquire()
     try:
         with lock:
@@ -301,7 +298,7 @@ def probes(setup: Setup, pair: EmbeddingPair, config: ProbeConfig, with_floor: b
         floor = random_init_embeddings(setup, pair) if with_floor else None
         m = model(setup.model, setup.resolution)
         slot, progress = _progress_bar("Probes", "steps")
-        report = probe_report(pair, floor, depths={t.name: t.depth for t in m.taps}, config=config,
+        report = probe_report(pair, floor, depths=m.depths, config=config,
                               random_state=setup.seed, progress=progress)
         slot.empty()
         return report

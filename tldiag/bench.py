@@ -254,28 +254,23 @@ def _sklearn_probe_sweep(features: dict, y, splits, config, fixed_C: dict | None
         X = np.asarray(X, dtype=np.float64)
         accs = []
         for k, (train, val, test) in enumerate(splits):
-            tv = np.concatenate([train, val])
-            if fixed_C is not None:
-                scaler = StandardScaler().fit(X[tv])
-                final = LogisticRegression(C=fixed_C[tap][k], max_iter=config.max_iter, tol=config.tol)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    final.fit(scaler.transform(X[tv]), y[tv])
-                accs.append(float(np.mean(final.predict(scaler.transform(X[test])) == y[test])))
-                continue
-            scaler = StandardScaler().fit(X[train])
-            A, B = scaler.transform(X[train]), scaler.transform(X[val])
-            clf = LogisticRegression(max_iter=config.max_iter, tol=config.tol, warm_start=True)
-            keys = []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                for c in sorted(config.C_grid):
-                    clf.set_params(C=c)
-                    clf.fit(A, y[train])
-                    proba = clf.predict_proba(B)
-                    keys.append((np.mean(clf.classes_[proba.argmax(1)] == y[val]),
-                                 -log_loss(y[val], proba, labels=clf.classes_)))
-                best = sorted(config.C_grid)[max(range(len(keys)), key=lambda i: keys[i])]
+                if fixed_C is not None:
+                    best = fixed_C[tap][k]
+                else:
+                    scaler = StandardScaler().fit(X[train])
+                    A, B = scaler.transform(X[train]), scaler.transform(X[val])
+                    clf = LogisticRegression(max_iter=config.max_iter, tol=config.tol, warm_start=True)
+                    keys = []
+                    for c in sorted(config.C_grid):
+                        clf.set_params(C=c)
+                        clf.fit(A, y[train])
+                        proba = clf.predict_proba(B)
+                        keys.append((np.mean(clf.classes_[proba.argmax(1)] == y[val]),
+                                     -log_loss(y[val], proba, labels=clf.classes_)))
+                    best = sorted(config.C_grid)[max(range(len(keys)), key=lambda i: keys[i])]
+                tv = np.concatenate([train, val])
                 scaler = StandardScaler().fit(X[tv])
                 final = LogisticRegression(C=best, max_iter=config.max_iter, tol=config.tol)
                 final.fit(scaler.transform(X[tv]), y[tv])

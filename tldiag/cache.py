@@ -146,7 +146,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class JsonStore:
-    """Small JSON results (probe reports, leaderboard rows) under ``$TLDIAG_HOME/<kind>/<key>.json``.
+    """Small JSON results (leaderboard rows) under ``$TLDIAG_HOME/<kind>/<key>.json``.
 
     Written atomically; an entry that cannot be read (corrupt, or from an older format) counts as absent and
     is removed, so it is recomputed rather than half-read.
@@ -180,6 +180,4 @@ def _json_default(value: Any) -> Any:
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, float) and value != value:
-        return None
     raise TypeError(f"cannot store {type(value).__name__} in a JSON result")

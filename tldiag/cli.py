@@ -13,10 +13,14 @@ from .errors import TldiagError
 
 
 def _table(rows: list[dict], columns: Sequence[str]) -> str:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    """A plain-text table; a missing value or None is an empty cell."""
+    def cell(r: dict, c: str) -> str:
+        v = r.get(c)
+        return "" if v is None else str(v)
+    widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns),
              "  ".join("-" * widths[c] for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    lines += ["  ".join(cell(r, c).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(lines)
 
 
@@ -225,12 +229,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
             floor = embed_dataset(twin, datasets["target"], [t for t in pair.target.taps if t in twin.tap_names],
                                   batch_size=args.batch_size, progress=progress)
     with _stderr_progress("probes") as progress:
-        report = probe_report(pair, floor, depths={t.name: t.depth for t in model.taps}, config=config,
+        report = probe_report(pair, floor, depths=model.depths, config=config,
                               random_state=args.seed, progress=progress)
     target = report.target
     print(f"{model.id}: {pair.source.dataset} ({len(pair.source)}) -> {pair.target.dataset} ({len(pair.target)}); "
           f"{config.n_splits} splits of {target.n_train}/{target.n_val}/{target.n_test}, seed {args.seed}")
-    rows = [{k: ("" if v is None else v) for k, v in r.items()} for r in report.table()]
+    rows = report.table()
     print(_table(rows, list(rows[0])))
     rec, best = target.recommended, target.best
     print(f"\nrecommended cut: {rec.tap} (accuracy {rec.mean:.3f} ± {rec.se:.3f}; best {best.tap} {best.mean:.3f}; "
@@ -249,7 +253,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         with _stderr_progress("leaderboard", unit="model") as progress:
             board = leaderboard(ids, datasets["source"], datasets["target"], resolution=args.resolution,
                                 config=config, random_state=args.seed, progress=progress)
-        table = [{k: ("" if v is None else v) for k, v in r.items()} for r in board.table()]
+        table = board.table()
         print("\nLeaderboard (sorted by probe accuracy at the best tap):")
         print(_table(table, list(table[0])))
         print("\nKendall's tau against the probe accuracy: " + ", ".join(

@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from . import _config
 from .cache import EmbeddingStore, atomic_write_text, make_key
@@ -264,16 +266,25 @@ def _compute(model: Model, dataset: ImageDataset, taps: Sequence[str], *, batch_
              device: str | None, num_workers: int | None, progress: ProgressFn | None,
              offset: int, total: int) -> tuple[dict[str, np.ndarray], float]:
     dev = torch.device(device or _config.device_name())
-    with model.lock:
+    with _on_device(model, dev):
         return _compute_locked(model, dataset, taps, dev, batch_size=batch_size, num_workers=num_workers,
                                progress=progress, offset=offset, total=total)
+
+
+@contextmanager
+def _on_device(model: Model, dev: torch.device) -> Iterator[nn.Module]:
+    """The model's module on ``dev`` (channels_last, eval mode), under the model's lock; back on the CPU
+    afterwards, also after an error."""
+    with model.lock:
+        try:
+            yield model.module.to(dev).to(memory_format=torch.channels_last).eval()
+        finally:
+            model.module.to("cpu")
 
 
 def _compute_locked(model: Model, dataset: ImageDataset, taps: Sequence[str], dev: torch.device, *,
                     batch_size: int, num_workers: int | None, progress: ProgressFn | None,
                     offset: int, total: int) -> tuple[dict[str, np.ndarray], float]:
-    module = model.module.to(dev).to(memory_format=torch.channels_last)
-    module.eval()
     n = len(dataset)
     workers = default_num_workers() if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(
@@ -285,23 +296,20 @@ def _compute_locked(model: Model, dataset: ImageDataset, taps: Sequence[str], de
     out: dict[str, np.ndarray] = {}
     done = 0
     t_start = time.perf_counter()
-    try:
-        with torch.inference_mode():
-            for batch, idx in loader:
-                x = normalise(batch.to(dev, non_blocking=True), model.preprocessing)
-                result = forward(x)
-                for t in taps:
-                    arr = result[t].cpu().numpy()
-                    if t not in out:
-                        out[t] = np.empty((n, arr.shape[1]), dtype=np.float32)
-                    out[t][idx.numpy()] = arr
-                done += len(idx)
-                if progress:
-                    rate = done / max(time.perf_counter() - t_start, 1e-9)
-                    eta = (total - offset - done) / rate if rate else 0.0
-                    progress(offset + done, total, f"{rate:.0f} images/s, about {eta:.0f} s left")
-    finally:
-        model.module.to("cpu")
+    with torch.inference_mode():
+        for batch, idx in loader:
+            x = normalise(batch.to(dev, non_blocking=True), model.preprocessing)
+            result = forward(x)
+            for t in taps:
+                arr = result[t].cpu().numpy()
+                if t not in out:
+                    out[t] = np.empty((n, arr.shape[1]), dtype=np.float32)
+                out[t][idx.numpy()] = arr
+            done += len(idx)
+            if progress:
+                rate = done / max(time.perf_counter() - t_start, 1e-9)
+                eta = (total - offset - done) / rate if rate else 0.0
+                progress(offset + done, total, f"{rate:.0f} images/s, about {eta:.0f} s left")
     ips = n / max(time.perf_counter() - t_start, 1e-9)
     _record_throughput(model, dev.type, ips)
     return out, ips
@@ -369,18 +377,13 @@ def measure_throughput(model: Model, *, batch_size: int = 32, batches: int = 5, 
     dev = torch.device(device or _config.device_name())
     size = model.preprocessing.input_size
     x = torch.randn(batch_size, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
-    with model.lock:
-        module = model.module.to(dev).to(memory_format=torch.channels_last)
-        try:
-            times = []
-            with torch.inference_mode(), _autocast(dev):
-                for i in range(batches + 2):
-                    t0 = time.perf_counter()
-                    module(x)
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize(dev)
-                    if i >= 2:
-                        times.append(time.perf_counter() - t0)
-        finally:
-            model.module.to("cpu")
+    times = []
+    with _on_device(model, dev) as module, torch.inference_mode(), _autocast(dev):
+        for i in range(batches + 2):
+            t0 = time.perf_counter()
+            module(x)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
     return batch_size / float(np.median(times))

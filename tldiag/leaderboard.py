@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import _config
 from .cache import JsonStore, make_key
 from .errors import TldiagError
 from .probes import ProbeConfig, probe_curve
@@ -125,7 +126,7 @@ def evaluate_model(model_id: str, source, target, *, resolution: int | None = No
     from .embed import embed_pair, measure_throughput
     from .metrics import headline_layer, seed_scale_mmd
     from .models import LOGITS, load_model
-    from .transferability import head_scores, h_score, knn_accuracy, logme
+    from .transferability import head_scores, tap_scores
 
     t0 = time.perf_counter()
     model = load_model(model_id, resolution=resolution)
@@ -139,33 +140,23 @@ def evaluate_model(model_id: str, source, target, *, resolution: int | None = No
             store.discard(key)
     pair = embed_pair(model, source, target, taps, progress=progress)
     tgt = pair.target
-    labelled = np.asarray(tgt.labels) >= 0
-    y = np.asarray(tgt.labels)[labelled]
-    features = {t: tgt.features[t] for t in taps}
-    curve = probe_curve(features, tgt.labels, classes=tgt.classes, depths={t.name: t.depth for t in model.taps},
+    curve = probe_curve({t: tgt.features[t] for t in taps}, tgt.labels, classes=tgt.classes, depths=model.depths,
                         model_id=model.id, config=config, random_state=random_state, device=device)
     pen = headline_layer(model.tap_names)  # the penultimate representation
-    X = np.asarray(tgt.features[pen])[labelled]
-    logits = tgt.features.get(LOGITS)
-    head = head_scores(None if logits is None else np.asarray(logits)[labelled], y)
+    (scores,) = tap_scores({pen: tgt.features[pen]}, tgt.labels, device=device)
+    head = head_scores(tgt.features.get(LOGITS), tgt.labels)
     mmd = seed_scale_mmd(np.asarray(pair.source[pen]), np.asarray(tgt[pen]), n_permutations=200, n_bootstrap=0,
                          max_samples=2000, random_state=random_state, device=device)
     entry = LeaderboardEntry(
         model_id=model.id, pretrained=model.pretrained, n_parameters=model.n_parameters,
-        images_per_second=measure_throughput(model, device=device), device=str(device or _device()),
+        images_per_second=measure_throughput(model, device=device), device=device or _config.device_name(),
         best_tap=curve.best.tap, probe_accuracy=curve.best.mean, probe_se=curve.best.se,
-        recommended_tap=curve.recommended.tap, penultimate_tap=pen, logme=logme(X, y), h_score=h_score(X, y),
-        knn_accuracy=knn_accuracy(X, y, device=device), leep=head["leep"], nce=head["nce"], mmd=mmd.mmd,
+        recommended_tap=curve.recommended.tap, penultimate_tap=pen, logme=scores.logme, h_score=scores.h_score,
+        knn_accuracy=scores.knn_accuracy, leep=head["leep"], nce=head["nce"], mmd=mmd.mmd,
         mmd_p_value=mmd.p_value, seconds=time.perf_counter() - t0)
     if use_cache:
         store.put(key, {f.name: getattr(entry, f.name) for f in fields(entry) if f.name != "cached"})
     return entry
-
-
-def _device() -> str:
-    from ._config import device_name
-
-    return device_name()
 
 
 def leaderboard(model_ids: Sequence[str], source, target, *, resolution: int | None = None,

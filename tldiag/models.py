@@ -219,6 +219,11 @@ class Model:
     def tap_names(self) -> list[str]:
         return [t.name for t in self.taps]
 
+    @property
+    def depths(self) -> dict[str, float]:
+        """Tap name -> relative depth in [0, 1], for plotting results against depth."""
+        return {t.name: t.depth for t in self.taps}
+
     def tap(self, name: str) -> Tap:
         for t in self.taps:
             if t.name == name:

@@ -32,6 +32,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from sklearn.metrics import f1_score
 
 from .errors import TldiagError
 from .metrics._checks import RandomState, check_features, metric_device, rng_from
@@ -211,7 +212,7 @@ def _standardize_and_reduce(X_fit: torch.Tensor, X_eval: torch.Tensor, standardi
         mean = X_fit.mean(1, keepdim=True)
         scale = X_fit.std(1, unbiased=False, keepdim=True)
         scale = torch.where(scale < 10 * torch.finfo(X_fit.dtype).eps, torch.ones_like(scale), scale)
-        X_fit, X_eval = (X_fit - mean) / scale, (X_eval - mean) / scale
+        X_fit = (X_fit - mean) / scale
     else:
         mean = scale = None
     basis = None
@@ -224,11 +225,24 @@ def _standardize_and_reduce(X_fit: torch.Tensor, X_eval: torch.Tensor, standardi
         inv = torch.where(sigma > sigma.amax(1, keepdim=True) * n * torch.finfo(X_fit.dtype).eps, 1 / sigma,
                           torch.zeros_like(sigma))
         basis = torch.bmm(X_fit.transpose(1, 2), U) * inv[:, None, :]  # (S, d, n), orthonormal columns
-        X_fit, X_eval = U * (sigma * (inv > 0))[:, None, :], torch.bmm(X_eval, basis)
+        X_fit = U * (sigma * (inv > 0))[:, None, :]
+    transform = (mean, scale, basis)
+    return _with_ones(X_fit), _transform(X_eval, transform), transform
 
-    def with_ones(X: torch.Tensor) -> torch.Tensor:
-        return torch.cat([X, torch.ones(*X.shape[:2], 1, dtype=X.dtype, device=X.device)], dim=2)
-    return with_ones(X_fit), with_ones(X_eval), (mean, scale, basis)
+
+def _with_ones(X: torch.Tensor) -> torch.Tensor:
+    return torch.cat([X, torch.ones(*X.shape[:-1], 1, dtype=X.dtype, device=X.device)], dim=-1)
+
+
+def _transform(X: torch.Tensor, transform: tuple) -> torch.Tensor:
+    """Batched ``(S, m, d)`` features as the fit of :func:`_standardize_and_reduce` saw its own: scaled, in its
+    basis, with the intercept column."""
+    mean, scale, basis = transform
+    if mean is not None:
+        X = (X - mean) / scale
+    if basis is not None:
+        X = torch.bmm(X, basis)
+    return _with_ones(X)
 
 
 def _lbfgs(X: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, n_classes: int, *, max_iter: int, tol: float,
@@ -395,14 +409,8 @@ class LogisticFit:
     converged: bool
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        mean, scale, basis = self.transform
         Xt = torch.as_tensor(check_features(X, "X"), dtype=self.theta.dtype, device=self.theta.device)
-        if mean is not None:
-            Xt = (Xt - mean[0]) / scale[0]
-        if basis is not None:
-            Xt = Xt @ basis[0]
-        Xt = torch.cat([Xt, torch.ones(len(Xt), 1, dtype=Xt.dtype, device=Xt.device)], dim=1)
-        return (Xt @ self.theta).cpu().numpy()
+        return (_transform(Xt[None], self.transform)[0] @ self.theta).cpu().numpy()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes[self.decision_function(X).argmax(1)]
@@ -484,17 +492,6 @@ def stratified_splits(y: np.ndarray, n_splits: int, *, val_size: float = 0.2, te
     return out
 
 
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over the classes present in ``y_true`` (scikit-learn's ``f1_score(average="macro")`` with
-    ``labels`` = those classes; an absent prediction scores 0)."""
-    scores = []
-    for c in np.unique(y_true):
-        tp = np.sum((y_pred == c) & (y_true == c))
-        denom = np.sum(y_pred == c) + np.sum(y_true == c)
-        scores.append(2 * tp / denom if denom else 0.0)
-    return float(np.mean(scores))
-
-
 def _probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: ProbeConfig, dev: torch.device
                ) -> tuple[list[float], list[float], list[float], list[list[float]], bool]:
     dtype = _dtype(dev)
@@ -526,7 +523,8 @@ def _probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: Pro
     pred = torch.einsum("smd,sdk->smk", B, theta[:, 0]).argmax(2).cpu().numpy()
     truth = y_te.cpu().numpy()
     acc = [float(np.mean(p == t)) for p, t in zip(pred, truth)]
-    f1 = [_macro_f1(t, p, n_classes) for p, t in zip(pred, truth)]
+    # over the classes of the test part; a class never predicted scores 0
+    f1 = [float(f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0)) for p, t in zip(pred, truth)]
     return acc, f1, chosen.tolist(), val_acc.cpu().numpy().round(6).tolist(), bool(conv1.all() and conv2.all())
 
 
@@ -651,14 +649,6 @@ class ProbeReport:
                 "seconds": self.seconds, "recommended_cut": self.target.recommended.tap,
                 "best_tap": self.target.best.tap}
 
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "ProbeReport":
-        def curve(x):
-            return ProbeCurve.from_dict(x) if x else None
-        return cls(target=ProbeCurve.from_dict(d["target"]), source=curve(d.get("source")),
-                   random_init=curve(d.get("random_init")), scores=tuple(d["scores"]), leep=d.get("leep"),
-                   nce=d.get("nce"), notes=tuple(d.get("notes", ())), seconds=float(d.get("seconds", 0.0)))
-
 
 def _round(x: float | None, digits: int = 4) -> float | None:
     return None if x is None else round(float(x), digits)
@@ -687,15 +677,12 @@ def probe_report(pair, random_target=None, *, depths: Mapping[str, float] | None
     steps = len(tgt.features) * (3 if random_target is not None else 2) + 1
     done = [0]
 
-    def step(message: str) -> None:
+    def step(_done: int = 0, _total: int = 0, message: str = "") -> None:
         done[0] += 1
         if progress:
             progress(done[0], steps, message)
 
-    def sub(_d: int, _t: int, message: str) -> None:
-        step(message)
-
-    common = dict(depths=depths, config=config, random_state=random_state, device=device, progress=sub)
+    common = dict(depths=depths, config=config, random_state=random_state, device=device, progress=step)
     target = probe_curve(tgt.features, tgt.labels, classes=tgt.classes, name="target", model_id=tgt.model_id,
                          **common)
     source = None
@@ -710,12 +697,10 @@ def probe_report(pair, random_target=None, *, depths: Mapping[str, float] | None
         feats = {t: random_target.features[t] for t in tgt.features if t in random_target.features}
         floor = probe_curve(feats, random_target.labels, classes=random_target.classes, name="random init",
                             model_id=random_target.model_id, **common)
-    labelled = np.asarray(tgt.labels) >= 0
     scores = tuple(s.to_dict() for s in tap_scores(tgt.features, tgt.labels, device=device))
-    logits = tgt.features.get(LOGITS)
-    head = head_scores(None if logits is None else np.asarray(logits)[labelled], np.asarray(tgt.labels)[labelled])
-    if logits is None:
+    head = head_scores(tgt.features.get(LOGITS), tgt.labels)
+    if LOGITS not in tgt.features:
         notes.append("LEEP and NCE need the source classifier's logits; this model has no classification head.")
-    step("transferability scores")
+    step(message="transferability scores")
     return ProbeReport(target=target, source=source, random_init=floor, scores=scores, leep=head["leep"],
                        nce=head["nce"], notes=tuple(notes), seconds=time.perf_counter() - t0)

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import numpy as np
+from scipy import special
 from scipy.optimize import minimize_scalar
 
 from .errors import TldiagError
@@ -199,17 +200,19 @@ class TapScores:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    """Row-wise softmax of ``(n, Z)`` logits, in float64."""
+    return special.softmax(np.asarray(logits, dtype=np.float64), axis=1)
 
 
 def head_scores(logits: np.ndarray | None, labels: np.ndarray) -> dict[str, float | None]:
-    """LEEP and NCE from the source head's logits (None for both when the model has no head)."""
+    """LEEP and NCE from the source head's logits on the labelled rows (-1 = unlabelled is left out); None for
+    both when the model has no head."""
     if logits is None:
         return {"leep": None, "nce": None}
-    return {"leep": leep(softmax(logits), labels), "nce": nce(np.asarray(logits).argmax(1), labels)}
+    y = np.asarray(labels)
+    rows = y >= 0
+    Z = np.asarray(logits)[rows]
+    return {"leep": leep(softmax(Z), y[rows]), "nce": nce(Z.argmax(1), y[rows])}
 
 
 def tap_scores(features: Mapping[str, np.ndarray], labels: np.ndarray, *, k: int = 10,

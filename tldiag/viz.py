@@ -321,7 +321,10 @@ def figure_html(fig: go.Figure, *, sprite: tuple[Image.Image, int] | None = None
 
 
 # ----------------------------------------------------------------------------- probes and leaderboard
-CURVE_COLORS = {"target": TARGET_COLOR, "source": SOURCE_COLOR, "random init": "#7f7f7f"}
+# curve name -> (colour, legend label, line width, dash)
+CURVE_STYLES = {"target": (TARGET_COLOR, "target (pretrained)", 2.5, "solid"),
+                "source": (SOURCE_COLOR, "source (pretrained)", 1.5, "solid"),
+                "random init": ("#7f7f7f", "target (random init)", 1.5, "dot")}
 
 
 def probe_curves_figure(report) -> go.Figure:
@@ -330,20 +333,15 @@ def probe_curves_figure(report) -> go.Figure:
     fig = go.Figure()
     taps = [t.tap for t in report.target.taps]
     for curve in report.curves:
-        colour = CURVE_COLORS.get(curve.name, "#2ca02c")
+        colour, label, width, dash = CURVE_STYLES.get(curve.name, ("#2ca02c", curve.name, 1.5, "solid"))
         x = [t.tap for t in curve.taps]
         mean = np.array([t.mean for t in curve.taps])
         se = np.array([t.se for t in curve.taps])
         fig.add_trace(go.Scatter(x=x + x[::-1], y=list(mean + se) + list((mean - se)[::-1]), fill="toself",
                                  fillcolor=colour, opacity=0.18, line=dict(width=0), hoverinfo="skip",
                                  showlegend=False, legendgroup=curve.name))
-        label = {"target": "target (pretrained)", "random init": "target (random init)",
-                 "source": "source (pretrained)"}.get(curve.name, curve.name)
         fig.add_trace(go.Scatter(
-            x=x, y=mean, mode="lines+markers", name=label, line=dict(color=colour, width=2.5 if
-                                                                       curve.name == "target" else 1.5,
-                                                                       dash="dot" if curve.name == "random init"
-                                                                       else "solid"),
+            x=x, y=mean, mode="lines+markers", name=label, line=dict(color=colour, width=width, dash=dash),
             legendgroup=curve.name,
             customdata=[[t.se, t.f1_mean, t.depth, t.dim, "/".join(f"{c:g}" for c in t.C)] for t in curve.taps],
             hovertemplate=f"{label}<br>%{{x}} (depth %{{customdata[2]:.2f}}, %{{customdata[3]}}-d)<br>accuracy "
