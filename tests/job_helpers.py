@@ -1,0 +1,20 @@
+"""Job functions for the job-system tests: they run in a job process, so they live in an importable module."""
+from __future__ import annotations
+
+import time
+
+
+def sleepy(config, ctx):
+    """Report ``steps`` metric rows over ``seconds``, write an artefact, return what it did."""
+    steps, seconds = int(config.get("steps", 4)), float(config.get("seconds", 1.0))
+    for i in range(steps):
+        time.sleep(seconds / steps)
+        ctx.log(f"step {i + 1} of {steps}")
+        ctx.report((i + 1) / steps, f"step {i + 1}/{steps}", metrics={"step": i + 1, "loss": 1.0 / (i + 1)})
+    (ctx.folder / "artefact.txt").write_text("made by sleepy")
+    return {"steps": steps, "artefact": str(ctx.folder / "artefact.txt")}
+
+
+def crash(config, ctx):
+    ctx.log("about to fail")
+    raise RuntimeError("the job broke on purpose")

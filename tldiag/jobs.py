@@ -1,0 +1,577 @@
+"""Background jobs: each one a separate OS process, recorded in SQLite under ``$TLDIAG_HOME/jobs``.
+
+The life of a job:
+
+1. :meth:`JobStore.submit` writes a row (``queued``) and starts ``python -m tldiag.jobs run <id>`` in a new
+   session (its own process group), with stdout and stderr going to the job's log file. The process does not
+   belong to the caller: it keeps running when the browser tab closes or the dashboard server stops.
+2. The process waits for a slot of its pool, oldest job first: ``gpu`` (a job on ``cuda`` or ``mps``) has
+   ``TLDIAG_GPU_JOBS`` slots (default 1), ``cpu`` has ``TLDIAG_CPU_JOBS`` (default one per 8 cores, at least 1).
+   It takes the slot (``running``) in the same transaction that checks it is free.
+3. It runs the job's function ``fn(config, context)``; :meth:`JobContext.report` writes progress and metric
+   rows that any other process reads (the dashboard polls them).
+4. It ends ``done`` (with a JSON result), ``failed`` (with the error and the tail of its log) or
+   ``cancelled`` (:meth:`JobStore.cancel` sends SIGTERM to the process group, SIGKILL after a grace period).
+
+A process that dies without saying so (killed, out of memory, machine restarted) is noticed by the next reader
+of the store: its row becomes ``failed`` with the tail of its log, never ``running`` forever. Every state
+change is one SQLite transaction (WAL mode), so a reader never sees half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from . import _config
+from .errors import TldiagError
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+POOLS = ("cpu", "gpu")
+KINDS: dict[str, str] = {"finetune": "tldiag.finetune:run_job"}
+"""Job kind -> the ``module:function`` that runs it as ``fn(config, context) -> result``."""
+SCHEMA_VERSION = 1
+_NEVER_STARTED_S = 120.0
+_PROGRESS_EVERY_S = 0.5
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    pid INTEGER,
+    pid_start TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    updated REAL,
+    error TEXT,
+    result TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, pool, seq);
+CREATE TABLE IF NOT EXISTS metrics (
+    job_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    time REAL NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (job_id, step)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class JobCancelled(BaseException):
+    """Raised inside a job process when it is cancelled (SIGTERM); a BaseException so that a job's own
+    ``except Exception`` does not swallow it."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the job store, as of the moment it was read.
+
+    Attributes:
+        id: Unique id, e.g. ``finetune-20261122-110501-3fa2``.
+        kind: What it runs (a key of :data:`KINDS`).
+        entry: The ``module:function`` its process calls.
+        name: The name shown to users.
+        config: The job's configuration (JSON), as submitted.
+        pool: ``cpu`` or ``gpu``: which slots it waits for.
+        status: One of :data:`STATUSES`.
+        progress: Fraction done in [0, 1], as last reported.
+        message: The last status line reported.
+        created, started, finished: Unix times (None until they happen).
+        error: Why it failed (with the tail of its log), or None.
+        result: What its function returned (JSON), when done.
+        folder: The job's folder: its log file ``job.log`` and its artefacts.
+    """
+
+    id: str
+    seq: int
+    kind: str
+    entry: str
+    name: str
+    config: Mapping[str, Any]
+    pool: str
+    status: str
+    progress: float
+    message: str
+    pid: int | None
+    created: float
+    started: float | None
+    finished: float | None
+    updated: float | None
+    error: str | None
+    result: Mapping[str, Any] | None
+    cancel_requested: bool
+    folder: Path = field(repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "job.log"
+
+    @property
+    def seconds(self) -> float | None:
+        """Running time so far (or in all, once finished); None while queued."""
+        if self.started is None:
+            return None
+        return (self.finished or time.time()) - self.started
+
+    def log_tail(self, lines: int = 20) -> str:
+        return log_tail(self.log_path, lines)
+
+
+def log_tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
+    """The last ``lines`` lines of a log file (empty when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            text = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    # progress bars rewrite their line with carriage returns: keep each line's last state
+    rows = [r.rsplit("\r", 1)[-1] for r in text.replace("\r\n", "\n").split("\n")]
+    return "\n".join([r for r in rows if r.strip()][-lines:])
+
+
+def pool_of(device: str) -> str:
+    """The pool of slots a job on ``device`` waits for: ``gpu`` for ``cuda``/``mps``, else ``cpu``."""
+    return "gpu" if str(device).split(":")[0] in ("cuda", "mps") else "cpu"
+
+
+def pool_capacity(pool: str) -> int:
+    """How many jobs of ``pool`` run at once: ``TLDIAG_GPU_JOBS`` (default 1) or ``TLDIAG_CPU_JOBS`` (default one
+    per 8 cores, at least 1)."""
+    var = {"gpu": "TLDIAG_GPU_JOBS", "cpu": "TLDIAG_CPU_JOBS"}[pool]
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return 1 if pool == "gpu" else max(1, _cpu_count() // 8)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise TldiagError(f"{var}={raw!r} must be a whole number >= 1 (jobs that may run at once); unset it for "
+                          "the default.")
+    return value
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------- process identity
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from /proc, or None when it does not exist there."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    rest = raw[raw.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+    return rest[0], rest[19]
+
+
+def process_start(pid: int) -> str | None:
+    """An identity of process ``pid`` that a later process reusing the pid will not share (its start time)."""
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def process_alive(pid: int | None, start: str | None = None) -> bool:
+    """Whether ``pid`` is a live process (not a zombie) and, when ``start`` is given, still the same process."""
+    if not pid:
+        return False
+    if Path("/proc/self/stat").exists():
+        stat = _proc_stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            _reap(pid)
+            return False
+        return start is None or stat[1] == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a finished child of this process (a dashboard that launched it), if it is one."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+# ----------------------------------------------------------------------------- the store
+class JobStore:
+    """The job database and job folders under ``root`` (default ``$TLDIAG_HOME/jobs``)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None):
+        self.root = Path(root) if root is not None else _config.home() / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.path = self.root / "jobs.sqlite3"
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken at once (BEGIN IMMEDIATE): check-then-update steps cannot interleave."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def folder(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    # ------------------------------------------------------------------ reading
+    def _job(self, row: sqlite3.Row) -> Job:
+        return Job(id=row["id"], seq=row["seq"], kind=row["kind"], entry=row["entry"], name=row["name"], config=json.loads(row["config"]),
+                   pool=row["pool"], status=row["status"], progress=float(row["progress"]), message=row["message"],
+                   pid=row["pid"], created=row["created"], started=row["started"], finished=row["finished"],
+                   updated=row["updated"], error=row["error"],
+                   result=json.loads(row["result"]) if row["result"] else None,
+                   cancel_requested=bool(row["cancel_requested"]), folder=self.folder(row["id"]))
+
+    def get(self, job_id: str) -> Job:
+        """The job ``job_id`` (after noticing dead processes)."""
+        self.reconcile()
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise TldiagError(f"There is no job '{job_id}' in {self.path}; `tldiag jobs` lists the jobs.")
+        return self._job(row)
+
+    def list(self, *, kind: str | None = None, limit: int | None = None) -> list[Job]:
+        """Every job (of ``kind``), newest first, after noticing dead processes."""
+        self.reconcile()
+        sql, args = "SELECT * FROM jobs", []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            args.append(kind)
+        sql += " ORDER BY seq DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._connect() as db:
+            return [self._job(r) for r in db.execute(sql, args).fetchall()]
+
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        """The metric rows the job reported, in order (each a dict with ``time`` added)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT time, payload FROM metrics WHERE job_id = ? ORDER BY step", (job_id,)).fetchall()
+        return [{**json.loads(r["payload"]), "time": r["time"]} for r in rows]
+
+    def reconcile(self) -> list[str]:
+        """Mark active jobs whose process is gone as failed (or cancelled, when a cancel was asked); returns
+        their ids."""
+        with self._connect() as db:
+            rows = db.execute("SELECT id, pid, pid_start, created FROM jobs WHERE status IN ('queued', 'running')"
+                              ).fetchall()
+        dead = [r for r in rows if not process_alive(r["pid"], r["pid_start"])
+                and (r["pid"] is not None or time.time() - r["created"] > _NEVER_STARTED_S)]
+        if not dead:
+            return []
+        with self._transaction() as db:
+            return [r["id"] for r in dead if self._mark_dead(db, r["id"])]
+
+    def _mark_dead(self, db: sqlite3.Connection, job_id: str) -> bool:
+        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row["status"] not in ACTIVE or process_alive(row["pid"], row["pid_start"]):
+            return False  # it finished (or started) between the read and this transaction
+        now = time.time()
+        if row["cancel_requested"]:
+            db.execute("UPDATE jobs SET status = 'cancelled', finished = ?, updated = ? WHERE id = ?",
+                       (now, now, job_id))
+            return True
+        tail = log_tail(self.folder(job_id) / "job.log")
+        what = (f"The job process (pid {row['pid']}) ended without reporting a result: it was killed, ran out of "
+                "memory, or the machine restarted." if row["pid"] else
+                "The job process never started (the launcher failed).")
+        error = what + (f" Last lines of its log:\n{tail}" if tail else " It wrote no log.")
+        db.execute("UPDATE jobs SET status = 'failed', error = ?, finished = ?, updated = ? WHERE id = ?",
+                   (error, now, now, job_id))
+        return True
+
+    # ------------------------------------------------------------------ writing
+    def submit(self, kind: str, config: Mapping[str, Any], *, name: str | None = None, device: str = "cpu",
+               entry: str | None = None, start: bool = True) -> Job:
+        """Record a job and start its process.
+
+        Args:
+            kind: What it runs: a key of :data:`KINDS`, or any label when ``entry`` is given.
+            config: The job's configuration; must be JSON-serialisable. Validate it before submitting: a job
+                that fails on bad input wastes the slot it waited for.
+            name: The name shown to users (default: the id).
+            device: Where it computes; decides the pool (``cuda``/``mps`` -> ``gpu``).
+            entry: ``module:function`` to run instead of ``KINDS[kind]``.
+            start: Start the process now (False leaves it queued, for a caller that starts it with :meth:`start`).
+        """
+        entry = entry or KINDS.get(kind)
+        if not entry:
+            raise TldiagError(f"Unknown job kind '{kind}'; valid: {', '.join(KINDS)}.")
+        if ":" not in entry:
+            raise TldiagError(f"Job entry '{entry}' must be 'module:function'.")
+        try:
+            config_json = json.dumps(dict(config), sort_keys=True)
+        except TypeError as exc:
+            raise TldiagError(f"The job configuration must be JSON-serialisable ({exc}).") from None
+        pool = pool_of(device)
+        pool_capacity(pool)  # a bad TLDIAG_*_JOBS value is refused before anything is written
+        job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        self.folder(job_id).mkdir(parents=True)
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("INSERT INTO jobs (id, kind, entry, name, config, pool, status, created, updated) "
+                       "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                       (job_id, kind, entry, name or job_id, config_json, pool, now, now))
+        if start:
+            self.start(job_id)
+        return self.get(job_id)
+
+    def start(self, job_id: str) -> int:
+        """Start the process of a queued job (detached, in its own process group); returns its pid."""
+        log = open(self.folder(job_id) / "job.log", "ab")
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "tldiag.jobs", "run", job_id, "--root", str(self.root)],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        except OSError as exc:
+            self.finish(job_id, "failed", error=f"Could not start the job process: {exc}")
+            raise TldiagError(f"Could not start the job process for {job_id}: {exc}") from None
+        finally:
+            log.close()
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET pid = COALESCE(pid, ?), updated = ? WHERE id = ?", (proc.pid, time.time(), job_id))
+        return proc.pid
+
+    def cancel(self, job_id: str, *, grace_s: float = 5.0) -> Job:
+        """Stop a queued or running job: SIGTERM to its process group, SIGKILL after ``grace_s``; status
+        ``cancelled``."""
+        job = self.get(job_id)
+        if not job.active:
+            raise TldiagError(f"Job {job_id} is already {job.status}; only queued or running jobs can be cancelled.")
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), job_id))
+            row = db.execute("SELECT pid, pid_start FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        pid, start = row["pid"], row["pid_start"]
+        if process_alive(pid, start):
+            _signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while process_alive(pid, start) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if process_alive(pid, start):
+                _signal_group(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 5.0
+                while process_alive(pid, start) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        self.finish(job_id, "cancelled")
+        return self.get(job_id)
+
+    def finish(self, job_id: str, status: str, *, result: Mapping[str, Any] | None = None,
+               error: str | None = None) -> bool:
+        """Record the end of an active job; False when it had already ended (the first end wins)."""
+        if status not in ("done", "failed", "cancelled"):
+            raise ValueError(f"finish() takes done, failed or cancelled, not {status!r}")
+        now = time.time()
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE jobs SET status = ?, result = ?, error = ?, finished = ?, updated = ?, "
+                "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (status, json.dumps(result) if result is not None else None, error, now, now, status, job_id))
+            return cur.rowcount == 1
+
+    def try_start(self, job_id: str) -> str:
+        """Take a slot of the job's pool for it if one is free and no older job of the pool waits; returns the
+        job's status afterwards (``running`` when it got the slot)."""
+        self.reconcile()
+        with self._transaction() as db:
+            row = db.execute("SELECT status, pool FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["status"] != "queued":
+                return "missing" if row is None else row["status"]
+            pool = row["pool"]
+            running = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running' AND pool = ?", (pool,)
+                                 ).fetchone()[0]
+            free = pool_capacity(pool) - running
+            if free <= 0:
+                return "queued"
+            first = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = 'queued' AND pool = ? "
+                                                 "ORDER BY seq LIMIT ?", (pool, free))]
+            if job_id not in first:
+                return "queued"
+            now = time.time()
+            db.execute("UPDATE jobs SET status = 'running', started = ?, updated = ?, pid = ?, pid_start = ? "
+                       "WHERE id = ?", (now, now, os.getpid(), process_start(os.getpid()), job_id))
+            return "running"
+
+    def _claim_process(self, job_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET pid = ?, pid_start = ?, updated = ? WHERE id = ?",
+                       (os.getpid(), process_start(os.getpid()), time.time(), job_id))
+
+    def _report(self, job_id: str, progress: float | None, message: str | None,
+                metrics: Mapping[str, Any] | None) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            if metrics is not None:
+                step = db.execute("SELECT COALESCE(MAX(step), -1) + 1 FROM metrics WHERE job_id = ?",
+                                  (job_id,)).fetchone()[0]
+                db.execute("INSERT INTO metrics VALUES (?, ?, ?, ?)", (job_id, step, now, json.dumps(dict(metrics))))
+            db.execute("UPDATE jobs SET progress = COALESCE(?, progress), message = COALESCE(?, message), "
+                       "updated = ? WHERE id = ?",
+                       (None if progress is None else min(max(float(progress), 0.0), 1.0), message, now, job_id))
+
+    def wait(self, job_id: str, *, timeout: float | None = None, poll_s: float = 0.5,
+             on_update: Callable[[Job], None] | None = None) -> Job:
+        """Poll until the job has ended (or ``timeout`` seconds pass); ``on_update(job)`` after every poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if on_update:
+                on_update(job)
+            if not job.active or (deadline is not None and time.monotonic() > deadline):
+                return job
+            time.sleep(poll_s)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # the job process leads its own group (start_new_session)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+# ----------------------------------------------------------------------------- inside the job process
+class JobContext:
+    """What a job's function gets besides its config: its folder and a way to report progress and metrics."""
+
+    def __init__(self, store: JobStore, job: Job):
+        self.store, self.job = store, job
+        self.folder = job.folder
+        self._last = 0.0
+
+    def report(self, progress: float | None = None, message: str | None = None, *,
+               metrics: Mapping[str, Any] | None = None) -> None:
+        """Record progress (fraction in [0, 1]) and a status line, and append a metric row when given. Progress
+        alone is written at most twice a second; metric rows always."""
+        now = time.monotonic()
+        if metrics is None and now - self._last < _PROGRESS_EVERY_S and (progress or 0.0) < 1.0:
+            return
+        self._last = now
+        self.store._report(self.job.id, progress, message, metrics)
+        if message:
+            print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _raise_cancelled(signum: int, frame: Any) -> None:
+    raise JobCancelled()
+
+
+def _resolve(entry: str) -> Callable[[Mapping[str, Any], JobContext], Mapping[str, Any] | None]:
+    module, _, name = entry.partition(":")
+    return getattr(import_module(module), name)
+
+
+def run(job_id: str, root: str | os.PathLike[str] | None = None, *, poll_s: float = 0.5) -> int:
+    """The job process: wait for a slot, run the job's function, record how it ended. Returns the exit status."""
+    signal.signal(signal.SIGTERM, _raise_cancelled)
+    store = JobStore(root)
+    job = store.get(job_id)
+    if job.status != "queued":
+        return 0  # cancelled before it started
+    try:
+        store._claim_process(job_id)
+        waited = False
+        while (status := store.try_start(job_id)) == "queued":
+            if not waited:
+                print(f"[{time.strftime('%H:%M:%S')}] waiting for a free {job.pool} slot", flush=True)
+                store._report(job_id, None, f"waiting for a free {job.pool} slot", None)
+                waited = True
+            time.sleep(poll_s)
+        if status != "running":
+            return 0
+        if job.pool == "cpu":
+            import torch
+
+            torch.set_num_threads(max(1, _cpu_count() // pool_capacity("cpu")))
+        print(f"[{time.strftime('%H:%M:%S')}] started {job.kind} job {job_id} (pid {os.getpid()})", flush=True)
+        result = _resolve(job.entry)(job.config, JobContext(store, job))
+        store.finish(job_id, "done", result=dict(result or {}))
+        print(f"[{time.strftime('%H:%M:%S')}] done", flush=True)
+        return 0
+    except JobCancelled:
+        store.finish(job_id, "cancelled")
+        print(f"[{time.strftime('%H:%M:%S')}] cancelled", flush=True)
+        return 143
+    except BaseException as exc:
+        traceback.print_exc()
+        sys.stdout.flush()
+        if store.get(job_id).cancel_requested:  # e.g. its DataLoader workers died of the SIGTERM first
+            store.finish(job_id, "cancelled")
+            return 143
+        message = str(exc) if isinstance(exc, TldiagError) else f"{type(exc).__name__}: {exc}"
+        tail = log_tail(store.folder(job_id) / "job.log")
+        store.finish(job_id, "failed", error=f"{message}\nLast lines of its log:\n{tail}")
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tldiag.jobs", description="Run one job (started by JobStore).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("job_id")
+    p.add_argument("--root")
+    args = parser.parse_args(argv)
+    return run(args.job_id, args.root)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
