@@ -15,6 +15,9 @@ Model ids (usable on the CLI, in URLs and in cache keys):
 ``checkpoint:/path/model.pt?arch=<id>``
     A state dict for an architecture, read with ``torch.load(weights_only=True)``; a TorchScript
     file needs no ``arch``.
+``finetuned:<name>``
+    A fine-tuned checkpoint registered under a name (:func:`register_model`, the Fine-tune page's
+    "Register" button): usable by every page and command like any other model.
 
 Tap points are found from the libraries' own feature APIs: timm's ``feature_info`` /
 ``forward_intermediates`` and torchvision's FX graph (``get_graph_node_names`` /
@@ -26,6 +29,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -40,7 +44,7 @@ from torch import nn
 from . import _config
 from .errors import ModelUnavailableError, SpecError
 
-MODEL_KINDS = ("efficientnet-lite", "torchvision", "timm", "random", "checkpoint")
+MODEL_KINDS = ("efficientnet-lite", "torchvision", "timm", "random", "checkpoint", "finetuned")
 OFFLINE_MODELS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 DEFAULT_MODEL = "efficientnet-lite0"
 LOGITS = "logits"
@@ -122,6 +126,8 @@ class ModelSpec:
         query = f"?{urlencode(self.options)}" if self.options else ""
         if self.kind == "efficientnet-lite":
             return f"{self.name}{query}"
+        if self.kind == "finetuned":
+            return f"finetuned:{self.name}"
         weights = f":{self.weights}" if self.weights else ""
         return f"{self.kind}:{self.name}{weights}{query}"
 
@@ -135,13 +141,13 @@ def parse_model_id(model_id: str) -> ModelSpec:
     if not sep or kind not in MODEL_KINDS[1:]:
         raise SpecError(
             f"Unknown model id '{model_id}'. Use one of {', '.join(OFFLINE_MODELS)} (offline), "
-            "'torchvision:<arch>[:<WEIGHTS>]', 'timm:<name>', 'random:<id>' or "
-            "'checkpoint:<path>?arch=<id>'; `tldiag models` lists them.")
+            "'torchvision:<arch>[:<WEIGHTS>]', 'timm:<name>', 'random:<id>', "
+            "'checkpoint:<path>?arch=<id>' or 'finetuned:<name>'; `tldiag models` lists them.")
     if kind == "random":
         inner, _, query = rest.partition("?")
         options = _parse_options(model_id, query, ("seed",))
         parse_model_id(inner)  # validates the architecture id
-        if inner.startswith(("random:", "checkpoint:")):
+        if inner.startswith(("random:", "checkpoint:", "finetuned:")):
             raise SpecError(f"'{model_id}': random: takes a pretrained architecture id, not '{inner}'.")
         return ModelSpec("random", inner, None, options)
     if kind == "checkpoint":
@@ -150,6 +156,12 @@ def parse_model_id(model_id: str) -> ModelSpec:
         if not path:
             raise SpecError(f"'{model_id}' names no file; write checkpoint:/path/to/weights.pt?arch=<id>.")
         return ModelSpec("checkpoint", path, None, options)
+    if kind == "finetuned":
+        if rest not in registered_models():
+            known = ", ".join(registered_models()) or "none yet"
+            raise SpecError(f"No fine-tuned model is registered as '{rest}' (registered: {known}). Register one "
+                            "from a finished fine-tuning job (Fine-tune page, or tldiag jobs register).")
+        return ModelSpec("finetuned", rest)
     name, _, weights = rest.partition(":")
     if not name:
         raise SpecError(f"Model id '{model_id}' names no architecture after '{kind}:'.")
@@ -244,6 +256,13 @@ class Model:
             self.tap(name)
         with self.lock:
             return self._extract(self.module, x, wanted)
+
+    def with_module(self, module: nn.Module) -> "Model":
+        """The same model description (id, preprocessing, taps) around another module of the same architecture,
+        e.g. a copy of the pretrained weights next to a fine-tuned one; with its own lock and tap extractor."""
+        extract = _TorchvisionExtractor(self._extract.tap_nodes) if isinstance(self._extract, _TorchvisionExtractor) \
+            else self._extract
+        return replace(self, module=module, _extract=extract, lock=threading.RLock())
 
     @property
     def n_parameters(self) -> int:
@@ -545,9 +564,10 @@ def _load_timm(spec: ModelSpec, pretrained: bool) -> tuple[nn.Module, str]:
     return module, file_hash(cached) if cached else f"timm:{spec.name}"
 
 
-def _load_checkpoint(spec: ModelSpec) -> tuple[nn.Module, str, str, ModelSpec | None]:
-    """Returns module, weights hash, backend, and the architecture spec (None for TorchScript)."""
-    path = _config.check_data_path(spec.name, what="checkpoint")
+def _load_checkpoint(spec: ModelSpec, *, trusted: bool = False) -> tuple[nn.Module, str, str, ModelSpec | None]:
+    """Returns module, weights hash, backend, and the architecture spec (None for TorchScript). ``trusted``:
+    a file tldiag wrote itself (a registered fine-tune), read without the data-root check."""
+    path = Path(spec.name).expanduser().resolve() if trusted else _config.check_data_path(spec.name, what="checkpoint")
     if not path.is_file():
         raise ModelUnavailableError(f"Checkpoint file '{spec.name}' does not exist.")
     digest = file_hash(path)
@@ -645,7 +665,12 @@ def load_model(model_id: str, *, resolution: int | None = None) -> Model:
         module, digest, torchvision_prep = _load_torchvision(spec, True)
         backend = "torchvision"
     else:
-        module, digest, backend, arch_spec = _load_checkpoint(spec)
+        if spec.kind == "finetuned":
+            entry = registered_models()[spec.name]
+            file_spec, trusted = ModelSpec("checkpoint", entry["checkpoint"], None, (("arch", entry["arch"]),)), True
+        else:
+            file_spec, trusted = spec, False
+        module, digest, backend, arch_spec = _load_checkpoint(file_spec, trusted=trusted)
         if arch_spec is not None and arch_spec.kind == "torchvision":
             torchvision_prep = _load_torchvision(arch_spec, pretrained=False)[2]
     module.eval()
@@ -685,10 +710,21 @@ def random_init_id(model_id: str) -> str | None:
     spec = parse_model_id(model_id)
     if spec.kind == "random":
         return None
+    arch = architecture_id(model_id)
+    return f"random:{arch}" if arch else None
+
+
+def architecture_id(model_id: str) -> str | None:
+    """The pretrained-architecture id a model is built from (``random:X``, ``checkpoint:...?arch=X`` and a
+    registered fine-tune of X all give X); None for a TorchScript checkpoint without ``arch``."""
+    spec = parse_model_id(model_id)
+    if spec.kind == "random":
+        return spec.name
     if spec.kind == "checkpoint":
-        arch = spec.get("arch")
-        return f"random:{arch}" if arch else None
-    return f"random:{spec}"
+        return spec.get("arch")
+    if spec.kind == "finetuned":
+        return registered_models()[spec.name]["arch"]
+    return str(spec)
 
 
 def model_status(model_id: str) -> str:
@@ -706,6 +742,8 @@ def model_status(model_id: str) -> str:
         return "cached" if torchvision_weights_file(spec.name, spec.weights or "DEFAULT").exists() else "needs download"
     if spec.kind == "timm":
         return "cached" if _timm_cached_file(spec.name) else "needs download"
+    if spec.kind == "finetuned":
+        return "fine-tuned" if Path(registered_models()[spec.name]["checkpoint"]).is_file() else "missing file"
     return "installed" if Path(spec.name).expanduser().is_file() else "needs download"
 
 
@@ -721,6 +759,10 @@ def list_models(*, include_timm: bool = False) -> list[ModelInfo]:
                        True, model_status(m)) for m in OFFLINE_MODELS]
     infos += [ModelInfo(f"random:{m}", f"EfficientNet-{m.split('-')[1].capitalize()}, random init (no pretraining)",
                         True, "random init") for m in OFFLINE_MODELS]
+    for name, entry in registered_models().items():
+        status = model_status(f"finetuned:{name}")
+        infos.append(ModelInfo(f"finetuned:{name}", entry.get("description") or f"fine-tuned {entry['arch']}",
+                               status == "fine-tuned", status))
     for arch in torchvision.models.list_models(module=torchvision.models):
         for w in torchvision.models.get_model_weights(arch):
             mid = f"torchvision:{arch}:{w.name}"
@@ -734,5 +776,78 @@ def list_models(*, include_timm: bool = False) -> list[ModelInfo]:
         for name in timm.list_pretrained():
             status = "cached" if _timm_cached_file(name) else "needs download"
             infos.append(ModelInfo(f"timm:{name}", f"timm {name}", status == "cached", status))
-    rank = {"installed": 0, "random init": 1, "cached": 2, "needs download": 3}
+    rank = {"installed": 0, "fine-tuned": 1, "random init": 2, "cached": 3, "needs download": 4, "missing file": 5}
     return sorted(infos, key=lambda m: rank[m.status])
+
+
+# ----------------------------------------------------------------------------- registry of fine-tuned models
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _registry_path() -> Path:
+    return _config.home() / "registry.json"
+
+
+def registered_models() -> dict[str, dict]:
+    """Name -> entry (``checkpoint``, ``arch``, ``description``, ``job``, ``created``) of every registered model."""
+    try:
+        return json.loads(_registry_path().read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise ModelUnavailableError(f"The model registry {_registry_path()} is not valid JSON ({exc}); fix or "
+                                    "delete it (registered checkpoints stay where they are).") from None
+
+
+def register_model(name: str, checkpoint: str | os.PathLike[str], arch: str, *, description: str = "",
+                   job: str | None = None) -> str:
+    """Register a state-dict checkpoint of architecture ``arch`` as ``finetuned:<name>``; returns that id.
+
+    Args:
+        name: Letters, digits, ``.``, ``_`` and ``-``; not yet registered.
+        checkpoint: The state dict file; it must lie under ``TLDIAG_HOME`` (a job's output) or a data root.
+        arch: A pretrained-architecture id (``efficientnet-lite0``, ``timm:...``, ``torchvision:...``).
+        description: Shown in model lists.
+        job: The job that produced it, for the record.
+    """
+    from filelock import FileLock
+
+    from .cache import atomic_write_text
+
+    name = str(name).strip()
+    if not name or len(name) > 64 or not set(name) <= _NAME_CHARS or name[0] in "._-":
+        raise SpecError(f"Model name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+                        "or digit, e.g. lite0-printed-digits.")
+    path = Path(checkpoint).expanduser().resolve()
+    home = _config.home().resolve()
+    if home not in path.parents:
+        path = _config.check_data_path(path, what="checkpoint")
+    if not path.is_file():
+        raise ModelUnavailableError(f"Checkpoint file '{path}' does not exist; register the checkpoint of a finished "
+                                    "fine-tuning job.")
+    arch_spec = parse_model_id(arch)
+    if arch_spec.kind in ("random", "checkpoint", "finetuned"):
+        raise SpecError(f"arch={arch} must be a pretrained architecture id (efficientnet-lite0, timm:..., "
+                        "torchvision:...); use architecture_id() of the model that was fine-tuned.")
+    with FileLock(str(_registry_path()) + ".lock", timeout=30):
+        entries = registered_models()
+        if name in entries:
+            raise SpecError(f"A model is already registered as '{name}' (finetuned:{name}); choose another name.")
+        entries[name] = {"checkpoint": str(path), "arch": str(arch_spec), "description": description, "job": job,
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_text(_registry_path(), json.dumps(entries, indent=1))
+    return f"finetuned:{name}"
+
+
+def unregister_model(name: str) -> None:
+    """Remove ``finetuned:<name>`` from the registry (its checkpoint file stays)."""
+    from filelock import FileLock
+
+    from .cache import atomic_write_text
+
+    with FileLock(str(_registry_path()) + ".lock", timeout=30):
+        entries = registered_models()
+        if name not in entries:
+            raise SpecError(f"No model is registered as '{name}'; registered: {', '.join(entries) or 'none'}.")
+        del entries[name]
+        atomic_write_text(_registry_path(), json.dumps(entries, indent=1))

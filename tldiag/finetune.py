@@ -1,0 +1,868 @@
+"""Fine-tuning a pretrained backbone on the target: five strategies, one training loop, an honest comparison.
+
+Strategies (:data:`STRATEGIES`):
+
+``linear``           the new classifier only; the backbone is frozen (BatchNorm statistics too).
+``partial``          freeze the bottom ``frozen_stages`` stages (the model's taps, stem included in the first),
+                     train the rest and the new classifier.
+``full``             every layer, with discriminative learning rates: the backbone at ``lr * backbone_lr_mult``.
+``freeze-unfreeze``  the new classifier alone for ``head_epochs``, then every layer at the small rate
+                     ``lr * backbone_lr_mult`` (the default recipe of the background texts).
+``l2-sp``            every layer, pulled toward the pretrained weights by ``l2sp_alpha/2 ‖w − w₀‖²`` instead of
+                     weight decay, and ``l2sp_beta/2 ‖w‖²`` on the new classifier (Li et al. 2018).
+
+The recipe: AdamW, a linear warm-up then a cosine decay per step, optional label smoothing, augmentations that
+keep labels (:func:`auto_augmentation`: no mirror images for digits or text), early stopping on validation
+accuracy (ties: lower validation loss) with the best weights restored, automatic mixed precision on a GPU,
+and seeds for the split, the head's initialisation, shuffling and augmentation.
+
+The split is the first split of :func:`tldiag.probes.stratified_splits` with the same seed (60/20/20 per
+class): the one the Probes page scores first, so the fine-tuned test accuracy and the linear probe's are
+measured on the same test images. The result also holds, per tap, how much fine-tuning changed the features
+(``1 - linear CKA`` between the pretrained and the fine-tuned model on target images).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _config
+from .data import ImageDataset, load_dataset, parse_dataset_spec
+from .embed import ProgressFn, ResizeCrop, _autocast, default_num_workers, normalise
+from .errors import DatasetError, SpecError, TldiagError
+from .models import DEFAULT_MODEL, LOGITS, PRE_LOGITS, Model, load_model, parse_model_id, random_init_id
+
+STRATEGIES = ("linear", "partial", "full", "freeze-unfreeze", "l2-sp")
+STRATEGY_TITLES = {
+    "linear": "Linear probe (new head only)",
+    "partial": "Partial (freeze the bottom stages)",
+    "full": "Full, discriminative learning rates",
+    "freeze-unfreeze": "Freeze, then unfreeze (head first)",
+    "l2-sp": "Full with L2-SP (stay near the pretrained weights)",
+}
+AUGMENTATIONS = ("auto", "none", "light", "flip", "aerial")
+AUGMENTATION_TITLES = {
+    "none": "none (resize and centre-crop only)",
+    "light": "light: random crops of 80-100% of the image, rotations up to 10°, brightness and contrast",
+    "flip": "light + horizontal mirror images",
+    "aerial": "light + horizontal and vertical mirror images and 90° rotations",
+}
+_TEXT_LIKE = {"MNIST", "KMNIST", "EMNIST", "QMNIST", "SVHN", "USPS", "SEMEION", "RenderedSST2", "GTSRB"}
+_OVERHEAD = {"EuroSAT", "PCAM"}
+FEW_LABELS = 100
+MANY_LABELS = 10_000
+MAX_CKA_IMAGES = 2000
+MIN_PER_CLASS = 3
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """A fine-tuning run. Every field is JSON-serialisable (it is the job's record).
+
+    Attributes:
+        model: Model id to start from (see :mod:`tldiag.models`).
+        target: Target dataset spec (labelled), with its per-class ``limit`` if any.
+        source: Source dataset spec, kept for the record and for comparisons with the other pages.
+        resolution: Input size in pixels; None keeps the weights' own.
+        strategy: One of :data:`STRATEGIES`.
+        epochs: Most epochs (early stopping may end sooner).
+        batch_size: Images per step.
+        lr: Peak learning rate of the new classifier.
+        backbone_lr_mult: The backbone's learning rate as a fraction of ``lr`` (discriminative rates).
+        weight_decay: AdamW's decoupled weight decay (not applied to norms and biases; replaced by L2-SP there).
+        warmup_epochs: Linear warm-up length (per phase), then a cosine decay to zero.
+        label_smoothing: Cross-entropy label smoothing in [0, 1).
+        augment: One of :data:`AUGMENTATIONS`; ``auto`` picks by dataset (see :func:`auto_augmentation`).
+        patience: Stop after this many epochs without a better validation accuracy; 0 never stops early.
+        frozen_stages: ``partial``: how many stages from the bottom stay frozen; None: all but the last.
+        head_epochs: ``freeze-unfreeze``: epochs of the head alone before everything unfreezes.
+        l2sp_alpha: ``l2-sp``: strength of the pull toward the pretrained backbone weights.
+        l2sp_beta: ``l2-sp``: L2 penalty of the new classifier.
+        update_bn: Whether BatchNorm layers update their running statistics while training. None: not for a
+            pretrained model (small target batches would overwrite statistics learned on far more data; its
+            scale and shift still train), yes for a random-init one (its statistics are meaningless).
+        seed: Seed of the split, the head's initialisation, shuffling and augmentation.
+        device: Torch device; tldiag's default (the GPU when present) when None.
+        num_workers: Data-loading worker processes; see :func:`tldiag.embed.default_num_workers`.
+    """
+
+    model: str = DEFAULT_MODEL
+    target: str = "demo:printed-digits?limit=50"
+    source: str | None = None
+    resolution: int | None = 128
+    strategy: str = "freeze-unfreeze"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    augment: str = "auto"
+    patience: int = 3
+    frozen_stages: int | None = None
+    head_epochs: int = 2
+    l2sp_alpha: float = 0.1
+    l2sp_beta: float = 0.01
+    update_bn: bool | None = None
+    seed: int = 0
+    device: str | None = None
+    num_workers: int | None = None
+
+    def validate(self) -> "FinetuneConfig":
+        """Check every value that does not need the model or the data; raise a :class:`TldiagError` naming the
+        value and the fix."""
+        if self.strategy not in STRATEGIES:
+            raise SpecError(f"Unknown fine-tuning strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}.")
+        if self.augment not in AUGMENTATIONS:
+            raise SpecError(f"Unknown augmentation {self.augment!r}; valid: {', '.join(AUGMENTATIONS)}.")
+        _check_number("lr", self.lr, low=0.0, low_open=True, high=10.0, fix="e.g. 1e-3 for the new head")
+        _check_number("backbone_lr_mult", self.backbone_lr_mult, low=0.0, low_open=True, high=10.0,
+                      fix="e.g. 0.1: the backbone learns 10x slower than the head")
+        _check_number("weight_decay", self.weight_decay, low=0.0, high=10.0, fix="e.g. 0.01; 0 turns it off")
+        _check_number("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True,
+                      fix="e.g. 0.1; 0 turns it off")
+        _check_number("l2sp_alpha", self.l2sp_alpha, low=0.0, high=100.0, fix="e.g. 0.1")
+        _check_number("l2sp_beta", self.l2sp_beta, low=0.0, high=100.0, fix="e.g. 0.01")
+        _check_int("epochs", self.epochs, 1, 10_000)
+        _check_int("batch_size", self.batch_size, 1, 65_536)
+        _check_int("patience", self.patience, 0, 10_000)
+        _check_int("head_epochs", self.head_epochs, 1, 10_000)
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        _check_number("warmup_epochs", self.warmup_epochs, low=0.0, high=float(self.epochs), high_open=True,
+                      fix=f"shorter than the {self.epochs} epochs")
+        if self.update_bn is not None and not isinstance(self.update_bn, bool):
+            raise SpecError(f"update_bn={self.update_bn!r} must be true, false or empty (automatic).")
+        if self.frozen_stages is not None:
+            _check_int("frozen_stages", self.frozen_stages, 0, 1000)
+        if self.num_workers is not None:
+            _check_int("num_workers", self.num_workers, 0, 64)
+        if self.resolution is not None:
+            _check_int("resolution", self.resolution, 16, 1024)
+        if self.strategy == "freeze-unfreeze" and self.head_epochs >= self.epochs:
+            raise SpecError(f"head_epochs={self.head_epochs} leaves no epoch to unfreeze in epochs={self.epochs}; "
+                            f"use fewer head epochs or more epochs (e.g. head_epochs=2, epochs=10).")
+        spec = parse_model_id(self.model)
+        if spec.kind == "random" and self.strategy == "l2-sp":
+            raise SpecError(f"L2-SP pulls toward the pretrained weights, and {self.model} has none (random init); "
+                            "use strategy 'full' to train it from scratch.")
+        parse_dataset_spec(self.target)
+        if self.source:
+            parse_dataset_spec(self.source)
+        if self.device is not None:
+            _check_device(self.device)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FinetuneConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpecError(f"Unknown fine-tuning settings {unknown}; valid: {', '.join(sorted(known))}.")
+        return cls(**dict(d))
+
+
+def _check_number(name: str, value: object, *, low: float, high: float, low_open: bool = False,
+                  high_open: bool = False, fix: str = "") -> None:
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
+        and math.isfinite(float(value))
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise SpecError(f"{name}={value!r} must be a number in {span}" + (f"; {fix}." if fix else "."))
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise SpecError(f"{name}={value!r} must be a whole number from {low} to {high}.")
+
+
+def _check_device(device: str) -> None:
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise SpecError(f"device={device!r} is not a device; use cpu, cuda, cuda:N or mps.")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"device={device!r} but no CUDA GPU is visible to torch; use cpu.")
+
+
+# ----------------------------------------------------------------------------- defaults and their reasons
+@dataclass(frozen=True)
+class Recommendation:
+    """The default strategy for an amount of target data, with the reasons shown to the user."""
+
+    strategy: str
+    frozen_stages: int | None
+    backbone_lr_mult: float
+    reasons: tuple[str, ...]
+
+    def apply(self, config: FinetuneConfig) -> FinetuneConfig:
+        return replace(config, strategy=self.strategy, frozen_stages=self.frozen_stages,
+                       backbone_lr_mult=self.backbone_lr_mult)
+
+
+def recommend(n_train: int, n_stages: int, *, pretrained: bool = True) -> Recommendation:
+    """The background's guidance on how much to fine-tune for ``n_train`` training labels.
+
+    Under ~100 labels only the last stage and a new head train (deeper layers would overfit); up to ~10,000
+    the head trains first and then everything at a small rate (freeze-then-unfreeze); beyond that, every layer
+    with discriminative learning rates. A random-init model trains every layer at one rate.
+    """
+    if not pretrained:
+        return Recommendation("full", None, 1.0, (
+            "The model has random weights: there is nothing pretrained to protect, so every layer trains at the "
+            "same rate (training from scratch, the baseline transfer must beat).",))
+    if n_train < FEW_LABELS:
+        return Recommendation("partial", max(n_stages - 1, 0), 0.1, (
+            f"{n_train} training labels (fewer than {FEW_LABELS}): only the last stage and a new head train. With "
+            "this little data the deeper layers would overfit (background: \"with very little data (under 100 "
+            "examples), only train the final 1-2 layers\").",))
+    if n_train < MANY_LABELS:
+        return Recommendation("freeze-unfreeze", None, 0.1, (
+            f"{n_train} training labels: the default recipe. The new head trains alone first, so its random "
+            "initial gradients do not disturb the pretrained features; then every layer trains at a 10x smaller "
+            "learning rate (background: \"freeze the backbone for the first few epochs, then unfreeze with a tiny "
+            "learning rate\").",))
+    return Recommendation("full", None, 0.1, (
+        f"{n_train} training labels (at least {MANY_LABELS:,}): enough to adapt every layer. The backbone learns "
+        "10x slower than the new head (discriminative learning rates), which keeps the general early features.",))
+
+
+def auto_augmentation(target: str) -> tuple[str, str]:
+    """The augmentation that keeps the target's labels, and why: no mirror images where they change the meaning
+    (digits, text, traffic signs), every flip and right-angle rotation for overhead imagery, a horizontal
+    mirror for natural photos. Folders are unknown, so they get no mirror images."""
+    spec = parse_dataset_spec(target)
+    if spec.kind == "demo" or (spec.kind == "torchvision" and spec.name in _TEXT_LIKE):
+        return "light", (f"{spec.name} holds digits, characters or signs: a mirror image can change the label "
+                         "(a mirrored 2 is not a 2), so no flips; small crops and rotations keep the meaning.")
+    if spec.kind == "torchvision" and spec.name in _OVERHEAD:
+        return "aerial", (f"{spec.name} is overhead imagery with no up or left: flips and right-angle rotations "
+                          "keep the label.")
+    if spec.kind == "torchvision":
+        return "flip", (f"{spec.name} holds photos of objects or scenes, which stay what they are when mirrored "
+                        "left to right.")
+    return "light", ("tldiag cannot tell whether mirroring changes a folder's labels (text, digits, left/right "
+                     "signs), so no flips; choose 'flip' if your classes survive a mirror image.")
+
+
+# ----------------------------------------------------------------------------- the model's parts
+@dataclass(frozen=True)
+class Stage:
+    """A group of backbone parameters that freezes together: everything up to the end of one tap's module."""
+
+    name: str
+    n_parameters: int
+
+
+def _head_name(module: nn.Module, backend: str) -> str:
+    if backend == "timm":
+        clf = module.get_classifier()
+        for name, m in module.named_modules():
+            if m is clf:
+                return name
+    for name, m in reversed(list(module.named_modules())):
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            return name
+    raise TldiagError("Found no classifier layer to replace in this model.")
+
+
+def replace_head(model: Model, n_classes: int, generator: torch.Generator) -> str:
+    """Give ``model.module`` a new classifier for ``n_classes`` (seeded initialisation); returns its name."""
+    module = model.module
+    if model.backend == "torchscript":
+        raise TldiagError(f"{model.id} is a TorchScript file, which cannot be fine-tuned; save a state dict "
+                          "(torch.save(model.state_dict(), path)) and use checkpoint:<path>?arch=<id>.")
+    name = _head_name(module, model.backend)
+    old = module.get_submodule(name)
+    if isinstance(old, nn.Linear):
+        module.set_submodule(name, nn.Linear(old.in_features, n_classes))
+    elif isinstance(old, nn.Conv2d):
+        module.set_submodule(name, nn.Conv2d(old.in_channels, n_classes, kernel_size=1))
+    elif model.backend == "timm":
+        module.reset_classifier(n_classes)
+    else:
+        raise TldiagError(f"The classifier {name} of {model.id} is a {type(old).__name__}; tldiag can replace a "
+                          "Linear or 1x1 Conv2d head only.")
+    if model.backend == "timm" and hasattr(module, "num_classes"):
+        module.num_classes = n_classes
+    with torch.no_grad():  # seeded here: the layers' own init draws from the global generator
+        for p in module.get_submodule(name).parameters():
+            if p.ndim > 1:
+                bound = 1.0 / math.sqrt(p[0].numel())
+                p.uniform_(-bound, bound, generator=generator)
+            else:
+                p.zero_()
+    return name
+
+
+def stages_of(model: Model, head: str) -> tuple[list[Stage], dict[str, int]]:
+    """The model's stages (one per tap whose name is a module, stem included in the first) and, for every
+    parameter name, its stage index; parameters after the last stage (e.g. a final 1x1 conv) get ``len(stages)``
+    and the classifier's get -1."""
+    module = model.module
+    order = {name: i for i, (name, _) in enumerate(module.named_modules())}
+    ends = []
+    for tap in model.taps:
+        if tap.name in (PRE_LOGITS, LOGITS) or tap.name not in order:
+            continue
+        ends.append((tap.name, max(order[n] for n in order if n == tap.name or n.startswith(tap.name + "."))))
+    stage_of: dict[str, int] = {}
+    counts = [0] * (len(ends) + 1)
+    for pname, p in module.named_parameters():
+        owner = pname.rsplit(".", 1)[0] if "." in pname else ""
+        if owner == head or owner.startswith(head + "."):
+            stage_of[pname] = -1
+            continue
+        i = next((k for k, (_, end) in enumerate(ends) if order.get(owner, 0) <= end), len(ends))
+        stage_of[pname] = i
+        counts[i] += p.numel()
+    return [Stage(name, counts[k]) for k, (name, _) in enumerate(ends)], stage_of
+
+
+# ----------------------------------------------------------------------------- data
+class _Split(torch.utils.data.Dataset):
+    def __init__(self, dataset: ImageDataset, rows: np.ndarray, labels: np.ndarray, transform: Callable):
+        self.dataset, self.rows, self.labels, self.transform = dataset, rows, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.dataset[int(self.rows[i])]), int(self.labels[i])
+
+
+def train_transform(augment: str, model: Model) -> Callable:
+    """The training transform of an augmentation policy (PIL image -> uint8 CHW tensor at the model's size)."""
+    from torchvision.transforms import InterpolationMode, v2
+
+    prep = model.preprocessing
+    if augment == "none":
+        return ResizeCrop(prep)
+    interpolation = InterpolationMode(prep.interpolation if prep.interpolation in ("bilinear", "bicubic", "nearest")
+                                      else "bilinear")
+    ops: list[Any] = [v2.RandomResizedCrop(prep.input_size, scale=(0.8, 1.0), ratio=(0.9, 1.1),
+                                           interpolation=interpolation, antialias=True),
+                      v2.RandomRotation(10, interpolation=interpolation),
+                      v2.ColorJitter(brightness=0.2, contrast=0.2)]
+    if augment in ("flip", "aerial"):
+        ops.append(v2.RandomHorizontalFlip())
+    if augment == "aerial":
+        ops += [v2.RandomVerticalFlip(), v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)])]
+    return v2.Compose([*ops, v2.PILToTensor()])
+
+
+def _loader(split: _Split, batch_size: int, *, shuffle: bool, workers: int, seed: int, dev: torch.device):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(split, batch_size=batch_size, shuffle=shuffle, drop_last=False,
+                                       num_workers=workers, generator=generator, pin_memory=dev.type == "cuda",
+                                       persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+
+
+# ----------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class Plan:
+    """What a configuration will do, known before anything trains: shown before a launch, checked by it.
+
+    Attributes:
+        config: The configuration with ``device``, ``augment`` and ``frozen_stages`` resolved.
+        classes: Target class names.
+        n_train, n_val, n_test: Images in each part of the split.
+        stages: The backbone's stages, bottom to top.
+        trainable: Parameters that train (in the second phase for freeze-unfreeze).
+        total: Parameters of the model with the new head.
+        recommendation: The default for this amount of data, and why.
+        augment_reason: Why ``auto`` chose its augmentation (empty when chosen by hand).
+        notes: Anything else the user should know (unlabelled images left out).
+    """
+
+    config: FinetuneConfig
+    classes: tuple[str, ...]
+    n_train: int
+    n_val: int
+    n_test: int
+    stages: tuple[Stage, ...]
+    trainable: int
+    total: int
+    recommendation: Recommendation
+    augment_reason: str
+    notes: tuple[str, ...] = ()
+
+
+def _labelled_split(dataset: ImageDataset, seed: int) -> tuple[np.ndarray, np.ndarray, tuple, tuple[str, ...]]:
+    """Rows with labels, their labels re-indexed 0..K-1, the first stratified split, and the class names;
+    refuses data a fine-tune cannot use."""
+    from .probes import stratified_splits
+
+    labels = np.asarray(dataset.labels)
+    rows = np.flatnonzero(labels >= 0)
+    if len(rows) == 0:
+        raise DatasetError(f"None of the {len(labels)} images of {dataset.spec} has a label, and fine-tuning needs "
+                           "labels. Use a labelled target: a folder with one sub-folder per class, or a torchvision "
+                           "dataset.")
+    present, y = np.unique(labels[rows], return_inverse=True)
+    names = tuple(dataset.classes[i] if i < len(dataset.classes) else str(i) for i in present)
+    counts = np.bincount(y)
+    if len(present) < 2:
+        raise DatasetError(f"{dataset.spec} has a single labelled class ({names[0]!r}); a classifier needs at "
+                           "least two.")
+    small = [(names[i], int(k)) for i, k in enumerate(counts) if k < MIN_PER_CLASS]
+    if small:
+        listed = ", ".join(f"{c!r} ({k})" for c, k in small[:10])
+        raise DatasetError(f"Some classes of {dataset.spec} have fewer than {MIN_PER_CLASS} labelled images: {listed}. "
+                           "Fine-tuning needs one each for training, validation and test; add images, raise the "
+                           "per-class limit, or drop those classes.")
+    split = stratified_splits(y, 1, random_state=seed)[0]
+    return rows, y, split, names
+
+
+def plan(config: FinetuneConfig, *, model: Model | None = None, dataset: ImageDataset | None = None) -> Plan:
+    """Check a configuration against its model and data, and resolve its defaults, without training.
+
+    Raises a :class:`TldiagError` for anything that would make the job fail: an unknown strategy, a learning
+    rate <= 0, weights that are not available, a target without labels, ``frozen_stages`` out of range.
+
+    Args:
+        config: The run.
+        model: The loaded model of ``config.model`` at ``config.resolution`` (loaded when None).
+        dataset: The opened ``config.target`` (opened when None).
+    """
+    config = config.validate()
+    model = model or load_model(config.model, resolution=config.resolution)
+    if model.backend == "torchscript":
+        raise TldiagError(f"{model.id} is a TorchScript file, which cannot be fine-tuned; save a state dict "
+                          "(torch.save(model.state_dict(), path)) and use checkpoint:<path>?arch=<id>.")
+    dataset = dataset or load_dataset(config.target)
+    rows, y, (tr, va, te), names = _labelled_split(dataset, config.seed)
+    head = _head_name(model.module, model.backend)
+    stages, stage_of = stages_of(model, head)
+    if config.frozen_stages is not None and config.frozen_stages > len(stages):
+        raise SpecError(f"frozen_stages={config.frozen_stages} but {model.id} has {len(stages)} stages "
+                        f"({', '.join(s.name for s in stages)}); use 0 to {len(stages)}.")
+    rec = recommend(len(tr), len(stages), pretrained=model.pretrained)
+    augment, reason = (auto_augmentation(config.target) if config.augment == "auto" else (config.augment, ""))
+    frozen = config.frozen_stages
+    if config.strategy == "partial" and frozen is None:
+        frozen = max(len(stages) - 1, 0)
+    device = config.device or _config.device_name()
+    resolved = replace(config, augment=augment, frozen_stages=frozen, device=device)
+    n_head = sum(p.numel() for n, p in model.module.get_submodule(head).named_parameters())
+    in_features = _head_in_features(model.module.get_submodule(head))
+    new_head = in_features * len(names) + len(names) if in_features else n_head
+    backbone = {n: p.numel() for n, p in model.module.named_parameters() if stage_of.get(n, 0) != -1}
+    trainable = new_head + sum(k for n, k in backbone.items() if _trains(resolved, stage_of[n], final_phase=True))
+    notes = ()
+    if len(rows) < len(dataset):
+        notes = (f"{len(dataset) - len(rows)} of {len(dataset)} target images have no label and are left out.",)
+    return Plan(resolved, names, len(tr), len(va), len(te), tuple(stages), trainable,
+                new_head + sum(backbone.values()), rec, reason, notes)
+
+
+def _head_in_features(head: nn.Module) -> int | None:
+    if isinstance(head, nn.Linear):
+        return head.in_features
+    if isinstance(head, nn.Conv2d):
+        return head.in_channels
+    return None
+
+
+def _trains(config: FinetuneConfig, stage: int, *, final_phase: bool) -> bool:
+    """Whether a backbone parameter of ``stage`` trains (the classifier, stage -1, always does)."""
+    if stage == -1:
+        return True
+    if config.strategy == "linear" or (config.strategy == "freeze-unfreeze" and not final_phase):
+        return False
+    if config.strategy == "partial":
+        return stage >= (config.frozen_stages or 0)
+    return True
+
+
+# ----------------------------------------------------------------------------- the result
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What a fine-tuning run measured.
+
+    Attributes:
+        config: The resolved configuration.
+        classes: Target class names (the new head's outputs, in order).
+        n_train, n_val, n_test: Images in each part of the split.
+        test_accuracy, test_f1: Of the best weights, on the test part (never used for a choice).
+        val_accuracy: The best validation accuracy (which picked the weights).
+        best_epoch: The epoch (1-based) of the best weights.
+        epochs_run: Epochs trained before the end or the early stop.
+        stopped_early: Whether early stopping ended it.
+        history: One row per epoch: epoch, phase, train/val loss and accuracy, learning rates, seconds.
+        linear_probe: The linear probe of the frozen pretrained features on the same split: ``tap``,
+            ``accuracy``, ``macro_f1`` (the best tap), or None when it could not be computed.
+        cka: Tap -> linear CKA between pretrained and fine-tuned features on target images (1 = unchanged).
+        checkpoint: Path of the best weights (a state dict, loadable as ``checkpoint:<path>?arch=<model>``).
+        trainable, total: Parameters trained and in all.
+        seconds: Wall time of training and evaluation.
+        device: Where it ran.
+        reasons: Why the defaults are what they are.
+    """
+
+    config: FinetuneConfig
+    classes: tuple[str, ...]
+    n_train: int
+    n_val: int
+    n_test: int
+    test_accuracy: float
+    test_f1: float
+    val_accuracy: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    history: tuple[Mapping[str, Any], ...]
+    linear_probe: Mapping[str, Any] | None
+    cka: Mapping[str, float]
+    checkpoint: str
+    trainable: int
+    total: int
+    seconds: float
+    device: str
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def changed_most(self) -> list[tuple[str, float]]:
+        """Taps by how much fine-tuning changed their features (1 - CKA), most first."""
+        return sorted(((t, 1.0 - c) for t, c in self.cka.items()), key=lambda tc: -tc[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["history"] = [dict(r) for r in self.history]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FinetuneResult":
+        d = dict(d)
+        d["config"] = FinetuneConfig.from_dict(d["config"])
+        d["classes"] = tuple(d["classes"])
+        d["history"] = tuple(d["history"])
+        d["reasons"] = tuple(d.get("reasons", ()))
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- training
+def _param_groups(module: nn.Module, stage_of: Mapping[str, int], config: FinetuneConfig, *,
+                  final_phase: bool) -> list[dict[str, Any]]:
+    """AdamW groups: head / backbone x decayed / not decayed (norms and biases). Frozen parameters get
+    ``requires_grad=False``. Under L2-SP the penalty replaces weight decay."""
+    head_lr = config.lr * (config.backbone_lr_mult if config.strategy == "freeze-unfreeze" and final_phase else 1.0)
+    backbone_lr = config.lr * config.backbone_lr_mult
+    wd = 0.0 if config.strategy == "l2-sp" else config.weight_decay
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, p in module.named_parameters():
+        stage = stage_of.get(name, 0)
+        p.requires_grad_(_trains(config, stage, final_phase=final_phase))
+        if p.requires_grad:
+            groups.setdefault(("head" if stage == -1 else "backbone", p.ndim > 1), []).append(p)
+    return [{"params": ps, "lr": head_lr if part == "head" else backbone_lr, "weight_decay": wd if decay else 0.0,
+             "name": f"{part}{'' if decay else ' (no decay)'}"} for (part, decay), ps in groups.items()]
+
+
+def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _freeze_bn(module: nn.Module, *, update_bn: bool) -> None:
+    """BatchNorm layers in eval mode (fixed running statistics) when ``update_bn`` is False or when none of their
+    parameters train: a frozen layer keeps the statistics its weights were learned with."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if not update_bn or not any(p.requires_grad for p in m.parameters(recurse=False)):
+                m.eval()
+
+
+@torch.no_grad()
+def _evaluate(module: nn.Module, loader, model: Model, dev: torch.device, n_classes: int
+              ) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and the predictions over a loader."""
+    module.eval()
+    total, loss, preds = 0, 0.0, []
+    ce = nn.CrossEntropyLoss(reduction="sum")
+    correct = 0
+    for x, y in loader:
+        x, y = normalise(x.to(dev, non_blocking=True), model.preprocessing), y.to(dev)
+        with _autocast(dev):
+            logits = module(x)
+        logits = logits.float()
+        loss += float(ce(logits, y))
+        pred = logits.argmax(1)
+        correct += int((pred == y).sum())
+        total += len(y)
+        preds.append(pred.cpu().numpy())
+    return loss / max(total, 1), correct / max(total, 1), np.concatenate(preds) if preds else np.zeros(0, int)
+
+
+def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress: ProgressFn | None = None,
+             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FinetuneResult:
+    """Fine-tune ``config.model`` on ``config.target`` and measure it (see the module docstring).
+
+    Args:
+        config: The run; checked by :func:`plan` first.
+        folder: Where the best weights (``best.pt``) are written.
+        progress: Called as ``progress(done, total, message)`` during training (steps) and evaluation.
+        on_epoch: Called with each epoch's row of the history as soon as it is known.
+    """
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = load_model(config.model, resolution=config.resolution)
+    dataset = load_dataset(config.target)
+    the_plan = plan(config, model=model, dataset=dataset)
+    config = the_plan.config
+    dev = torch.device(config.device or "cpu")
+    rows, y, (tr, va, te), names = _labelled_split(dataset, config.seed)
+    n_classes = len(names)
+    reasons = the_plan.recommendation.reasons + ((the_plan.augment_reason,) if the_plan.augment_reason else ())
+
+    generator = torch.Generator().manual_seed(config.seed)
+    pretrained = copy.deepcopy(model.module)  # for L2-SP and the CKA comparison
+    head = replace_head(model, n_classes, generator)
+    module = model.module
+    _, stage_of = stages_of(model, head)
+    module.to(dev).to(memory_format=torch.channels_last)
+    anchor = {n: p.detach().clone().to(dev) for n, p in pretrained.named_parameters()
+              if stage_of.get(n, -1) != -1} if config.strategy == "l2-sp" else {}
+
+    workers = default_num_workers() if config.num_workers is None else config.num_workers
+    eval_tf = ResizeCrop(model.preprocessing)
+    train_set = _Split(dataset, rows[tr], y[tr], train_transform(config.augment, model))
+    train_loader = _loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, dev=dev)
+    val_loader = _loader(_Split(dataset, rows[va], y[va], eval_tf), 2 * config.batch_size, shuffle=False,
+                         workers=workers, seed=config.seed, dev=dev)
+    test_loader = _loader(_Split(dataset, rows[te], y[te], eval_tf), 2 * config.batch_size, shuffle=False,
+                          workers=workers, seed=config.seed, dev=dev)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    update_bn = (not model.pretrained) if config.update_bn is None else config.update_bn
+    phases = [(False, config.head_epochs), (True, config.epochs - config.head_epochs)] \
+        if config.strategy == "freeze-unfreeze" else [(True, config.epochs)]
+    steps_per_epoch = len(train_loader)
+    total_steps, step_done = config.epochs * steps_per_epoch, 0
+    best = {"acc": -1.0, "loss": math.inf, "epoch": 0, "state": None}
+    history: list[dict[str, Any]] = []
+    epoch, stale, stopped = 0, 0, False
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        for final_phase, n_epochs in phases:
+            groups = _param_groups(module, stage_of, config, final_phase=final_phase)
+            optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
+            schedule = _schedule(optimizer, n_epochs * steps_per_epoch,
+                                 int(round(min(config.warmup_epochs, n_epochs - 1e-9) * steps_per_epoch)))
+            phase = "fine-tune" if final_phase else "head only"
+            for _ in range(n_epochs):
+                epoch += 1
+                te0 = time.perf_counter()
+                module.train()
+                _freeze_bn(module, update_bn=update_bn)
+                seen, loss_sum, correct = 0, 0.0, 0
+                for x, target in train_loader:
+                    x, target = normalise(x.to(dev, non_blocking=True), model.preprocessing), target.to(dev)
+                    with _autocast(dev):
+                        logits = module(x)
+                        loss = criterion(logits.float(), target)
+                    penalty = _l2sp(module, anchor, stage_of, config) if anchor else None
+                    total_loss = loss + penalty if penalty is not None else loss
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(total_loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    schedule.step()
+                    seen += len(target)
+                    loss_sum += float(loss.detach()) * len(target)
+                    correct += int((logits.detach().argmax(1) == target).sum())
+                    step_done += 1
+                    if progress:
+                        progress(step_done, total_steps, f"epoch {epoch}/{config.epochs} ({phase}), "
+                                                         f"train loss {loss_sum / seen:.3f}")
+                val_loss, val_acc, _ = _evaluate(module, val_loader, model, dev, n_classes)
+                lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+                row = {"epoch": epoch, "phase": phase, "train_loss": loss_sum / max(seen, 1),
+                       "train_accuracy": correct / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
+                       "lr_head": max((v for k, v in lrs.items() if k.startswith("head")), default=0.0),
+                       "lr_backbone": max((v for k, v in lrs.items() if k.startswith("backbone")), default=0.0),
+                       "seconds": time.perf_counter() - te0}
+                history.append(row)
+                if on_epoch:
+                    on_epoch(row)
+                if val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"]):
+                    best = {"acc": val_acc, "loss": val_loss, "epoch": epoch,
+                            "state": {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}}
+                    stale = 0
+                elif final_phase:
+                    stale += 1
+                if final_phase and config.patience and stale >= config.patience:
+                    stopped = epoch < config.epochs
+                    break
+            else:
+                continue
+            break
+        if progress:
+            progress(total_steps, total_steps, "evaluating the best weights on the test images")
+        module.load_state_dict(best["state"])
+        _, test_acc, test_pred = _evaluate(module, test_loader, model, dev, n_classes)
+
+    from sklearn.metrics import f1_score
+
+    test_f1 = float(f1_score(y[te], test_pred, average="macro"))
+    checkpoint = folder / "best.pt"
+    _save(best["state"], checkpoint)
+    module.to("cpu").eval()
+    pretrained_model = model.with_module(pretrained)
+    taps = [t for t in model.default_taps() if t != LOGITS]
+    if progress:
+        progress(total_steps, total_steps, "comparing pretrained and fine-tuned features (CKA)")
+    cka = _cka_by_tap(pretrained_model, model, dataset, rows, y, taps, dev, config.seed, workers)
+    probe = _linear_probe(pretrained_model, dataset, rows, y, taps, config.seed, workers) \
+        if parse_model_id(config.model).kind != "random" else None
+    return FinetuneResult(config=config, classes=names, n_train=len(tr), n_val=len(va), n_test=len(te),
+                          test_accuracy=float(test_acc), test_f1=test_f1, val_accuracy=float(best["acc"]),
+                          best_epoch=int(best["epoch"]), epochs_run=epoch, stopped_early=stopped,
+                          history=tuple(history), linear_probe=probe, cka=cka, checkpoint=str(checkpoint),
+                          trainable=the_plan.trainable, total=the_plan.total, seconds=time.perf_counter() - t0,
+                          device=str(dev), reasons=reasons)
+
+
+def _l2sp(module: nn.Module, anchor: Mapping[str, torch.Tensor], stage_of: Mapping[str, int],
+          config: FinetuneConfig) -> torch.Tensor:
+    pull, head = 0.0, 0.0
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        if stage_of.get(name, 0) == -1:
+            head = head + p.pow(2).sum()
+        elif name in anchor:
+            pull = pull + (p - anchor[name]).pow(2).sum()
+    return 0.5 * config.l2sp_alpha * pull + 0.5 * config.l2sp_beta * head  # type: ignore[return-value]
+
+
+def _save(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Write a state dict atomically: a reader (or a registry entry) never sees half a checkpoint."""
+    from .cache import atomic_write
+
+    atomic_write(path, lambda f: torch.save(dict(state), f))
+
+
+def _features(model: Model, dataset: ImageDataset, rows: np.ndarray, taps: Sequence[str], dev: torch.device,
+              workers: int) -> dict[str, np.ndarray]:
+    split = _Split(dataset, rows, np.zeros(len(rows), dtype=np.int64), ResizeCrop(model.preprocessing))
+    loader = _loader(split, 64, shuffle=False, workers=workers, seed=0, dev=dev)
+    out: dict[str, list[np.ndarray]] = {t: [] for t in taps}
+    from .embed import _on_device
+
+    with _on_device(model, dev), torch.inference_mode():
+        for x, _ in loader:
+            with _autocast(dev):
+                feats = model.extract(normalise(x.to(dev), model.preprocessing), taps)
+            for t in taps:
+                out[t].append(feats[t].float().cpu().numpy())
+    return {t: np.concatenate(v) for t, v in out.items()}
+
+
+def _sample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if len(y) <= limit:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(len(y), size=limit, replace=False))
+
+
+def _cka_by_tap(pretrained: Model, finetuned: Model, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray,
+                taps: Sequence[str], dev: torch.device, seed: int, workers: int) -> dict[str, float]:
+    """Linear CKA per tap between the two models' features of the same target images (at most
+    :data:`MAX_CKA_IMAGES`, a seeded sample)."""
+    from .metrics import linear_cka
+
+    pick = rows[_sample(y, MAX_CKA_IMAGES, seed)]
+    a = _features(pretrained, dataset, pick, taps, dev, workers)
+    b = _features(finetuned, dataset, pick, taps, dev, workers)
+    out = {}
+    for t in taps:
+        try:
+            out[t] = round(linear_cka(a[t], b[t]), 6)
+        except TldiagError:  # a constant (dead) tap: no similarity to report
+            continue
+    return out
+
+
+def _linear_probe(model: Model, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray, taps: Sequence[str],
+                  seed: int, workers: int) -> dict[str, Any] | None:
+    """The linear probe of the frozen pretrained features on the same first split (the best tap), reading the
+    embedding cache that the other pages fill."""
+    from .embed import embed_dataset
+    from .probes import ProbeConfig, probe_curve
+
+    try:
+        emb = embed_dataset(model, dataset, taps, num_workers=workers)
+        labels = np.full(len(dataset), -1, dtype=np.int64)
+        labels[rows] = y
+        curve = probe_curve({t: np.asarray(emb[t]) for t in taps}, labels, depths=model.depths,
+                            config=ProbeConfig(n_splits=1), random_state=seed)
+    except TldiagError:
+        return None
+    best = curve.best
+    return {"tap": best.tap, "accuracy": float(best.accuracy[0]), "macro_f1": float(best.macro_f1[0])}
+
+
+# ----------------------------------------------------------------------------- as a job
+def run_job(config: Mapping[str, Any], context) -> dict[str, Any]:
+    """The ``finetune`` job kind (see :mod:`tldiag.jobs`): progress and per-epoch metrics go to the job store."""
+    cfg = FinetuneConfig.from_dict(config)
+    context.log(f"fine-tuning {cfg.model} on {cfg.target} ({cfg.strategy}, {cfg.epochs} epochs, device "
+                f"{cfg.device or _config.device_name()})")
+    result = finetune(cfg, context.folder,
+                      progress=lambda done, total, message: context.report(done / max(total, 1), message),
+                      on_epoch=lambda row: context.report(metrics=row, message=(
+                          f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, val accuracy "
+                          f"{row['val_accuracy']:.3f}")))
+    context.log(f"test accuracy {result.test_accuracy:.3f} (best epoch {result.best_epoch})")
+    return result.to_dict()
+
+
+def submit(config: FinetuneConfig, *, name: str | None = None, store=None, model: Model | None = None,
+           dataset: ImageDataset | None = None):
+    """Check ``config`` with :func:`plan` (nothing is recorded when it fails) and launch it as a background job;
+    returns the :class:`tldiag.jobs.Job`."""
+    from .jobs import JobStore
+
+    the_plan = plan(config, model=model, dataset=dataset)
+    store = store or JobStore()
+    c = the_plan.config
+    name = name or f"{c.model} → {c.target} · {c.strategy}"
+    return store.submit("finetune", c.to_dict(), name=name, device=c.device or "cpu")
+
+
+def scratch_config(config: FinetuneConfig) -> FinetuneConfig | None:
+    """The from-scratch baseline of a run: the same architecture with random weights, every layer at one rate,
+    same data, split, epochs and augmentation; None when the model has no random-init twin."""
+    rid = random_init_id(config.model)
+    if rid is None:
+        return None
+    return replace(config, model=rid, strategy="full", backbone_lr_mult=1.0, frozen_stages=None)
+
+
+__all__ = ["STRATEGIES", "AUGMENTATIONS", "FinetuneConfig", "FinetuneResult", "Plan", "Recommendation", "Stage",
+           "finetune", "plan", "recommend", "auto_augmentation", "submit", "run_job", "scratch_config",
+           "replace_head", "stages_of", "train_transform"]
