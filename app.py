@@ -10,6 +10,7 @@ PAGES = [
     st.Page("pages/2_shift.py", title="Shift", icon="📏"),
     st.Page("pages/3_explorer.py", title="Explorer", icon="🗺️"),
     st.Page("pages/4_probes.py", title="Probes", icon="🎯"),
+    st.Page("pages/5_finetune.py", title="Fine-tune", icon="🔧"),
 ]
 
 page = st.navigation(PAGES)  # first: from here on every page runs through this router

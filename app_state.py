@@ -18,6 +18,9 @@ import streamlit as st
 from tldiag.data import ImageDataset, load_dataset
 from tldiag.embed import EmbeddingPair, Embeddings, embed_dataset, embed_pair, is_cached
 from tldiag.errors import TldiagError
+from tldiag.finetune import FinetuneConfig, Plan, plan
+from tldiag.finetune import submit as submit_finetune
+from tldiag.jobs import Job, JobStore
 from tldiag.metrics import ShiftReport, Thresholds, domain_classifier, shift_report
 from tldiag.leaderboard import Leaderboard, leaderboard as run_leaderboard
 from tldiag.models import Model, load_model, random_init_id
@@ -338,3 +341,20 @@ def update(setup: Setup, **changes) -> Setup:
     new = replace(setup, **changes)
     set_setup(new)
     return new
+
+
+def job_store() -> JobStore:
+    """The job store of this server's TLDIAG_HOME (a SQLite file: every call reads the current state)."""
+    return JobStore()
+
+
+def finetune_plan(config: FinetuneConfig) -> Plan:
+    """The plan of a fine-tuning configuration on the setup's cached model and target (no training)."""
+    return _cached(("finetune_plan", config), lambda: plan(config, model=model(config.model, config.resolution),
+                                                           dataset=dataset(config.target)), max_entries=64)
+
+
+def launch_finetune(config: FinetuneConfig, name: str | None) -> Job:
+    """Check and launch a fine-tuning job (a separate process that outlives this session)."""
+    return submit_finetune(config, name=name, store=job_store(), model=model(config.model, config.resolution),
+                           dataset=dataset(config.target))

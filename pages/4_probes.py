@@ -121,3 +121,5 @@ if board is not None:
         st.caption(note)
     st.download_button("Download the leaderboard (JSON)", lambda: json.dumps(board.to_dict(), indent=1, default=str),
                        file_name="tldiag-leaderboard.json", mime="application/json", key="board_json")
+st.page_link("pages/5_finetune.py", label="Next: fine-tune the model on the target and compare with the probe. "
+             "Open **Fine-tune**", icon="➡️")

@@ -179,3 +179,11 @@ def test_torchscript_models_cannot_be_finetuned(tmp_path):
     module.save(str(path))
     with pytest.raises(TldiagError, match="TorchScript file, which cannot be fine-tuned"):
         plan(FinetuneConfig(**{**TINY, "model": f"checkpoint:{path}"}))
+
+
+@pytest.mark.gpu
+def test_finetune_on_the_gpu_with_mixed_precision(tmp_path):
+    result = finetune(FinetuneConfig(**{**TINY, "device": "cuda"}), tmp_path / "gpu")
+    assert result.device.startswith("cuda") and all(math.isfinite(r["train_loss"]) for r in result.history)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert all(t.device.type == "cpu" for t in state.values())  # loadable anywhere

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Sequence
 
 from .errors import TldiagError
@@ -267,6 +268,156 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune_config(args: argparse.Namespace):
+    from .data import with_options
+    from .finetune import FinetuneConfig, recommended
+
+    if not args.target:
+        raise TldiagError("Give --target, the labelled dataset to fine-tune on, e.g. --target demo:printed-digits.")
+    config = FinetuneConfig(
+        model=args.model, target=with_options(args.target, limit=args.limit, seed=args.seed or None),
+        source=with_options(args.source, limit=args.limit, seed=args.seed or None) if args.source else None,
+        resolution=args.resolution, strategy="full" if args.strategy == "auto" else args.strategy,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
+        weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
+        patience=args.patience, frozen_stages=args.frozen_stages, head_epochs=args.head_epochs,
+        l2sp_alpha=args.l2sp_alpha, seed=args.seed, device=args.device)
+    reasons: tuple[str, ...] = ()
+    if args.strategy == "auto":
+        config, rec = recommended(config)
+        reasons = rec.reasons
+    return config, reasons
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import STRATEGY_TITLES, plan, submit
+    from .jobs import JobStore
+
+    config, reasons = _finetune_config(args)
+    p = plan(config)
+    c = p.config
+    print(f"{c.model} -> {c.target}: {len(p.classes)} classes, {p.n_train}/{p.n_val}/{p.n_test} train/val/test "
+          f"images (seed {c.seed})")
+    print(f"strategy: {STRATEGY_TITLES[c.strategy]}"
+          + (f", bottom {c.frozen_stages} of {len(p.stages)} stages frozen" if c.strategy == "partial" else "")
+          + f"; {p.trainable:,} of {p.total:,} parameters train; augmentation {c.augment}; device {c.device}")
+    for reason in (*reasons, p.augment_reason, *p.notes):
+        if reason:
+            print(f"  why: {reason}" if reason in reasons or reason == p.augment_reason else f"  note: {reason}")
+    store = JobStore()
+    job = submit(c, name=args.name, store=store)
+    print(f"job {job.id} {job.status} (log: {job.log_path})")
+    if not args.wait:
+        print(f"it runs in the background; `tldiag jobs show {job.id}` follows it, `tldiag jobs cancel {job.id}` "
+              "stops it")
+        _write_json(args.json, {"job": job.id, "status": job.status, "config": c.to_dict()})
+        return 0
+    return _follow(store, job.id, args.json)
+
+
+def _follow(store, job_id: str, json_path: str | None) -> int:
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, desc=job_id, unit="%", file=sys.stderr, leave=False,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    try:
+        job = store.wait(job_id, poll_s=1.0, on_update=lambda j: (bar.update(round(100 * j.progress) - bar.n),
+                                                                    bar.set_postfix_str(j.message, refresh=True)))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\nstopped following; job {job_id} goes on in the background (`tldiag jobs cancel {job_id}` stops it)",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    _print_job(store, job)
+    _write_json(json_path, _job_payload(store, job))
+    return 0 if job.status == "done" else 1
+
+
+def _job_payload(store, job) -> dict:
+    return {"id": job.id, "name": job.name, "kind": job.kind, "status": job.status, "config": dict(job.config),
+            "created": job.created, "started": job.started, "finished": job.finished, "error": job.error,
+            "result": job.result, "metrics": store.metrics(job.id), "log": str(job.log_path)}
+
+
+def _print_job(store, job) -> None:
+    print(f"{job.id}  {job.name}\nstatus {job.status}"
+          + (f" after {job.seconds:.0f} s" if job.seconds is not None else "")
+          + (f" ({100 * job.progress:.0f}%: {job.message})" if job.active else ""))
+    rows = store.metrics(job.id)
+    if rows:
+        cols = [c for c in ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy") if c in rows[0]]
+        print(_table([{c: (f"{r[c]:.4f}" if isinstance(r[c], float) else r[c]) for c in cols} for r in rows], cols))
+    if job.status == "done" and job.kind == "finetune":
+        from .finetune import FinetuneResult
+
+        r = FinetuneResult.from_dict(job.result)
+        print(f"test accuracy {r.test_accuracy:.3f} (macro-F1 {r.test_f1:.3f}) on {r.n_test} images; best epoch "
+              f"{r.best_epoch} of {r.epochs_run}{' (stopped early)' if r.stopped_early else ''}")
+        if r.linear_probe:
+            print(f"linear probe of the frozen features on the same split: {r.linear_probe['accuracy']:.3f} at "
+                  f"{r.linear_probe['tap']} ({100 * (r.test_accuracy - r.linear_probe['accuracy']):+.1f} points "
+                  "for fine-tuning)")
+        print("changed most (1 - CKA with the pretrained features): "
+              + ", ".join(f"{t} {v:.3f}" for t, v in r.changed_most))
+        print(f"checkpoint: {r.checkpoint}  (`tldiag jobs register {job.id} NAME` makes it a model)")
+    elif job.error:
+        print(f"error: {job.error}")
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from .jobs import JobStore
+
+    store = JobStore()
+    if args.action == "list":
+        jobs = store.list(limit=args.last)
+        if not jobs:
+            print(f"no jobs yet in {store.path}")
+        else:
+            rows = []
+            for j in jobs:
+                acc = (j.result or {}).get("test_accuracy")
+                rows.append({"id": j.id, "status": j.status, "progress": f"{100 * j.progress:.0f}%",
+                             "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.started)) if j.started else "",
+                             "seconds": f"{j.seconds:.0f}" if j.seconds is not None else "",
+                             "test acc": f"{acc:.3f}" if acc is not None else "", "name": j.name})
+            print(_table(rows, list(rows[0])))
+        _write_json(args.json, [_job_payload(store, j) for j in jobs])
+        return 0
+    if not args.ids:
+        raise TldiagError(f"`tldiag jobs {args.action}` needs a job id; `tldiag jobs` lists them.")
+    if args.action == "show":
+        for job_id in args.ids:
+            job = store.get(job_id)
+            _print_job(store, job)
+            print(f"--- last lines of {job.log_path}\n{job.log_tail(args.lines)}")
+        _write_json(args.json, [_job_payload(store, store.get(i)) for i in args.ids])
+        return 0
+    if args.action == "cancel":
+        for job_id in args.ids:
+            print(f"{job_id}: {store.cancel(job_id).status}")
+        return 0
+    if args.action == "wait":
+        return max(_follow(store, job_id, args.json) for job_id in args.ids)
+    # register
+    from .finetune import FinetuneResult
+    from .models import architecture_id, register_model
+
+    if len(args.ids) != 2:
+        raise TldiagError("Use `tldiag jobs register JOB_ID NAME`, e.g. tldiag jobs register finetune-20261122-1105-ab12 "
+                          "lite0-digits.")
+    job = store.get(args.ids[0])
+    if job.kind != "finetune" or job.status != "done":
+        raise TldiagError(f"Job {job.id} is a {job.status} {job.kind} job; only a finished fine-tuning job has a "
+                          "checkpoint to register.")
+    r = FinetuneResult.from_dict(job.result)
+    model_id = register_model(args.ids[1], r.checkpoint, architecture_id(r.config.model) or r.config.model,
+                              description=f"{r.config.model} fine-tuned on {r.config.target} ({r.config.strategy}, "
+                                          f"test accuracy {r.test_accuracy:.3f})", job=job.id)
+    print(f"registered {model_id}: use it as --model {model_id} or pick it on the Setup page")
+    return 0
+
+
 class _stderr_progress:
     """A tqdm bar on stderr driven by tldiag's progress(done, total, message) callbacks."""
 
@@ -357,6 +508,41 @@ def build_parser() -> argparse.ArgumentParser:
                         "efficientnet-lite0,efficientnet-lite1,random:efficientnet-lite0")
     p.add_argument("--json", metavar="FILE", help="write the curves, scores and leaderboard")
     p.set_defaults(func=cmd_probe)
+
+    from .finetune import AUGMENTATIONS, STRATEGIES, FinetuneConfig
+
+    d = FinetuneConfig()
+    p = sub.add_parser("finetune", help="fine-tune the model on the target as a background job (see `tldiag jobs`)")
+    _add_pair_arguments(p)
+    p.set_defaults(batch_size=d.batch_size, resolution=None)
+    p.add_argument("--strategy", choices=["auto", *STRATEGIES], default="auto",
+                   help="what trains (default auto: by the amount of target data, with the reason printed)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs (default {d.epochs})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate of the new head (default {d.lr:g})")
+    p.add_argument("--backbone-lr-mult", type=float, default=d.backbone_lr_mult,
+                   help=f"backbone learning rate as a fraction of --lr (default {d.backbone_lr_mult:g})")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--augment", choices=AUGMENTATIONS, default="auto",
+                   help="augmentation policy (default auto: no mirror images for digits, text or folders)")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs; 0 never stops")
+    p.add_argument("--frozen-stages", type=int, help="partial: stages frozen from the bottom (default all but the last)")
+    p.add_argument("--head-epochs", type=int, default=d.head_epochs, help="freeze-unfreeze: epochs of the head alone")
+    p.add_argument("--l2sp-alpha", type=float, default=d.l2sp_alpha, help="l2-sp: pull toward the pretrained weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (the Probes page's first split) and training")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the GPU when there is one)")
+    p.add_argument("--name", help="the job's name in lists (default: model -> target · strategy)")
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 1 when it fails")
+    p.add_argument("--json", metavar="FILE", help="write the job (with --wait: its result, metrics and log path)")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("jobs", help="list, show, wait for, cancel background jobs; register a fine-tuned checkpoint")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "wait", "cancel", "register"])
+    p.add_argument("ids", nargs="*", help="job ids (register: JOB_ID NAME)")
+    p.add_argument("--last", type=int, help="list only the newest N jobs")
+    p.add_argument("--lines", type=int, default=20, help="show: lines of the log (default 20)")
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(func=cmd_jobs)
     return parser
 
 

@@ -502,7 +502,7 @@ class JobContext:
             return
         self._last = now
         self.store._report(self.job.id, progress, message, metrics)
-        if message:
+        if message and metrics is not None:  # the log gets a line per metric row, not per progress tick
             print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     def log(self, message: str) -> None:

@@ -386,3 +386,49 @@ def kendall_heatmap(kendall: Mapping[str, Mapping[str, float | None]], labels: M
                                colorbar=dict(title="τ")))
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=10, b=10), yaxis=dict(autorange="reversed"))
     return fig
+
+
+def training_curves_figure(history: Sequence[Mapping], *, best_epoch: int | None = None) -> go.Figure:
+    """Loss and accuracy per epoch, train and validation side by side; a dotted line where the head-only phase
+    ends (freeze-then-unfreeze) and a star at the best epoch."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "accuracy"], horizontal_spacing=0.08)
+    epochs = [r["epoch"] for r in history]
+    for col, key in ((1, "loss"), (2, "accuracy")):
+        for part, color, dash in (("train", SOURCE_COLOR, "dot"), ("val", TARGET_COLOR, "solid")):
+            fig.add_trace(go.Scatter(x=epochs, y=[r[f"{part}_{key}"] for r in history], mode="lines+markers",
+                                     name=part if part == "train" else "validation", legendgroup=part,
+                                     showlegend=col == 1, line=dict(color=color, dash=dash),
+                                     hovertemplate=f"epoch %{{x}}<br>{part} {key} %{{y:.4f}}<extra></extra>"),
+                          row=1, col=col)
+        fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None, row=1, col=col)
+    switch = next((r["epoch"] for r in history if r.get("phase") == "fine-tune"), None)
+    if switch and history and history[0].get("phase") == "head only":
+        for col in (1, 2):
+            fig.add_vline(x=switch - 0.5, line_dash="dot", line_color="gray", row=1, col=col)
+        fig.add_annotation(x=switch - 0.5, y=1.0, yref="y2 domain", xref="x2", text="unfreeze", showarrow=False,
+                           yanchor="bottom", font=dict(size=10, color="gray"))
+    if best_epoch:
+        best = next((r for r in history if r["epoch"] == best_epoch), None)
+        if best:
+            fig.add_trace(go.Scatter(x=[best_epoch], y=[best["val_accuracy"]], mode="markers", name="best weights",
+                                     marker=dict(symbol="star", size=14, color=TARGET_COLOR),
+                                     hovertemplate="best epoch %{x}<br>val accuracy %{y:.4f}<extra></extra>"),
+                          row=1, col=2)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=1.18))
+    return fig
+
+
+def cka_change_figure(cka: Mapping[str, float]) -> go.Figure:
+    """How much fine-tuning changed each tap's features: 1 - linear CKA with the starting weights, shallow to
+    deep (0 = the same representation up to rotation and scale)."""
+    taps = list(cka)
+    change = [1.0 - cka[t] for t in taps]
+    fig = go.Figure(go.Bar(x=taps, y=change, marker_color=TARGET_COLOR, text=[f"{v:.3f}" for v in change],
+                           textposition="outside",
+                           hovertemplate="%{x}<br>1 − CKA %{y:.4f}<extra></extra>"))
+    fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10), xaxis=dict(type="category", title="tap"),
+                      yaxis=dict(title="1 − CKA (change)", range=[0, max(0.05, max(change, default=0) * 1.25)]))
+    return fig

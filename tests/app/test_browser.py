@@ -118,3 +118,24 @@ def test_exported_map_shows_the_thumbnail_under_the_mouse(page: Page, tmp_path):
     expect(tip).to_contain_text(f"target #{proj.rows[37]}")
     # point 37 of the projection: column 37 % 8 = 5, row 4 of the sprite, drawn at 96 px per cell
     assert tip.locator("div").first.evaluate("e => e.style.backgroundPosition") == "-480px -384px"
+
+
+def test_a_running_job_updates_live_and_cancels(page: Page, fresh_streamlit_url, tmp_path, artifacts):
+    """The Fine-tune page follows a job without any click (st.fragment polling), and Cancel stops it."""
+    from tldiag.finetune import FinetuneConfig, submit
+    from tldiag.jobs import JobStore
+
+    store = JobStore(tmp_path / "home" / "jobs")  # the server's TLDIAG_HOME
+    job = submit(FinetuneConfig(model="random:timm:test_resnet", target="demo:digits?limit=3", resolution=32,
+                                epochs=500, patience=0, num_workers=0), store=store, name="long tiny run")
+    page.set_viewport_size({"width": 1400, "height": 1800})
+    page.goto(f"{fresh_streamlit_url}/finetune?model=random:timm:test_resnet&resolution=32&limit=3&target=demo:digits")
+    status = page.get_by_text(re.compile(r"^running: epoch \d+/500"))
+    expect(status).to_be_visible(timeout=180_000)
+    first = status.inner_text()
+    expect(status).not_to_have_text(first, timeout=30_000)  # it moved on by itself
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # the curves after the first epoch
+    page.screenshot(path=str(artifacts / "finetune-live.png"), full_page=True)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_text(re.compile(r"Cancelled after \d+ s"))).to_be_visible(timeout=60_000)
+    assert store.get(job.id).status == "cancelled"
