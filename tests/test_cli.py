@@ -89,3 +89,28 @@ def test_probe_explains_a_one_image_class(capsys, make_folder, tiny_model_id):
     assert main(["probe", "--model", tiny_model_id, "--source", "demo:digits", "--target", f"folder:{root}",
                  "--limit", "3", "--resolution", "48", "--layers", "pre_logits"]) == 2
     assert "fewer than 3 labelled images: 'b' (1)" in capsys.readouterr().err
+
+
+def test_finetune_waits_prints_the_result_and_registers(capsys, tmp_path, tiny_model_id):
+    args = ["finetune", "--model", tiny_model_id, "--target", "demo:digits", "--limit", "3", "--resolution", "32",
+            "--epochs", "2", "--wait", "--json", str(tmp_path / "f.json")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "why: The model has random weights" in out and "10/10/10 train/val/test" in out
+    assert "status done" in out and "test accuracy" in out and "changed most" in out
+    payload = json.loads((tmp_path / "f.json").read_text())
+    assert payload["status"] == "done" and [m["epoch"] for m in payload["metrics"]] == [1, 2]
+    assert main(["jobs"]) == 0
+    assert payload["id"] in capsys.readouterr().out
+    assert main(["jobs", "register", payload["id"], "tiny-cli"]) == 0
+    assert "registered finetuned:tiny-cli" in capsys.readouterr().out
+    assert main(["jobs", "show", payload["id"]]) == 0
+    assert "last lines of" in capsys.readouterr().out
+
+
+def test_finetune_refuses_bad_settings_before_launching(capsys, tiny_model_id):
+    assert main(["finetune", "--model", tiny_model_id, "--target", "demo:digits", "--lr", "0"]) == 2
+    assert "lr=0.0 must be a number in (0, 10]" in capsys.readouterr().err
+    assert main(["jobs", "cancel", "finetune-nope"]) == 2
+    assert "There is no job 'finetune-nope'" in capsys.readouterr().err
+    assert main(["jobs"]) == 0 and "no jobs yet" in capsys.readouterr().out

@@ -5,7 +5,7 @@ import torch
 
 from tldiag.errors import ModelUnavailableError, SpecError
 from tldiag.models import (LOGITS, PRE_LOGITS, ModelSpec, list_models, load_model, model_status,
-                           parse_model_id, pool)
+                           parse_model_id, pool, random_init_id)
 
 
 # ------------------------------------------------------------------ ids
@@ -262,3 +262,27 @@ def test_torchscript_checkpoint(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
         torch.testing.assert_close(model.extract(x, ["output"])["output"], net(x))
+
+
+def test_registered_finetunes_are_models(tmp_path):
+    from tldiag.models import architecture_id, register_model, registered_models, unregister_model
+
+    module = load_model("random:timm:test_resnet").module
+    module.reset_classifier(3)
+    torch.save(module.state_dict(), tmp_path / "ft.pt")
+    with pytest.raises(SpecError, match="No fine-tuned model is registered as 'ft'"):
+        parse_model_id("finetuned:ft")
+    with pytest.raises(SpecError, match="Model name 'a b' must be"):
+        register_model("a b", tmp_path / "ft.pt", "timm:test_resnet")
+    with pytest.raises(SpecError, match="arch=random:timm:test_resnet must be a pretrained architecture"):
+        register_model("ft", tmp_path / "ft.pt", "random:timm:test_resnet")
+    assert register_model("ft", tmp_path / "ft.pt", "timm:test_resnet", description="mine") == "finetuned:ft"
+    with pytest.raises(SpecError, match="already registered as 'ft'"):
+        register_model("ft", tmp_path / "ft.pt", "timm:test_resnet")
+    m = load_model("finetuned:ft", resolution=32)
+    assert m.id == "finetuned:ft" and m.num_classes == 3 and m.pretrained
+    assert architecture_id("finetuned:ft") == "timm:test_resnet"
+    assert random_init_id("finetuned:ft") == "random:timm:test_resnet"
+    assert ("finetuned:ft", "fine-tuned") in [(i.id, i.status) for i in list_models()]
+    unregister_model("ft")
+    assert registered_models() == {}

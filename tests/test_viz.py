@@ -80,3 +80,17 @@ def test_html_export_is_self_contained_with_hover_thumbnails():
     assert "tldiag-thumbnail" in html and "data:image/jpeg;base64," in html and "src=\"https://cdn" not in html
     assert "% 10)" in html  # the sprite's column count reached the script
     assert "tldiag-thumbnail" not in viz.figure_html(viz.projection_figure(p))
+
+
+def test_training_curves_and_cka_change_figures():
+    from tldiag.viz import cka_change_figure, training_curves_figure
+
+    history = [{"epoch": e, "phase": "head only" if e <= 2 else "fine-tune", "train_loss": 2 / e, "val_loss": 1.5 / e,
+                "train_accuracy": e / 5, "val_accuracy": e / 6} for e in range(1, 6)]
+    fig = training_curves_figure(history, best_epoch=5)
+    names = [t.name for t in fig.data]
+    assert names.count("train") == 2 and names.count("validation") == 2 and "best weights" in names
+    assert list(fig.data[1].y) == [h["val_loss"] for h in history]
+    assert any(a.text == "unfreeze" for a in fig.layout.annotations)
+    bars = cka_change_figure({"layer1": 0.99, "layer4": 0.6}).data[0]
+    assert list(bars.x) == ["layer1", "layer4"] and list(bars.y) == pytest.approx([0.01, 0.4])
