@@ -59,5 +59,7 @@ test-fast: install-dev
 bench: install
 	$(PY) -m tldiag.bench embed
 
+# caches only: jobs, their checkpoints and the registry of fine-tuned models stay
 clean-cache:
-	rm -rf "$${TLDIAG_HOME:-$$HOME/.cache/tldiag}"
+	H="$${TLDIAG_HOME:-$$HOME/.cache/tldiag}"; rm -rf "$$H/embeddings" "$$H/projections" "$$H/leaderboard" \
+		"$$H/scans" "$$H/throughput.json"

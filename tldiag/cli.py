@@ -290,7 +290,7 @@ def _finetune_config(args: argparse.Namespace):
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import STRATEGY_TITLES, plan, submit
+    from .finetune import plan, strategy_title, submit
     from .jobs import JobStore
 
     config, reasons = _finetune_config(args)
@@ -298,7 +298,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     c = p.config
     print(f"{c.model} -> {c.target}: {len(p.classes)} classes, {p.n_train}/{p.n_val}/{p.n_test} train/val/test "
           f"images (seed {c.seed})")
-    print(f"strategy: {STRATEGY_TITLES[c.strategy]}"
+    print(f"strategy: {strategy_title(c)}"
           + (f", bottom {c.frozen_stages} of {len(p.stages)} stages frozen" if c.strategy == "partial" else "")
           + f"; {p.trainable:,} of {p.total:,} parameters train; augmentation {c.augment}; device {c.device}")
     for reason in (*reasons, p.augment_reason, *p.notes):

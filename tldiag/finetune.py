@@ -49,6 +49,13 @@ STRATEGY_TITLES = {
     "freeze-unfreeze": "Freeze, then unfreeze (head first)",
     "l2-sp": "Full with L2-SP (stay near the pretrained weights)",
 }
+def strategy_title(config: "FinetuneConfig") -> str:
+    """How a run's strategy reads in lists: full training at one rate (from scratch) is not "discriminative"."""
+    if config.strategy == "full" and config.backbone_lr_mult == 1.0:
+        return "Full, every layer at one rate"
+    return STRATEGY_TITLES[config.strategy]
+
+
 AUGMENTATIONS = ("auto", "none", "light", "flip", "aerial")
 AUGMENTATION_TITLES = {
     "none": "none (resize and centre-crop only)",
