@@ -23,6 +23,7 @@ import numpy as np
 from filelock import FileLock
 
 from . import _config
+from ._proc import process_alive
 
 CACHE_VERSION = 1
 
@@ -123,7 +124,7 @@ class EmbeddingStore:
                 pid = int(tmp.name.split("-")[2])
             except (IndexError, ValueError):
                 pid = -1
-            if not _pid_alive(pid) or now - tmp.stat().st_mtime > max_age_s:
+            if not process_alive(pid) or now - tmp.stat().st_mtime > max_age_s:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def entries(self) -> list[Path]:
@@ -131,18 +132,6 @@ class EmbeddingStore:
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for p in self.entries() for f in p.iterdir())
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JsonStore:

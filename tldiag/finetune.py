@@ -49,6 +49,8 @@ STRATEGY_TITLES = {
     "freeze-unfreeze": "Freeze, then unfreeze (head first)",
     "l2-sp": "Full with L2-SP (stay near the pretrained weights)",
 }
+
+
 def strategy_title(config: "FinetuneConfig") -> str:
     """How a run's strategy reads in lists: full training at one rate (from scratch) is not "discriminative"."""
     if config.strategy == "full" and config.backbone_lr_mult == 1.0:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from . import _config
+from ._proc import process_alive, process_start
 from .errors import TldiagError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -182,50 +183,6 @@ def pool_capacity(pool: str) -> int:
 
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-# ----------------------------------------------------------------------------- process identity
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time) of a process from /proc, or None when it does not exist there."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    rest = raw[raw.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
-    return rest[0], rest[19]
-
-
-def process_start(pid: int) -> str | None:
-    """An identity of process ``pid`` that a later process reusing the pid will not share (its start time)."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def process_alive(pid: int | None, start: str | None = None) -> bool:
-    """Whether ``pid`` is a live process (not a zombie) and, when ``start`` is given, still the same process."""
-    if not pid:
-        return False
-    if Path("/proc/self/stat").exists():
-        stat = _proc_stat(pid)
-        if stat is None or stat[0] in ("Z", "X"):
-            _reap(pid)
-            return False
-        return start is None or stat[1] == start
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of a finished child of this process (a dashboard that launched it), if it is one."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
 
 
 # ----------------------------------------------------------------------------- the store
