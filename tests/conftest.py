@@ -70,3 +70,16 @@ def make_folder(tmp_path):
 def tiny_model_id() -> str:
     """A real timm architecture (its tiny test model), randomly initialised: fast and offline."""
     return "random:timm:test_resnet"
+
+
+@pytest.fixture(autouse=True)
+def _no_orphan_jobs(tmp_path):
+    """Job processes live in their own sessions and outlive a failed test: cancel whatever a test left running."""
+    yield
+    from tldiag.jobs import JobStore
+
+    for db in tmp_path.glob("**/jobs.sqlite3"):
+        store = JobStore(db.parent)
+        for job in store.list():
+            if job.active:
+                store.cancel(job.id, grace_s=2)
