@@ -129,14 +129,28 @@ def _show_live(job_id: str) -> None:
         st.code(job.log_tail(30) or "(empty)", language=None)
 
 
+def _arch(model_id: str) -> str | None:
+    """The architecture of a model id, or None when it cannot be told (e.g. a fine-tune since unregistered)."""
+    try:
+        return architecture_id(model_id)
+    except TldiagError:
+        return None
+
+
 def _scratch_job(result: FinetuneResult):
     """A finished from-scratch run with the same data, split and epochs, if there is one."""
-    twin = scratch_config(result.config)
+    try:
+        twin = scratch_config(result.config)
+    except TldiagError:
+        twin = None
     if twin is None:
         return None, None
     for j in jobs:
         if j.status == "done" and j.kind == "finetune":
-            cfg = FinetuneConfig.from_dict(j.config)
+            try:
+                cfg = FinetuneConfig.from_dict(j.config)
+            except TldiagError:
+                continue
             if (cfg.model, cfg.target, cfg.seed, cfg.resolution) == (twin.model, twin.target, twin.seed, twin.resolution):
                 return FinetuneResult.from_dict(j.result), twin
     return None, twin
@@ -189,13 +203,16 @@ def _show_result(job) -> None:
     for reason in result.reasons:
         st.caption("Defaults: " + reason)
     r1, r2, r3 = st.columns([2, 1, 1])
-    default_name = f"{architecture_id(result.config.model) or 'model'}-{job.id[-4:]}".replace(":", "-").replace("/", "-")
+    arch = _arch(result.config.model)
+    default_name = f"{arch or 'model'}-{job.id[-4:]}".replace(":", "-").replace("/", "-")
     reg_name = r1.text_input("Register the fine-tuned weights as a model named", default_name, key=f"reg_name_{job.id}")
     if r2.button("Register as a model", key=f"register_{job.id}",
                  help="Adds finetuned:<name> to the model list, so every page can diagnose the fine-tuned model."):
         try:
-            model_id = register_model(reg_name, result.checkpoint,
-                                      architecture_id(result.config.model) or result.config.model,
+            if arch is None:
+                raise TldiagError(f"The architecture of {result.config.model} is unknown (was it unregistered?), so "
+                                  "its fine-tune cannot be registered; register it with tldiag.models.register_model.")
+            model_id = register_model(reg_name, result.checkpoint, arch,
                                       description=f"{result.config.model} fine-tuned on {result.config.target} "
                                                   f"({result.config.strategy}, test accuracy {result.test_accuracy:.3f})",
                                       job=job.id)

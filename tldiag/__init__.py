@@ -19,10 +19,33 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .data import ImageDataset, compare_classes, load_dataset, parse_dataset_spec
-from .embed import EmbeddingPair, Embeddings, embed_dataset, embed_pair
+from typing import TYPE_CHECKING
+
 from .errors import DatasetError, ModelUnavailableError, SpecError, TldiagError
-from .models import Model, list_models, load_model, parse_model_id
+
+# The heavy parts (torch, torchvision, timm) load on first use, so that light entry points (a queued job's
+# process, `tldiag jobs`) do not pay for them.
+_LAZY = {
+    "ImageDataset": "data", "load_dataset": "data", "parse_dataset_spec": "data", "compare_classes": "data",
+    "Embeddings": "embed", "EmbeddingPair": "embed", "embed_dataset": "embed", "embed_pair": "embed",
+    "Model": "models", "list_models": "models", "load_model": "models", "parse_model_id": "models",
+}
+
+if TYPE_CHECKING:
+    from .data import ImageDataset, compare_classes, load_dataset, parse_dataset_spec
+    from .embed import EmbeddingPair, Embeddings, embed_dataset, embed_pair
+    from .models import Model, list_models, load_model, parse_model_id
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tldiag' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__", "ImageDataset", "load_dataset", "parse_dataset_spec", "compare_classes",
