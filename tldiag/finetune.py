@@ -38,7 +38,7 @@ from torch import nn
 from . import _config
 from .data import ImageDataset, load_dataset, parse_dataset_spec
 from .embed import ProgressFn, ResizeCrop, _autocast, default_num_workers, normalise
-from .errors import DatasetError, SpecError, TldiagError
+from .errors import SpecError, TldiagError
 from .models import DEFAULT_MODEL, LOGITS, PRE_LOGITS, Model, load_model, parse_model_id, random_init_id
 
 STRATEGIES = ("linear", "partial", "full", "freeze-unfreeze", "l2-sp")
@@ -70,7 +70,6 @@ _OVERHEAD = {"EuroSAT", "PCAM"}
 FEW_LABELS = 100
 MANY_LABELS = 10_000
 MAX_CKA_IMAGES = 2000
-MIN_PER_CLASS = 3
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -413,30 +412,15 @@ class Plan:
 
 
 def _labelled_split(dataset: ImageDataset, seed: int) -> tuple[np.ndarray, np.ndarray, tuple, tuple[str, ...]]:
-    """Rows with labels, their labels re-indexed 0..K-1, the first stratified split, and the class names;
-    refuses data a fine-tune cannot use."""
-    from .probes import stratified_splits
+    """Rows with labels, their labels re-indexed 0..K-1, the first stratified split (the Probes page's), and the
+    class names; refuses data a fine-tune cannot use."""
+    from .probes import check_class_sizes, check_labels, stratified_splits
 
-    labels = np.asarray(dataset.labels)
-    rows = np.flatnonzero(labels >= 0)
-    if len(rows) == 0:
-        raise DatasetError(f"None of the {len(labels)} images of {dataset.spec} has a label, and fine-tuning needs "
-                           "labels. Use a labelled target: a folder with one sub-folder per class, or a torchvision "
-                           "dataset.")
-    present, y = np.unique(labels[rows], return_inverse=True)
+    rows, labels = check_labels(dataset.labels, len(dataset), what=f"target ({dataset.spec})", task="fine-tuning")
+    check_class_sizes(labels, dataset.classes, f"target ({dataset.spec})", task="fine-tuning")
+    present, y = np.unique(labels, return_inverse=True)
     names = tuple(dataset.classes[i] if i < len(dataset.classes) else str(i) for i in present)
-    counts = np.bincount(y)
-    if len(present) < 2:
-        raise DatasetError(f"{dataset.spec} has a single labelled class ({names[0]!r}); a classifier needs at "
-                           "least two.")
-    small = [(names[i], int(k)) for i, k in enumerate(counts) if k < MIN_PER_CLASS]
-    if small:
-        listed = ", ".join(f"{c!r} ({k})" for c, k in small[:10])
-        raise DatasetError(f"Some classes of {dataset.spec} have fewer than {MIN_PER_CLASS} labelled images: {listed}. "
-                           "Fine-tuning needs one each for training, validation and test; add images, raise the "
-                           "per-class limit, or drop those classes.")
-    split = stratified_splits(y, 1, random_state=seed)[0]
-    return rows, y, split, names
+    return rows, y, stratified_splits(y, 1, random_state=seed)[0], names
 
 
 def plan(config: FinetuneConfig, *, model: Model | None = None, dataset: ImageDataset | None = None) -> Plan:
@@ -450,6 +434,12 @@ def plan(config: FinetuneConfig, *, model: Model | None = None, dataset: ImageDa
         model: The loaded model of ``config.model`` at ``config.resolution`` (loaded when None).
         dataset: The opened ``config.target`` (opened when None).
     """
+    return _prepare(config, model, dataset)[0]
+
+
+def _prepare(config: FinetuneConfig, model: Model | None, dataset: ImageDataset | None
+             ) -> tuple[Plan, np.ndarray, np.ndarray, tuple]:
+    """:func:`plan`, plus what it found on the way: the labelled rows, their labels and the split."""
     config = config.validate()
     model = model or load_model(config.model, resolution=config.resolution)
     if model.backend == "torchscript":
@@ -477,8 +467,9 @@ def plan(config: FinetuneConfig, *, model: Model | None = None, dataset: ImageDa
     notes = ()
     if len(rows) < len(dataset):
         notes = (f"{len(dataset) - len(rows)} of {len(dataset)} target images have no label and are left out.",)
-    return Plan(resolved, names, len(tr), len(va), len(te), tuple(stages), trainable,
-                new_head + sum(backbone.values()), rec, reason, notes)
+    the_plan = Plan(resolved, names, len(tr), len(va), len(te), tuple(stages), trainable,
+                    new_head + sum(backbone.values()), rec, reason, notes)
+    return the_plan, rows, y, (tr, va, te)
 
 
 def _head_in_features(head: nn.Module) -> int | None:
@@ -645,10 +636,9 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
     folder.mkdir(parents=True, exist_ok=True)
     model = load_model(config.model, resolution=config.resolution)
     dataset = load_dataset(config.target)
-    the_plan = plan(config, model=model, dataset=dataset)
-    config = the_plan.config
+    the_plan, rows, y, (tr, va, te) = _prepare(config, model, dataset)
+    config, names = the_plan.config, the_plan.classes
     dev = torch.device(config.device or "cpu")
-    rows, y, (tr, va, te), names = _labelled_split(dataset, config.seed)
     n_classes = len(names)
     reasons = the_plan.recommendation.reasons + ((the_plan.augment_reason,) if the_plan.augment_reason else ())
 

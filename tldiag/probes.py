@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from .errors import TldiagError
+from .errors import DatasetError, TldiagError
 from .metrics._checks import RandomState, check_features, metric_device, rng_from
 
 ProgressFn = Callable[[int, int, str], None]
@@ -436,8 +436,9 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, *, C: float = 1.0, standardize: b
 
 
 # ----------------------------------------------------------------------------- the sweep
-def check_labels(labels: object, n: int, *, what: str = "target") -> tuple[np.ndarray, np.ndarray]:
-    """Class indices of ``n`` rows (-1 = unlabelled) checked for a probe: the labelled rows and their labels.
+def check_labels(labels: object, n: int, *, what: str = "target", task: str = "a probe"
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices of ``n`` rows (-1 = unlabelled) checked for ``task``: the labelled rows and their labels.
 
     Raises a clear error when no row, or only one class, is labelled.
     """
@@ -450,23 +451,25 @@ def check_labels(labels: object, n: int, *, what: str = "target") -> tuple[np.nd
                           "map class names to indices first, e.g. np.unique(names, return_inverse=True)[1].")
     rows = np.flatnonzero(y >= 0)
     if len(rows) == 0:
-        raise TldiagError(f"None of the {n} {what} images has a label, and a probe needs labels. Use a labelled "
-                          "dataset (a folder with one sub-folder per class, or a torchvision dataset).")
+        raise DatasetError(f"None of the {n} {what} images has a label, and {task} needs labels. Use a labelled "
+                           "dataset (a folder with one sub-folder per class, or a torchvision dataset).")
     return rows, y[rows]
 
 
-def _check_class_sizes(y: np.ndarray, classes: Sequence[str], what: str) -> None:
+def check_class_sizes(y: np.ndarray, classes: Sequence[str], what: str, task: str = "a probe") -> None:
+    """Refuse labels that ``task`` cannot split into train, validation and test: a single class, or a class with
+    fewer than :data:`MIN_PER_CLASS` images."""
     present, counts = np.unique(y, return_counts=True)
     name = {i: (classes[i] if i < len(classes) else str(i)) for i in present}
     if len(present) < 2:
-        raise TldiagError(f"The {what} has a single labelled class ({name[present[0]]!r}); a probe needs at least two "
-                          "classes. Choose a dataset with more classes.")
+        raise DatasetError(f"The {what} has a single labelled class ({name[present[0]]!r}); {task} needs at least two "
+                           "classes. Choose a dataset with more classes.")
     small = [(name[c], k) for c, k in zip(present, counts) if k < MIN_PER_CLASS]
     if small:
         listed = ", ".join(f"{c!r} ({k})" for c, k in small[:10])
-        raise TldiagError(f"Some {what} classes have fewer than {MIN_PER_CLASS} labelled images: {listed}. A probe needs "
-                          f"at least {MIN_PER_CLASS} per class (one each for train, validation and test); add images, "
-                          "raise the per-class limit, or drop those classes.")
+        raise DatasetError(f"Some {what} classes have fewer than {MIN_PER_CLASS} labelled images: {listed}. "
+                           f"{task[0].upper() + task[1:]} needs at least {MIN_PER_CLASS} per class (one each for train, "
+                           "validation and test); add images, raise the per-class limit, or drop those classes.")
 
 
 def stratified_splits(y: np.ndarray, n_splits: int, *, val_size: float = 0.2, test_size: float = 0.2,
@@ -552,7 +555,7 @@ def probe_curve(features: Mapping[str, np.ndarray], labels: np.ndarray, *, class
         raise TldiagError("No taps to probe; pass at least one tap's features.")
     n = len(next(iter(features.values())))
     rows, y = check_labels(labels, n, what=name)
-    _check_class_sizes(y, classes, name)
+    check_class_sizes(y, classes, name)
     present, y = np.unique(y, return_inverse=True)
     notes = []
     if len(rows) < n:
