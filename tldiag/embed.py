@@ -63,6 +63,8 @@ class ResizeCrop:
 
 
 class _Images(torch.utils.data.Dataset):
+    """The images of ``dataset`` (or of its rows ``indices``), each with its position in this list."""
+
     def __init__(self, dataset: ImageDataset, transform: ResizeCrop, indices: Sequence[int] | None = None):
         self.dataset = dataset
         self.transform = transform
@@ -72,8 +74,7 @@ class _Images(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        j = self.indices[i]
-        return self.transform(self.dataset[j]), j
+        return self.transform(self.dataset[self.indices[i]]), i
 
 
 def normalise(batch: torch.Tensor, prep: Preprocessing, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -264,11 +265,13 @@ def embed_pair(model: Model, source: ImageDataset, target: ImageDataset, taps: S
 
 def _compute(model: Model, dataset: ImageDataset, taps: Sequence[str], *, batch_size: int,
              device: str | None, num_workers: int | None, progress: ProgressFn | None,
-             offset: int, total: int) -> tuple[dict[str, np.ndarray], float]:
+             offset: int, total: int, indices: Sequence[int] | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """Features of every image of ``dataset`` (or of its rows ``indices``, in that order) at ``taps``, not cached,
+    and the images per second."""
     dev = torch.device(device or _config.device_name())
     with _on_device(model, dev):
         return _compute_locked(model, dataset, taps, dev, batch_size=batch_size, num_workers=num_workers,
-                               progress=progress, offset=offset, total=total)
+                               progress=progress, offset=offset, total=total, indices=indices)
 
 
 @contextmanager
@@ -284,11 +287,13 @@ def _on_device(model: Model, dev: torch.device) -> Iterator[nn.Module]:
 
 def _compute_locked(model: Model, dataset: ImageDataset, taps: Sequence[str], dev: torch.device, *,
                     batch_size: int, num_workers: int | None, progress: ProgressFn | None,
-                    offset: int, total: int) -> tuple[dict[str, np.ndarray], float]:
-    n = len(dataset)
+                    offset: int, total: int, indices: Sequence[int] | None = None
+                    ) -> tuple[dict[str, np.ndarray], float]:
+    images = _Images(dataset, ResizeCrop(model.preprocessing), indices)
+    n = len(images)
     workers = default_num_workers() if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(
-        _Images(dataset, ResizeCrop(model.preprocessing)), batch_size=batch_size, shuffle=False,
+        images, batch_size=batch_size, shuffle=False,
         num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=False,
         prefetch_factor=4 if workers else None,
         worker_init_fn=_yield_to_compute if dev.type == "cpu" else None)

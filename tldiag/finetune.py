@@ -774,18 +774,11 @@ def _save(state: Mapping[str, torch.Tensor], path: Path) -> None:
 
 def _features(model: Model, dataset: ImageDataset, rows: np.ndarray, taps: Sequence[str], dev: torch.device,
               workers: int) -> dict[str, np.ndarray]:
-    split = _Split(dataset, rows, np.zeros(len(rows), dtype=np.int64), ResizeCrop(model.preprocessing))
-    loader = _loader(split, 64, shuffle=False, workers=workers, seed=0, dev=dev)
-    out: dict[str, list[np.ndarray]] = {t: [] for t in taps}
-    from .embed import _on_device
+    """The pooled features of some images at ``taps`` (the embedding engine's forward pass, not cached)."""
+    from .embed import _compute
 
-    with _on_device(model, dev), torch.inference_mode():
-        for x, _ in loader:
-            with _autocast(dev):
-                feats = model.extract(normalise(x.to(dev), model.preprocessing), taps)
-            for t in taps:
-                out[t].append(feats[t].float().cpu().numpy())
-    return {t: np.concatenate(v) for t, v in out.items()}
+    return _compute(model, dataset, taps, batch_size=64, device=str(dev), num_workers=workers, progress=None,
+                    offset=0, total=len(rows), indices=rows)[0]
 
 
 def _sample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
