@@ -269,32 +269,36 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _finetune_config(args: argparse.Namespace):
+    """The run the arguments describe (``--strategy auto`` is settled by the caller's plan), checked."""
     from .data import with_options
-    from .finetune import FinetuneConfig, recommended
+    from .finetune import FinetuneConfig
 
     if not args.target:
         raise TldiagError("Give --target, the labelled dataset to fine-tune on, e.g. --target demo:printed-digits.")
-    config = FinetuneConfig(
+    return FinetuneConfig(
         model=args.model, target=with_options(args.target, limit=args.limit, seed=args.seed or None),
         source=with_options(args.source, limit=args.limit, seed=args.seed or None) if args.source else None,
         resolution=args.resolution, strategy="full" if args.strategy == "auto" else args.strategy,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
         patience=args.patience, frozen_stages=args.frozen_stages, head_epochs=args.head_epochs,
-        l2sp_alpha=args.l2sp_alpha, seed=args.seed, device=args.device)
-    reasons: tuple[str, ...] = ()
-    if args.strategy == "auto":
-        config, rec = recommended(config)
-        reasons = rec.reasons
-    return config, reasons
+        l2sp_alpha=args.l2sp_alpha, seed=args.seed, device=args.device).validate()
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from .data import load_dataset
     from .finetune import plan, strategy_title, submit
     from .jobs import JobStore
+    from .models import load_model
 
-    config, reasons = _finetune_config(args)
-    p = plan(config)
+    config = _finetune_config(args)
+    model, dataset = load_model(config.model, resolution=config.resolution), load_dataset(config.target)
+    p = plan(config, model=model, dataset=dataset)
+    reasons: tuple[str, ...] = ()
+    if args.strategy == "auto":
+        reasons = p.recommendation.reasons
+        config = p.recommendation.apply(config)
+        p = plan(config, model=model, dataset=dataset)
     c = p.config
     print(f"{c.model} -> {c.target}: {len(p.classes)} classes, {p.n_train}/{p.n_val}/{p.n_test} train/val/test "
           f"images (seed {c.seed})")
@@ -305,7 +309,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if reason:
             print(f"  why: {reason}" if reason in reasons or reason == p.augment_reason else f"  note: {reason}")
     store = JobStore()
-    job = submit(c, name=args.name, store=store)
+    job = submit(c, name=args.name, store=store, model=model, dataset=dataset)
     print(f"job {job.id} {job.status} (log: {job.log_path})")
     if not args.wait:
         print(f"it runs in the background; `tldiag jobs show {job.id}` follows it, `tldiag jobs cancel {job.id}` "

@@ -491,13 +491,6 @@ def _trains(config: FinetuneConfig, stage: int, *, final_phase: bool) -> bool:
     return True
 
 
-def recommended(config: FinetuneConfig, *, model: Model | None = None,
-                dataset: ImageDataset | None = None) -> tuple[FinetuneConfig, Recommendation]:
-    """``config`` with the strategy, frozen stages and backbone rate that :func:`recommend` gives for its data."""
-    rec = plan(config, model=model, dataset=dataset).recommendation
-    return rec.apply(config), rec
-
-
 # ----------------------------------------------------------------------------- the result
 @dataclass(frozen=True)
 class FinetuneResult:
@@ -831,13 +824,17 @@ def run_job(config: Mapping[str, Any], context) -> dict[str, Any]:
     cfg = FinetuneConfig.from_dict(config)
     context.log(f"fine-tuning {cfg.model} on {cfg.target} ({cfg.strategy}, {cfg.epochs} epochs, device "
                 f"{cfg.device or _config.device_name()})")
-    result = finetune(cfg, context.folder,
-                      progress=lambda done, total, message: (
-                          context.report(done / max(total, 1), message),
-                          None if message.startswith("epoch") else context.log(message)),
-                      on_epoch=lambda row: context.report(metrics=row, message=(
-                          f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, val accuracy "
-                          f"{row['val_accuracy']:.3f}")))
+
+    def progress(done: int, total: int, message: str) -> None:
+        context.report(done / max(total, 1), message)
+        if not message.startswith("epoch"):  # phase lines go to the log; per-step ticks do not
+            context.log(message)
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        context.report(metrics=row, message=f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, "
+                                            f"val accuracy {row['val_accuracy']:.3f}")
+
+    result = finetune(cfg, context.folder, progress=progress, on_epoch=on_epoch)
     context.log(f"test accuracy {result.test_accuracy:.3f} (best epoch {result.best_epoch})")
     return result.to_dict()
 
@@ -865,5 +862,5 @@ def scratch_config(config: FinetuneConfig) -> FinetuneConfig | None:
 
 
 __all__ = ["STRATEGIES", "AUGMENTATIONS", "FinetuneConfig", "FinetuneResult", "Plan", "Recommendation", "Stage",
-           "finetune", "plan", "recommend", "recommended", "auto_augmentation", "submit", "run_job", "scratch_config",
+           "finetune", "plan", "recommend", "auto_augmentation", "submit", "run_job", "scratch_config",
            "replace_head", "stages_of", "train_transform"]
