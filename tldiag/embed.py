@@ -181,7 +181,7 @@ class _Forward:
 
 def default_num_workers() -> int:
     """Worker processes for decoding: leave the compute cores to torch, keep at least one."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = _config.cpu_count()
     return max(1, min(8, cpus // 2))
 
 

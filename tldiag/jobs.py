@@ -170,7 +170,7 @@ def pool_capacity(pool: str) -> int:
     var = {"gpu": "TLDIAG_GPU_JOBS", "cpu": "TLDIAG_CPU_JOBS"}[pool]
     raw = os.environ.get(var, "").strip()
     if not raw:
-        return 1 if pool == "gpu" else max(1, _cpu_count() // 8)
+        return 1 if pool == "gpu" else max(1, _config.cpu_count() // 8)
     try:
         value = int(raw)
     except ValueError:
@@ -179,10 +179,6 @@ def pool_capacity(pool: str) -> int:
         raise TldiagError(f"{var}={raw!r} must be a whole number >= 1 (jobs that may run at once); unset it for "
                           "the default.")
     return value
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # ----------------------------------------------------------------------------- the store
@@ -221,6 +217,9 @@ class JobStore:
 
     def folder(self, job_id: str) -> Path:
         return self.root / job_id
+
+    def log_path(self, job_id: str) -> Path:
+        return self.folder(job_id) / "job.log"
 
     # ------------------------------------------------------------------ reading
     def _job(self, row: sqlite3.Row) -> Job:
@@ -281,7 +280,7 @@ class JobStore:
             db.execute("UPDATE jobs SET status = 'cancelled', finished = ?, updated = ? WHERE id = ?",
                        (now, now, job_id))
             return True
-        tail = log_tail(self.folder(job_id) / "job.log")
+        tail = log_tail(self.log_path(job_id))
         what = (f"The job process (pid {row['pid']}) ended without reporting a result: it was killed, ran out of "
                 "memory, or the machine restarted." if row["pid"] else
                 "The job process never started (the launcher failed).")
@@ -292,7 +291,7 @@ class JobStore:
 
     # ------------------------------------------------------------------ writing
     def submit(self, kind: str, config: Mapping[str, Any], *, name: str | None = None, device: str = "cpu",
-               entry: str | None = None, start: bool = True) -> Job:
+               entry: str | None = None) -> Job:
         """Record a job and start its process.
 
         Args:
@@ -302,7 +301,6 @@ class JobStore:
             name: The name shown to users (default: the id).
             device: Where it computes; decides the pool (``cuda``/``mps`` -> ``gpu``).
             entry: ``module:function`` to run instead of ``KINDS[kind]``.
-            start: Start the process now (False leaves it queued, for a caller that starts it with :meth:`start`).
         """
         entry = entry or KINDS.get(kind)
         if not entry:
@@ -322,13 +320,12 @@ class JobStore:
             db.execute("INSERT INTO jobs (id, kind, entry, name, config, pool, status, created, updated) "
                        "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                        (job_id, kind, entry, name or job_id, config_json, pool, now, now))
-        if start:
-            self.start(job_id)
+        self.start(job_id)
         return self.get(job_id)
 
     def start(self, job_id: str) -> int:
         """Start the process of a queued job (detached, in its own process group); returns its pid."""
-        log = open(self.folder(job_id) / "job.log", "ab")
+        log = open(self.log_path(job_id), "ab")
         try:
             proc = subprocess.Popen([sys.executable, "-m", "tldiag.jobs", "run", job_id, "--root", str(self.root)],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -354,14 +351,9 @@ class JobStore:
         pid, start = row["pid"], row["pid_start"]
         if process_alive(pid, start):
             _signal_group(pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
-            while process_alive(pid, start) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if process_alive(pid, start):
+            if not _wait_gone(pid, start, grace_s):
                 _signal_group(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 5.0
-                while process_alive(pid, start) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                _wait_gone(pid, start, 5.0)
         self.finish(job_id, "cancelled")
         return self.get(job_id)
 
@@ -398,8 +390,7 @@ class JobStore:
             if job_id not in first:
                 return "queued"
             now = time.time()
-            db.execute("UPDATE jobs SET status = 'running', started = ?, updated = ?, pid = ?, pid_start = ? "
-                       "WHERE id = ?", (now, now, os.getpid(), process_start(os.getpid()), job_id))
+            db.execute("UPDATE jobs SET status = 'running', started = ?, updated = ? WHERE id = ?", (now, now, job_id))
             return "running"
 
     def _claim_process(self, job_id: str) -> None:
@@ -432,6 +423,19 @@ class JobStore:
             time.sleep(poll_s)
 
 
+def _log(message: str) -> None:
+    """A timestamped line in the job's log (the job process's stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _wait_gone(pid: int, start: str | None, seconds: float) -> bool:
+    """Wait up to ``seconds`` for a process to end; whether it has."""
+    deadline = time.monotonic() + seconds
+    while process_alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not process_alive(pid, start)
+
+
 def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)  # the job process leads its own group (start_new_session)
@@ -460,10 +464,10 @@ class JobContext:
         self._last = now
         self.store._report(self.job.id, progress, message, metrics)
         if message and metrics is not None:  # the log gets a line per metric row, not per progress tick
-            print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+            _log(message)
 
     def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+        _log(message)
 
 
 def _raise_cancelled(signum: int, frame: Any) -> None:
@@ -487,7 +491,7 @@ def run(job_id: str, root: str | os.PathLike[str] | None = None, *, poll_s: floa
         waited = False
         while (status := store.try_start(job_id)) == "queued":
             if not waited:
-                print(f"[{time.strftime('%H:%M:%S')}] waiting for a free {job.pool} slot", flush=True)
+                _log(f"waiting for a free {job.pool} slot")
                 store._report(job_id, None, f"waiting for a free {job.pool} slot", None)
                 waited = True
             time.sleep(poll_s)
@@ -496,15 +500,15 @@ def run(job_id: str, root: str | os.PathLike[str] | None = None, *, poll_s: floa
         if job.pool == "cpu":
             import torch
 
-            torch.set_num_threads(max(1, _cpu_count() // pool_capacity("cpu")))
-        print(f"[{time.strftime('%H:%M:%S')}] started {job.kind} job {job_id} (pid {os.getpid()})", flush=True)
+            torch.set_num_threads(max(1, _config.cpu_count() // pool_capacity("cpu")))
+        _log(f"started {job.kind} job {job_id} (pid {os.getpid()})")
         result = _resolve(job.entry)(job.config, JobContext(store, job))
         store.finish(job_id, "done", result=dict(result or {}))
-        print(f"[{time.strftime('%H:%M:%S')}] done", flush=True)
+        _log("done")
         return 0
     except JobCancelled:
         store.finish(job_id, "cancelled")
-        print(f"[{time.strftime('%H:%M:%S')}] cancelled", flush=True)
+        _log("cancelled")
         return 143
     except BaseException as exc:
         traceback.print_exc()
@@ -513,7 +517,7 @@ def run(job_id: str, root: str | os.PathLike[str] | None = None, *, poll_s: floa
             store.finish(job_id, "cancelled")
             return 143
         message = str(exc) if isinstance(exc, TldiagError) else f"{type(exc).__name__}: {exc}"
-        tail = log_tail(store.folder(job_id) / "job.log")
+        tail = log_tail(store.log_path(job_id))
         store.finish(job_id, "failed", error=f"{message}\nLast lines of its log:\n{tail}")
         return 1
 
