@@ -10,8 +10,8 @@ import app_state
 from tldiag import viz
 from tldiag.errors import TldiagError
 from tldiag.finetune import (AUGMENTATION_TITLES, AUGMENTATIONS, STRATEGIES, STRATEGY_TITLES, FinetuneConfig,
-                             FinetuneResult, scratch_config)
-from tldiag.models import architecture_id, register_model
+                             FinetuneResult, register_result, scratch_config)
+from tldiag.models import architecture_id
 
 st.title("Fine-tune")
 st.caption("Train the model on your labelled target as a background job. It runs in its own process: close the tab "
@@ -209,13 +209,7 @@ def _show_result(job) -> None:
     if r2.button("Register as a model", key=f"register_{job.id}",
                  help="Adds finetuned:<name> to the model list, so every page can diagnose the fine-tuned model."):
         try:
-            if arch is None:
-                raise TldiagError(f"The architecture of {result.config.model} is unknown (was it unregistered?), so "
-                                  "its fine-tune cannot be registered; register it with tldiag.models.register_model.")
-            model_id = register_model(reg_name, result.checkpoint, arch,
-                                      description=f"{result.config.model} fine-tuned on {result.config.target} "
-                                                  f"({result.config.strategy}, test accuracy {result.test_accuracy:.3f})",
-                                      job=job.id)
+            model_id = register_result(result, reg_name, job=job.id)
         except TldiagError as exc:
             app_state.show_error(exc)
         else:

@@ -404,8 +404,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.action == "wait":
         return max(_follow(store, job_id, args.json) for job_id in args.ids)
     # register
-    from .finetune import FinetuneResult
-    from .models import architecture_id, register_model
+    from .finetune import FinetuneResult, register_result
 
     if len(args.ids) != 2:
         raise TldiagError("Use `tldiag jobs register JOB_ID NAME`, e.g. tldiag jobs register finetune-20261122-1105-ab12 "
@@ -414,10 +413,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if job.kind != "finetune" or job.status != "done":
         raise TldiagError(f"Job {job.id} is a {job.status} {job.kind} job; only a finished fine-tuning job has a "
                           "checkpoint to register.")
-    r = FinetuneResult.from_dict(job.result)
-    model_id = register_model(args.ids[1], r.checkpoint, architecture_id(r.config.model) or r.config.model,
-                              description=f"{r.config.model} fine-tuned on {r.config.target} ({r.config.strategy}, "
-                                          f"test accuracy {r.test_accuracy:.3f})", job=job.id)
+    model_id = register_result(FinetuneResult.from_dict(job.result), args.ids[1], job=job.id)
     print(f"registered {model_id}: use it as --model {model_id} or pick it on the Setup page")
     return 0
 

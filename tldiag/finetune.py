@@ -557,6 +557,23 @@ class FinetuneResult:
         return cls(**d)
 
 
+def register_result(result: FinetuneResult, name: str, *, job: str | None = None) -> str:
+    """Register a finished run's best weights as the model ``finetuned:<name>``; returns that id."""
+    from .models import architecture_id, register_model
+
+    try:
+        arch = architecture_id(result.config.model)
+    except TldiagError:  # e.g. a fine-tune of a fine-tune that has since been unregistered
+        arch = None
+    if arch is None:
+        raise TldiagError(f"The architecture of {result.config.model} is unknown (was it unregistered?), so its "
+                          "fine-tune cannot be registered; register it with tldiag.models.register_model(..., arch=).")
+    c = result.config
+    return register_model(name, result.checkpoint, arch, job=job,
+                          description=f"{c.model} fine-tuned on {c.target} ({c.strategy}, test accuracy "
+                                      f"{result.test_accuracy:.3f})")
+
+
 # ----------------------------------------------------------------------------- training
 def _param_groups(module: nn.Module, stage_of: Mapping[str, int], config: FinetuneConfig, *,
                   final_phase: bool) -> list[dict[str, Any]]:
@@ -862,5 +879,5 @@ def scratch_config(config: FinetuneConfig) -> FinetuneConfig | None:
 
 
 __all__ = ["STRATEGIES", "AUGMENTATIONS", "FinetuneConfig", "FinetuneResult", "Plan", "Recommendation", "Stage",
-           "finetune", "plan", "recommend", "auto_augmentation", "submit", "run_job", "scratch_config",
+           "finetune", "plan", "recommend", "register_result", "auto_augmentation", "submit", "run_job", "scratch_config",
            "replace_head", "stages_of", "train_transform"]

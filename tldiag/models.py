@@ -32,10 +32,11 @@ import threading
 import time
 import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, urlencode
 
 import torch
@@ -810,10 +811,6 @@ def register_model(name: str, checkpoint: str | os.PathLike[str], arch: str, *, 
         description: Shown in model lists.
         job: The job that produced it, for the record.
     """
-    from filelock import FileLock
-
-    from .cache import atomic_write_text
-
     name = str(name).strip()
     if not name or len(name) > 64 or not set(name) <= _NAME_CHARS or name[0] in "._-":
         raise SpecError(f"Model name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
@@ -829,25 +826,31 @@ def register_model(name: str, checkpoint: str | os.PathLike[str], arch: str, *, 
     if arch_spec.kind in ("random", "checkpoint", "finetuned"):
         raise SpecError(f"arch={arch} must be a pretrained architecture id (efficientnet-lite0, timm:..., "
                         "torchvision:...); use architecture_id() of the model that was fine-tuned.")
-    with FileLock(str(_registry_path()) + ".lock", timeout=30):
-        entries = registered_models()
+    with _registry_update() as entries:
         if name in entries:
             raise SpecError(f"A model is already registered as '{name}' (finetuned:{name}); choose another name.")
         entries[name] = {"checkpoint": str(path), "arch": str(arch_spec), "description": description, "job": job,
                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write_text(_registry_path(), json.dumps(entries, indent=1))
     return f"finetuned:{name}"
 
 
 def unregister_model(name: str) -> None:
     """Remove ``finetuned:<name>`` from the registry (its checkpoint file stays)."""
+    with _registry_update() as entries:
+        if name not in entries:
+            raise SpecError(f"No model is registered as '{name}'; registered: {', '.join(entries) or 'none'}.")
+        del entries[name]
+
+
+@contextmanager
+def _registry_update() -> Iterator[dict[str, dict]]:
+    """The registry's entries to change in place, under a file lock; written back atomically when the block
+    ends without an error (an error leaves the file as it was)."""
     from filelock import FileLock
 
     from .cache import atomic_write_text
 
     with FileLock(str(_registry_path()) + ".lock", timeout=30):
         entries = registered_models()
-        if name not in entries:
-            raise SpecError(f"No model is registered as '{name}'; registered: {', '.join(entries) or 'none'}.")
-        del entries[name]
+        yield entries
         atomic_write_text(_registry_path(), json.dumps(entries, indent=1))
