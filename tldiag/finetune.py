@@ -700,8 +700,7 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
                     with _autocast(dev):
                         logits = module(x)
                         loss = criterion(logits.float(), target)
-                    penalty = _l2sp(module, anchor, stage_of, config) if anchor else None
-                    total_loss = loss + penalty if penalty is not None else loss
+                    total_loss = loss + _l2sp(module, anchor, stage_of, config) if anchor else loss
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(total_loss).backward()
                     scaler.step(optimizer)
@@ -732,10 +731,7 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
                     stale += 1
                 if final_phase and config.patience and stale >= config.patience:
                     stopped = epoch < config.epochs
-                    break
-            else:
-                continue
-            break
+                    break  # the final phase is the last one, so this ends the training
         if progress:
             progress(total_steps, total_steps, "evaluating the best weights on the test images")
         module.load_state_dict(best["state"])
