@@ -374,10 +374,15 @@ def train_transform(augment: str, model: Model) -> Callable:
     return v2.Compose([*ops, v2.PILToTensor()])
 
 
-def _loader(split: _Split, batch_size: int, *, shuffle: bool, workers: int, seed: int, dev: torch.device):
+def _loader(split: _Split, batch_size: int, *, shuffle: bool, workers: int, seed: int, dev: torch.device,
+            epoch_size: int | None = None):
+    """A loader over ``split``; when shuffling, an epoch draws ``epoch_size`` images (each image once per pass,
+    passes repeated as needed; default one pass)."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(split, batch_size=batch_size, shuffle=shuffle, drop_last=False,
-                                       num_workers=workers, generator=generator, pin_memory=dev.type == "cuda",
+    sampler = torch.utils.data.RandomSampler(split, num_samples=epoch_size or len(split), generator=generator) \
+        if shuffle else None
+    return torch.utils.data.DataLoader(split, batch_size=batch_size, sampler=sampler, drop_last=False,
+                                       num_workers=workers, pin_memory=dev.type == "cuda",
                                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
 
 
@@ -631,27 +636,33 @@ def _evaluate(module: nn.Module, loader, model: Model, dev: torch.device, n_clas
     return loss / max(total, 1), correct / max(total, 1), np.concatenate(preds) if preds else np.zeros(0, int)
 
 
-def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress: ProgressFn | None = None,
-             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FinetuneResult:
-    """Fine-tune ``config.model`` on ``config.target`` and measure it (see the module docstring).
+@dataclass
+class _Fitted:
+    """A trained classifier: the module with its best weights loaded (on the training device), the starting
+    weights, and how the training went."""
 
-    Args:
-        config: The run; checked by :func:`plan` first.
-        folder: Where the best weights (``best.pt``) are written.
-        progress: Called as ``progress(done, total, message)`` during training (steps) and evaluation.
-        on_epoch: Called with each epoch's row of the history as soon as it is known.
+    module: nn.Module
+    pretrained: nn.Module
+    state: dict[str, torch.Tensor]
+    history: list[dict[str, Any]]
+    val_accuracy: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    total_steps: int
+
+
+def _fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+         config: FinetuneConfig, n_classes: int, *, workers: int, progress: ProgressFn | None = None,
+         on_epoch: Callable[[dict[str, Any]], None] | None = None, min_epoch_images: int = 0) -> _Fitted:
+    """Train ``model`` (a new head for ``n_classes``, then ``config.strategy``) on the ``train`` rows of ``dataset``
+    with early stopping on the ``val`` rows: the one training loop of fine-tuning and of the data-efficiency arms.
+
+    ``config`` must be resolved (:func:`plan`: device, augmentation, frozen stages). An epoch covers every training
+    image once, or ``min_epoch_images`` draws when that is more (tiny label budgets repeat their images, so that an
+    epoch is more than one step and early stopping has something to compare).
     """
-    t0 = time.perf_counter()
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model = load_model(config.model, resolution=config.resolution)
-    dataset = load_dataset(config.target)
-    the_plan, rows, y, (tr, va, te) = _prepare(config, model, dataset)
-    config, names = the_plan.config, the_plan.classes
     dev = torch.device(config.device or "cpu")
-    n_classes = len(names)
-    reasons = the_plan.recommendation.reasons + ((the_plan.augment_reason,) if the_plan.augment_reason else ())
-
     generator = torch.Generator().manual_seed(config.seed)
     pretrained = copy.deepcopy(model.module)  # for L2-SP and the CKA comparison
     head = replace_head(model, n_classes, generator)
@@ -661,14 +672,12 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
     anchor = {n: p.detach().clone().to(dev) for n, p in pretrained.named_parameters()
               if stage_of.get(n, -1) != -1} if config.strategy == "l2-sp" else {}
 
-    workers = default_num_workers() if config.num_workers is None else config.num_workers
     eval_tf = ResizeCrop(model.preprocessing)
-    train_set = _Split(dataset, rows[tr], y[tr], train_transform(config.augment, model))
-    train_loader = _loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, dev=dev)
-    val_loader = _loader(_Split(dataset, rows[va], y[va], eval_tf), 2 * config.batch_size, shuffle=False,
+    train_set = _Split(dataset, train[0], train[1], train_transform(config.augment, model))
+    train_loader = _loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, dev=dev,
+                           epoch_size=max(len(train_set), min_epoch_images))
+    val_loader = _loader(_Split(dataset, val[0], val[1], eval_tf), 2 * config.batch_size, shuffle=False,
                          workers=workers, seed=config.seed, dev=dev)
-    test_loader = _loader(_Split(dataset, rows[te], y[te], eval_tf), 2 * config.batch_size, shuffle=False,
-                          workers=workers, seed=config.seed, dev=dev)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
@@ -732,18 +741,55 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
                 if final_phase and config.patience and stale >= config.patience:
                     stopped = epoch < config.epochs
                     break  # the final phase is the last one, so this ends the training
-        if progress:
-            progress(total_steps, total_steps, "evaluating the best weights on the test images")
         module.load_state_dict(best["state"])
-        _, test_acc, test_pred = _evaluate(module, test_loader, model, dev, n_classes)
+    return _Fitted(module, pretrained, best["state"], history, float(best["acc"]), int(best["epoch"]), epoch,
+                   stopped, total_steps)
 
+
+def _test(module: nn.Module, model: Model, dataset: Any, test: tuple[np.ndarray, np.ndarray],
+          config: FinetuneConfig, n_classes: int, workers: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 (over the classes of the test rows) of a trained module on the ``test`` rows."""
     from sklearn.metrics import f1_score
 
-    test_f1 = float(f1_score(y[te], test_pred, average="macro"))
+    dev = torch.device(config.device or "cpu")
+    loader = _loader(_Split(dataset, test[0], test[1], ResizeCrop(model.preprocessing)), 2 * config.batch_size,
+                     shuffle=False, workers=workers, seed=config.seed, dev=dev)
+    _, acc, pred = _evaluate(module, loader, model, dev, n_classes)
+    f1 = float(f1_score(test[1], pred, labels=np.unique(test[1]), average="macro", zero_division=0))
+    return float(acc), f1
+
+
+def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress: ProgressFn | None = None,
+             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FinetuneResult:
+    """Fine-tune ``config.model`` on ``config.target`` and measure it (see the module docstring).
+
+    Args:
+        config: The run; checked by :func:`plan` first.
+        folder: Where the best weights (``best.pt``) are written.
+        progress: Called as ``progress(done, total, message)`` during training (steps) and evaluation.
+        on_epoch: Called with each epoch's row of the history as soon as it is known.
+    """
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = load_model(config.model, resolution=config.resolution)
+    dataset = load_dataset(config.target)
+    the_plan, rows, y, (tr, va, te) = _prepare(config, model, dataset)
+    config, names = the_plan.config, the_plan.classes
+    n_classes = len(names)
+    reasons = the_plan.recommendation.reasons + ((the_plan.augment_reason,) if the_plan.augment_reason else ())
+    workers = default_num_workers() if config.num_workers is None else config.num_workers
+    fitted = _fit(model, dataset, (rows[tr], y[tr]), (rows[va], y[va]), config, n_classes, workers=workers,
+                  progress=progress, on_epoch=on_epoch)
+    total_steps = fitted.total_steps
+    if progress:
+        progress(total_steps, total_steps, "evaluating the best weights on the test images")
+    test_acc, test_f1 = _test(fitted.module, model, dataset, (rows[te], y[te]), config, n_classes, workers)
     checkpoint = folder / "best.pt"
-    _save(best["state"], checkpoint)
-    module.to("cpu").eval()
-    pretrained_model = model.with_module(pretrained)
+    _save(fitted.state, checkpoint)
+    dev = torch.device(config.device or "cpu")
+    fitted.module.to("cpu").eval()
+    pretrained_model = model.with_module(fitted.pretrained)
     taps = [t for t in model.default_taps() if t != LOGITS]
     if progress:
         progress(total_steps, total_steps, "comparing pretrained and fine-tuned features (CKA)")
@@ -751,11 +797,11 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
     probe = _linear_probe(pretrained_model, dataset, rows, y, taps, config.seed, workers) \
         if parse_model_id(config.model).kind != "random" else None
     return FinetuneResult(config=config, classes=names, n_train=len(tr), n_val=len(va), n_test=len(te),
-                          test_accuracy=float(test_acc), test_f1=test_f1, val_accuracy=float(best["acc"]),
-                          best_epoch=int(best["epoch"]), epochs_run=epoch, stopped_early=stopped,
-                          history=tuple(history), linear_probe=probe, cka=cka, checkpoint=str(checkpoint),
-                          trainable=the_plan.trainable, total=the_plan.total, seconds=time.perf_counter() - t0,
-                          device=str(dev), reasons=reasons)
+                          test_accuracy=test_acc, test_f1=test_f1, val_accuracy=fitted.val_accuracy,
+                          best_epoch=fitted.best_epoch, epochs_run=fitted.epochs_run,
+                          stopped_early=fitted.stopped_early, history=tuple(fitted.history), linear_probe=probe,
+                          cka=cka, checkpoint=str(checkpoint), trainable=the_plan.trainable, total=the_plan.total,
+                          seconds=time.perf_counter() - t0, device=str(dev), reasons=reasons)
 
 
 def _l2sp(module: nn.Module, anchor: Mapping[str, torch.Tensor], stage_of: Mapping[str, int],
