@@ -92,6 +92,8 @@ class FinetuneConfig:
         label_smoothing: Cross-entropy label smoothing in [0, 1).
         augment: One of :data:`AUGMENTATIONS`; ``auto`` picks by dataset (see :func:`auto_augmentation`).
         patience: Stop after this many epochs without a better validation accuracy; 0 never stops early.
+        min_epochs: Early stopping never ends a run before this epoch (a model trained from scratch may sit at
+            chance for its first epochs).
         frozen_stages: ``partial``: how many stages from the bottom stay frozen; None: all but the last.
         head_epochs: ``freeze-unfreeze``: epochs of the head alone before everything unfreezes.
         l2sp_alpha: ``l2-sp``: strength of the pull toward the pretrained backbone weights.
@@ -118,6 +120,7 @@ class FinetuneConfig:
     label_smoothing: float = 0.1
     augment: str = "auto"
     patience: int = 3
+    min_epochs: int = 0
     frozen_stages: int | None = None
     head_epochs: int = 2
     l2sp_alpha: float = 0.1
@@ -145,6 +148,7 @@ class FinetuneConfig:
         _check_int("epochs", self.epochs, 1, 10_000)
         _check_int("batch_size", self.batch_size, 1, 65_536)
         _check_int("patience", self.patience, 0, 10_000)
+        _check_int("min_epochs", self.min_epochs, 0, 10_000)
         _check_int("head_epochs", self.head_epochs, 1, 10_000)
         _check_int("seed", self.seed, 0, 2**32 - 1)
         _check_number("warmup_epochs", self.warmup_epochs, low=0.0, high=float(self.epochs), high_open=True,
@@ -416,13 +420,14 @@ class Plan:
     notes: tuple[str, ...] = ()
 
 
-def _labelled_split(dataset: ImageDataset, seed: int) -> tuple[np.ndarray, np.ndarray, tuple, tuple[str, ...]]:
+def _labelled_split(dataset: ImageDataset, seed: int, task: str = "fine-tuning"
+                    ) -> tuple[np.ndarray, np.ndarray, tuple, tuple[str, ...]]:
     """Rows with labels, their labels re-indexed 0..K-1, the first stratified split (the Probes page's), and the
-    class names; refuses data a fine-tune cannot use."""
+    class names; refuses data that ``task`` cannot use."""
     from .probes import check_class_sizes, check_labels, stratified_splits
 
-    rows, labels = check_labels(dataset.labels, len(dataset), what=f"target ({dataset.spec})", task="fine-tuning")
-    check_class_sizes(labels, dataset.classes, f"target ({dataset.spec})", task="fine-tuning")
+    rows, labels = check_labels(dataset.labels, len(dataset), what=f"target ({dataset.spec})", task=task)
+    check_class_sizes(labels, dataset.classes, f"target ({dataset.spec})", task=task)
     present, y = np.unique(labels, return_inverse=True)
     names = tuple(dataset.classes[i] if i < len(dataset.classes) else str(i) for i in present)
     return rows, y, stratified_splits(y, 1, random_state=seed)[0], names
@@ -738,7 +743,7 @@ def _fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: 
                     stale = 0
                 elif final_phase:
                     stale += 1
-                if final_phase and config.patience and stale >= config.patience:
+                if final_phase and config.patience and stale >= config.patience and epoch >= config.min_epochs:
                     stopped = epoch < config.epochs
                     break  # the final phase is the last one, so this ends the training
         module.load_state_dict(best["state"])
@@ -747,8 +752,9 @@ def _fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: 
 
 
 def _test(module: nn.Module, model: Model, dataset: Any, test: tuple[np.ndarray, np.ndarray],
-          config: FinetuneConfig, n_classes: int, workers: int) -> tuple[float, float]:
-    """Accuracy and macro-F1 (over the classes of the test rows) of a trained module on the ``test`` rows."""
+          config: FinetuneConfig, n_classes: int, workers: int) -> tuple[float, float, np.ndarray]:
+    """Accuracy, macro-F1 (over the classes of the test rows) and the predictions of a trained module on the
+    ``test`` rows."""
     from sklearn.metrics import f1_score
 
     dev = torch.device(config.device or "cpu")
@@ -756,7 +762,7 @@ def _test(module: nn.Module, model: Model, dataset: Any, test: tuple[np.ndarray,
                      shuffle=False, workers=workers, seed=config.seed, dev=dev)
     _, acc, pred = _evaluate(module, loader, model, dev, n_classes)
     f1 = float(f1_score(test[1], pred, labels=np.unique(test[1]), average="macro", zero_division=0))
-    return float(acc), f1
+    return float(acc), f1, pred
 
 
 def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress: ProgressFn | None = None,
@@ -784,7 +790,7 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
     total_steps = fitted.total_steps
     if progress:
         progress(total_steps, total_steps, "evaluating the best weights on the test images")
-    test_acc, test_f1 = _test(fitted.module, model, dataset, (rows[te], y[te]), config, n_classes, workers)
+    test_acc, test_f1, _ = _test(fitted.module, model, dataset, (rows[te], y[te]), config, n_classes, workers)
     checkpoint = folder / "best.pt"
     _save(fitted.state, checkpoint)
     dev = torch.device(config.device or "cpu")

@@ -495,8 +495,14 @@ def stratified_splits(y: np.ndarray, n_splits: int, *, val_size: float = 0.2, te
     return out
 
 
-def _probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: ProbeConfig, dev: torch.device
-               ) -> tuple[list[float], list[float], list[float], list[list[float]], bool]:
+def _probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: ProbeConfig, dev: torch.device, *,
+               refit: bool = True) -> tuple[list[float], list[float], list[float], list[list[float]], bool, np.ndarray]:
+    """Probe one tap over equally sized ``splits`` at once: each C of the grid fitted on train and scored on
+    validation, then the chosen C refitted on train + validation (``refit=False``: the train-only fit is kept, for
+    label budgets where validation labels must not train) and scored on test.
+
+    Returns per split the test accuracy, macro-F1 and chosen C, the validation accuracy of every C, whether every
+    fit converged, and the test predictions (one row per split)."""
     dtype = _dtype(dev)
     Xt = torch.as_tensor(X, dtype=dtype, device=dev)
     yt = torch.as_tensor(y, dtype=torch.long, device=dev)
@@ -508,7 +514,8 @@ def _probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: Pro
     (X_tr, y_tr), (X_va, y_va), (X_te, y_te) = stack(0), stack(1), stack(2)
     grid = torch.as_tensor(config.C_grid, dtype=dtype, device=dev)
     # 1. every C of the grid on train, scored on validation
-    A, B, (_, _, basis) = _standardize_and_reduce(X_tr, X_va, config.standardize)
+    A, B, transform = _standardize_and_reduce(X_tr, X_va, config.standardize)
+    basis = transform[2]
     lam = (1.0 / (grid * X_tr.shape[1]))[None].expand(len(splits), -1).contiguous()
     theta, conv1, _ = _lbfgs(A, y_tr, lam, n_classes, max_iter=config.max_iter, tol=config.tol,
                              precondition=basis is None)
@@ -517,18 +524,25 @@ def _probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: Pro
     val_nll = (torch.logsumexp(Z, 3) - Z.gather(3, y_va[:, None, :, None].expand(-1, len(grid), -1, 1))[..., 0]).mean(2)
     # the best validation accuracy; among ties, the lowest validation log-loss
     key = val_acc - 1e-6 * val_nll / (1 + val_nll.abs().amax(1, keepdim=True))
-    chosen = grid[key.argmax(1)]
-    # 2. refit on train + validation with the chosen C, scored on test
-    X_tv, y_tv = torch.cat([X_tr, X_va], 1), torch.cat([y_tr, y_va], 1)
-    A, B, (_, _, basis) = _standardize_and_reduce(X_tv, X_te, config.standardize)
-    theta, conv2, _ = _lbfgs(A, y_tv, (1.0 / (chosen * X_tv.shape[1]))[:, None], n_classes,
-                             max_iter=config.max_iter, tol=config.tol, precondition=basis is None)
-    pred = torch.einsum("smd,sdk->smk", B, theta[:, 0]).argmax(2).cpu().numpy()
+    pick = key.argmax(1)
+    chosen = grid[pick]
+    if refit:  # 2. refit on train + validation with the chosen C, scored on test
+        X_tv, y_tv = torch.cat([X_tr, X_va], 1), torch.cat([y_tr, y_va], 1)
+        A, B, (_, _, basis) = _standardize_and_reduce(X_tv, X_te, config.standardize)
+        theta, conv2, _ = _lbfgs(A, y_tv, (1.0 / (chosen * X_tv.shape[1]))[:, None], n_classes,
+                                 max_iter=config.max_iter, tol=config.tol, precondition=basis is None)
+        pred = torch.einsum("smd,sdk->smk", B, theta[:, 0]).argmax(2).cpu().numpy()
+    else:  # 2. the chosen C's train-only fit, scored on test
+        B = _transform(X_te, transform)
+        theta_c = theta[torch.arange(len(splits), device=dev), pick]
+        pred = torch.einsum("smd,sdk->smk", B, theta_c).argmax(2).cpu().numpy()
+        conv2 = conv1
     truth = y_te.cpu().numpy()
     acc = [float(np.mean(p == t)) for p, t in zip(pred, truth)]
     # over the classes of the test part; a class never predicted scores 0
     f1 = [float(f1_score(t, p, labels=np.unique(t), average="macro", zero_division=0)) for p, t in zip(pred, truth)]
-    return acc, f1, chosen.tolist(), val_acc.cpu().numpy().round(6).tolist(), bool(conv1.all() and conv2.all())
+    return (acc, f1, chosen.tolist(), val_acc.cpu().numpy().round(6).tolist(), bool(conv1.all() and conv2.all()),
+            pred)
 
 
 def probe_curve(features: Mapping[str, np.ndarray], labels: np.ndarray, *, classes: Sequence[str] = (),
@@ -569,7 +583,7 @@ def probe_curve(features: Mapping[str, np.ndarray], labels: np.ndarray, *, class
             raise TldiagError(f"Tap {tap!r} has {len(X)} rows but the first tap has {n}; all taps must embed the "
                               "same images.")
         X = check_features(np.asarray(X)[rows], f"{name} features of {tap!r}")
-        acc, f1, chosen, val_acc, converged = _probe_tap(X, y, splits, len(present), config, dev)
+        acc, f1, chosen, val_acc, converged, _ = _probe_tap(X, y, splits, len(present), config, dev)
         taps.append(TapProbe(tap, float((depths or {}).get(tap, float("nan"))), X.shape[1], tuple(acc), tuple(f1),
                              tuple(chosen), tuple(tuple(r) for r in val_acc), converged))
         if progress:
