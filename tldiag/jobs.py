@@ -41,7 +41,7 @@ from .errors import TldiagError
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 POOLS = ("cpu", "gpu")
-KINDS: dict[str, str] = {"finetune": "tldiag.finetune:run_job"}
+KINDS: dict[str, str] = {"finetune": "tldiag.finetune:run_job", "efficiency": "tldiag.efficiency:run_job"}
 """Job kind -> the ``module:function`` that runs it as ``fn(config, context) -> result``."""
 SCHEMA_VERSION = 1
 _NEVER_STARTED_S = 120.0

@@ -1,0 +1,246 @@
+"""Data efficiency: label subsets, the readouts on known curves, and real experiments where transfer must help and
+where it must not."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from tldiag.efficiency import (ArmCurve, EfficiencyConfig, EfficiencyResult, Run, budget_subsets, curves,
+                               labels_to_reach, partial_result, plan_experiment, readouts, run_experiment,
+                               small_cnn, t_interval)
+from tldiag.errors import TldiagError
+from tldiag.jobs import JobStore
+from tldiag.viz import efficiency_figure
+
+FAST = {"small-cnn": {"epochs": 8, "min_epochs": 8, "min_epoch_images": 96}}
+
+
+# ----------------------------------------------------------------------------- label subsets
+def test_subsets_are_nested_within_a_repeat_and_differ_between_repeats():
+    y = np.repeat(np.arange(4), [30, 30, 30, 7])  # a small class: budgets above 7 take all of it
+    subsets = budget_subsets(y, [1, 5, 10, 0], 3, seed=0)
+    for r in range(3):
+        for small, large in ((1, 5), (5, 10), (10, 0)):
+            assert set(subsets[(small, r)]) <= set(subsets[(large, r)])
+        counts = np.bincount(y[subsets[(10, r)]], minlength=4)
+        assert counts.tolist() == [10, 10, 10, 7]
+        assert np.bincount(y[subsets[(1, r)]]).tolist() == [1, 1, 1, 1]
+        assert len(subsets[(0, r)]) == len(y)
+    assert len({tuple(subsets[(5, r)]) for r in range(3)}) == 3, "repeats must draw different subsets"
+    again = budget_subsets(y, [1, 5, 10, 0], 3, seed=0)
+    assert all(np.array_equal(subsets[k], again[k]) for k in subsets)
+    assert not np.array_equal(subsets[(5, 0)], budget_subsets(y, [5], 1, seed=1)[(5, 0)])
+
+
+# ----------------------------------------------------------------------------- readouts on known numbers
+def test_t_interval_matches_scipy():
+    values = [0.61, 0.7, 0.66, 0.72]
+    mean, low, high = t_interval(values)
+    ref = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert mean == pytest.approx(np.mean(values))
+    assert (low, high) == pytest.approx(ref)
+    assert t_interval([0.5]) == (0.5, 0.5, 0.5)
+
+
+def test_labels_to_reach_interpolates_on_a_log_scale():
+    curve = ArmCurve("fine-tuned", (1, 2, 5, 10), (1.0, 2.0, 5.0, 10.0), (0.2, 0.4, 0.6, 0.8),
+                     (0.2, 0.4, 0.6, 0.8), (0.2, 0.4, 0.6, 0.8), ((0.2,), (0.4,), (0.6,), (0.8,)))
+    r = labels_to_reach(curve, 0.5)
+    assert r.bound == "" and r.per_class == pytest.approx(math.sqrt(10))  # halfway from 2 to 5 in log space
+    assert labels_to_reach(curve, 0.4).per_class == pytest.approx(2.0)
+    assert labels_to_reach(curve, 0.1).bound == "≤" and labels_to_reach(curve, 0.1).per_class == 1.0
+    never = labels_to_reach(curve, 0.9)
+    assert never.bound == ">" and not never.reached and never.per_class == 10.0
+
+
+def _result(accuracy: dict[str, dict[int, list[float]]], n_classes: int = 10) -> EfficiencyResult:
+    runs = tuple(Run(arm=a, budget=b, repeat=r, n_train=b * n_classes, per_class=float(b), accuracy=v, macro_f1=v,
+                     val_accuracy=v) for a, by in accuracy.items() for b, vs in by.items() for r, v in enumerate(vs))
+    budgets = tuple(sorted({b for by in accuracy.values() for b in by}))
+    return EfficiencyResult(EfficiencyConfig(arms=tuple(accuracy)), tuple(map(str, range(n_classes))), 300, 100, 100,
+                            0.1, budgets, runs, {}, "", "cpu", 1.0)
+
+
+def test_readouts_when_transfer_dominates():
+    result = _result({
+        "small-cnn": {1: [0.10, 0.12, 0.11], 10: [0.40, 0.42, 0.38], 100: [0.80, 0.79, 0.81]},
+        "linear-probe": {1: [0.60, 0.62, 0.58], 10: [0.80, 0.81, 0.79], 100: [0.90, 0.91, 0.89]},
+    })
+    ro = readouts(result)
+    assert ro.target_accuracy == pytest.approx(0.8)  # scratch's best mean, which transfer reaches too
+    assert ro.reach["linear-probe"].per_class == pytest.approx(10.0)
+    assert ro.reach["small-cnn"].per_class == pytest.approx(100.0)
+    assert ro.labels_saved == pytest.approx(10.0) and ro.labels_saved_bound == ""
+    assert ro.budget == 10 and ro.gain.gain == pytest.approx(0.4) and ro.gain.verdict == "transfer better"
+    assert ro.gain.transfer_arm == "linear-probe" and ro.gain.scratch_arm == "small-cnn"
+    assert not ro.negative_transfer and ro.evidence == () and ro.break_even is None
+    assert any("does not catch up" in line for line in ro.summary)
+    custom = readouts(result, target_accuracy=0.6, budget=1)
+    assert custom.reach["linear-probe"].bound == "≤" and custom.gain.gain == pytest.approx(0.49)
+    with pytest.raises(TldiagError, match="budget=7"):
+        readouts(result, budget=7)
+    with pytest.raises(TldiagError, match="target_accuracy=1.5"):
+        readouts(result, target_accuracy=1.5)
+
+
+def test_readouts_find_the_break_even_and_flag_negative_transfer():
+    result = _result({
+        "small-cnn": {1: [0.20, 0.22, 0.18], 10: [0.60, 0.62, 0.58], 100: [0.95, 0.96, 0.94]},
+        "scratch": {1: [0.10, 0.10, 0.10], 10: [0.10, 0.12, 0.11], 100: [0.30, 0.35, 0.25]},
+        "fine-tuned": {1: [0.50, 0.52, 0.48], 10: [0.70, 0.72, 0.68], 100: [0.80, 0.81, 0.79]},
+    })
+    ro = readouts(result)
+    assert ro.negative_transfer
+    (ev,) = ro.evidence
+    assert ev.budget == 100 and ev.scratch_arm == "small-cnn" and ev.verdict == "scratch better"
+    assert ev.gain == pytest.approx(-0.15) and ev.high < 0
+    # transfer − scratch is +0.1 at 10 and −0.15 at 100: the crossing is 40% of the way in log space
+    assert ro.break_even == pytest.approx(10 ** 1.4) and ro.break_even_bound == ""
+    assert any(line.startswith("Negative transfer: scratch beats transfer at 100") for line in ro.summary)
+    tie = _result({"small-cnn": {1: [0.5, 0.6, 0.4], 5: [0.9, 0.7, 0.8]},
+                   "linear-probe": {1: [0.6, 0.5, 0.7], 5: [0.8, 0.8, 0.8]}})
+    ro = readouts(tie)
+    assert ro.negative_transfer and ro.evidence[0].verdict == "tie"
+    assert any(line.startswith("Negative-transfer flag: scratch is at or above transfer (within noise)")
+               for line in ro.summary)
+
+
+def test_result_round_trips_through_json_and_draws():
+    result = _result({"small-cnn": {1: [0.2, 0.3, 0.25], 10: [0.5, 0.6, 0.55]},
+                      "linear-probe": {1: [0.6, 0.62, 0.64], 10: [0.9, 0.9, 0.91]}})
+    again = EfficiencyResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+    fig = efficiency_figure(curves(result), chance=0.1, readouts=readouts(result))
+    names = {t.name for t in fig.data if t.name}
+    assert names == {"small-cnn", "linear-probe"}
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 2 and fig.layout.xaxis.type == "log"
+    rows = result.table()
+    assert len(rows) == 12 and set(rows["arm title"]) == {"Scratch (small CNN)", "Transfer, frozen (linear probe)"}
+
+
+# ----------------------------------------------------------------------------- plans and bad input
+def test_plan_caps_budgets_at_the_pool_and_resolves_the_profile():
+    p = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu"))
+    assert (p.n_pool, p.n_val, p.n_test) == (120, 40, 40)
+    assert p.budgets == (1, 2, 5, 10, 0) and p.pool_per_class == (12, 12)
+    assert any("Budgets 20, 50, 100" in n for n in p.notes)
+    assert p.config.profile == "cpu" and p.config.augment == "light"
+    assert p.schedules["scratch"].resolution == 32 and "CPU setting" in p.schedules["scratch"].note
+    assert p.n_runs == 5 * 3 * 3
+    custom = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full",
+                                              arms=("small-cnn", "linear-probe"), schedules={"small-cnn": {"epochs": 2}}))
+    assert custom.schedules["small-cnn"].epochs == 2 and set(custom.schedules) == {"small-cnn"}
+    assert custom.n_runs == 5 * 3
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(arms=("small-cnn", "scratch")), "compare nothing"),
+    (dict(arms=("nope",)), "Unknown or no arms"),
+    (dict(model="random:efficientnet-lite0"), "no transfer to measure"),
+    (dict(repeats=0), "repeats=0"),
+    (dict(budgets=(0,)), "budget=0"),
+    (dict(profile="fast"), "Unknown profile 'fast'"),
+    (dict(schedules={"linear-probe": {"epochs": 2}}), "only scratch, small-cnn, fine-tuned train"),
+    (dict(schedules={"small-cnn": {"epoch": 2}}), r"Unknown settings \['epoch'\]"),
+    (dict(target="demo:digits?limit=2"), "fewer than 3 labelled images"),
+])
+def test_bad_configurations_are_refused_with_the_value(change, match):
+    with pytest.raises(TldiagError, match=match):
+        plan_experiment(EfficiencyConfig(**{"target": "demo:digits?limit=20", **change}))
+
+
+def test_unlabelled_target_is_refused(make_folder):
+    root = make_folder(flat=12)
+    with pytest.raises(TldiagError, match="the data-efficiency experiment needs labels"):
+        plan_experiment(EfficiencyConfig(target=f"folder:{root}"))
+
+
+def test_small_cnn_is_a_model():
+    m = small_cnn(7, seed=3)
+    out = m.extract(torch.zeros(2, 3, 32, 32), ["features.2", "pre_logits", "logits"])
+    assert out["features.2"].shape == (2, 64) and out["logits"].shape == (2, 7)
+    assert 70_000 < m.n_parameters < 80_000 and not m.pretrained
+    same = small_cnn(7, seed=3).module.state_dict()
+    assert all(torch.equal(v, same[k]) for k, v in m.module.state_dict().items())
+
+
+# ----------------------------------------------------------------------------- real experiments
+@pytest.mark.slow
+def test_transfer_helps_when_the_features_already_know_the_classes():
+    """Pretrained features separate digits; a small CNN given two short epochs per run cannot catch up."""
+    config = EfficiencyConfig(target="demo:digits?limit=20", resolution=64, arms=("small-cnn", "linear-probe"),
+                              budgets=(1, 2), repeats=3, device="cpu",
+                              schedules={"small-cnn": {"epochs": 2, "min_epochs": 2, "min_epoch_images": 32}})
+    seen = []
+    result = run_experiment(config, on_run=seen.append)
+    assert len(seen) == len(result.runs) == 2 * 3 * 3
+    ro = readouts(result)
+    assert not ro.negative_transfer, ro.summary
+    assert ro.break_even is None
+    assert all(c.transfer > c.scratch + 0.2 for c in ro.comparisons)
+    assert ro.labels_saved is not None and ro.labels_saved >= 1
+    probe = curves(result)["linear-probe"]
+    assert probe.mean[0] > 0.5 and probe.mean[-1] >= probe.mean[0] - 0.05
+    # the probe learns from the budget only: with one label per class it fits 10 images
+    assert {r.n_train for r in result.runs if r.budget == 1} == {10}
+
+
+@pytest.mark.slow
+def test_useless_pretrained_features_raise_the_negative_transfer_flag(tmp_path):
+    """A 'pretrained' model whose weights are all zero gives constant features: the transfer arms sit at chance
+    while a small CNN learns the digits."""
+    from tldiag.models import load_model
+
+    state = {k: torch.zeros_like(v) for k, v in load_model("efficientnet-lite0").module.state_dict().items()}
+    path = tmp_path / "zeros.pt"
+    torch.save(state, path)
+    config = EfficiencyConfig(model=f"checkpoint:{path}?arch=efficientnet-lite0", target="demo:printed-digits?limit=30",
+                              resolution=32, arms=("small-cnn", "linear-probe", "fine-tuned"), budgets=(2,),
+                              repeats=3, device="cpu", schedules={**FAST, "fine-tuned": {"epochs": 1,
+                                                                                           "min_epoch_images": 32}})
+    result = run_experiment(config)
+    cs = curves(result)
+    assert max(cs["linear-probe"].mean) <= 0.2 and max(cs["fine-tuned"].mean) <= 0.2
+    assert cs["small-cnn"].mean[-1] > 0.5
+    ro = readouts(result)
+    assert ro.negative_transfer
+    assert any(e.verdict == "scratch better" and e.budget == 0 for e in ro.evidence)
+    assert ro.break_even is not None
+    assert any(line.startswith("Negative transfer") for line in ro.summary)
+    assert {r.detail for r in result.runs if r.arm == "fine-tuned"} == {"partial, 4 stages frozen"}
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_keeps_its_finished_runs_and_a_new_launch_reuses_them(tldiag_env):
+    from tldiag.efficiency import submit
+
+    config = EfficiencyConfig(target="demo:digits?limit=12", resolution=32, arms=("small-cnn", "linear-probe"),
+                              budgets=(1, 2), repeats=3, device="cpu", schedules=FAST)
+    store = JobStore()
+    job = submit(config, store=store)
+    deadline = time.time() + 240
+    while len([m for m in store.metrics(job.id) if m["arm"] == "small-cnn"]) < 2 and time.time() < deadline:
+        assert store.get(job.id).active, store.get(job.id).error
+        time.sleep(0.2)
+    store.cancel(job.id)
+    job = store.get(job.id)
+    assert job.status == "cancelled" and job.result is None
+    files = list((tldiag_env / "efficiency").rglob("*"))
+    assert not [f for f in files if f.name.endswith(".tmp")], "no half-written run"
+    stored = [json.loads(f.read_text()) for f in files if f.suffix == ".json"]
+    assert 2 <= len(stored) < 9 and all(r["arm"] == "small-cnn" for r in stored)
+    partial = partial_result(job.config, store.metrics(job.id))
+    assert partial is not None and len(partial.runs) == len(store.metrics(job.id))
+    again = store.wait(submit(config, store=store).id, timeout=300)
+    assert again.status == "done", again.error
+    result = EfficiencyResult.from_dict(again.result)
+    reused = [r for r in result.runs if r.reused]
+    assert len(reused) == len(stored) and len(result.runs) == 3 * 3 * 2  # budgets 1, 2, all
+    assert any(f"{len(stored)} of 9 trained runs were read" in n for n in result.notes)

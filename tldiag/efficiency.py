@@ -1,0 +1,1148 @@
+"""Data efficiency: accuracy against the number of target labels, from scratch and with transfer.
+
+The background calls this curve "the single most compelling business case for transfer learning": a horizontal
+slice says how many labels transfer saves, a vertical slice how much accuracy it adds at a budget, and where the
+curves cross, transfer stops paying. It is also the direct test for negative transfer.
+
+The experiment (:func:`run_experiment`):
+
+* One split of the labelled target, the first split of :func:`tldiag.probes.stratified_splits` with the seed (the
+  one the Probes and Fine-tune pages score first): 20% of each class is the **test** set, fixed for every run;
+  20% is the **validation** set, used for early stopping and for the probe's tap and regularisation, never for
+  training and not counted in a budget; the other 60% is the **pool** the labels are drawn from.
+* Label **budgets** per class (:data:`BUDGETS`, those smaller than the pool, plus all of the pool), each
+  repeated ``repeats`` times with a different random subset of the pool. Within a repeat the subsets are nested
+  (the 5 images of a class are among its 10), so a repeat's curve is one labelling campaign growing.
+* **Arms** (:data:`ARMS`): ``scratch`` (the model's architecture from random initialisation, trained end to end),
+  ``small-cnn`` (a 73k-parameter CNN sized for CPUs, from scratch), ``linear-probe`` (a logistic regression on
+  the frozen pretrained features; tap and C chosen on validation, fitted on the budget only) and ``fine-tuned``
+  (a short fine-tuning schedule from the pretrained weights). The trained arms share one training loop
+  (:func:`tldiag.finetune._fit`): the same augmentation, AdamW with warm-up and cosine decay, label smoothing,
+  early stopping on the validation set with the best weights restored. Their settings (:class:`ArmSchedule`)
+  come from a **profile**: ``cpu`` (reduced resolution and epochs, a partial fine-tune; labelled as such) or
+  ``full`` (every arm at the full resolution with longer schedules); ``auto`` picks ``full`` on a GPU.
+
+Every trained run is stored under ``$TLDIAG_HOME/efficiency`` as soon as it ends (one small JSON file, written
+atomically), keyed by everything that determines it: a cancelled or failed experiment keeps the runs it finished,
+and launching it again reuses them.
+
+Readouts (:func:`readouts`): mean accuracy per budget with a 95% interval (a bootstrap over both the repeats and the
+test images, so a difference of two test images is not mistaken for a finding), the labels each arm
+needs to reach an accuracy (interpolated on a log scale) and their ratio (labels saved), the accuracy gain of
+transfer at a budget (paired over repeats), the break-even budget where scratch catches up, and a
+**negative-transfer flag** when scratch is at or above transfer at some budget, with the evidence.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _config
+from .data import ImageDataset, load_dataset, parse_dataset_spec
+from .errors import SpecError, TldiagError
+from .models import DEFAULT_MODEL, LOGITS, PRE_LOGITS, Model, Preprocessing, Tap, load_model, parse_model_id, \
+    random_init_id
+
+ProgressFn = Callable[[int, int, str], None]
+BUDGETS = (1, 2, 5, 10, 20, 50, 100)
+"""Labels per class tried (those below the pool size), always followed by the whole pool ("all")."""
+ARMS = ("scratch", "small-cnn", "linear-probe", "fine-tuned")
+ARM_TITLES = {
+    "scratch": "Scratch (same architecture, random init)",
+    "small-cnn": "Scratch (small CNN)",
+    "linear-probe": "Transfer, frozen (linear probe)",
+    "fine-tuned": "Transfer, fine-tuned",
+}
+ARM_NAMES = {"scratch": "the same architecture from scratch", "small-cnn": "the small CNN from scratch",
+             "linear-probe": "the linear probe", "fine-tuned": "fine-tuning"}
+"""How an arm reads inside a sentence."""
+SCRATCH_ARMS = ("scratch", "small-cnn")
+TRANSFER_ARMS = ("linear-probe", "fine-tuned")
+TRAINED_ARMS = ("scratch", "small-cnn", "fine-tuned")
+PROFILES = ("auto", "cpu", "full")
+RUN_VERSION = 2
+_PRELOAD_BYTES = 1 << 30
+
+
+# ----------------------------------------------------------------------------- the small CNN
+class SmallCNN(nn.Module):
+    """Three blocks of two 3x3 convolutions (BatchNorm, ReLU) and a 2x2 max-pool, 16-32-64 channels, global average
+    pooling and a linear classifier: about 73k parameters, a from-scratch baseline that trains at ~750 images per
+    second on two CPU cores at 32x32 pixels."""
+
+    def __init__(self, n_classes: int, width: int = 16):
+        super().__init__()
+
+        def block(c_in: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                                 nn.ReLU(inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                                 nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+        self.features = nn.Sequential(block(3, width), block(width, 2 * width), block(2 * width, 4 * width))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(4 * width, n_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x))
+
+
+def _small_cnn_extract(module: nn.Module, x: torch.Tensor, wanted: frozenset[str]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    h = x
+    for i, block in enumerate(module.features):
+        h = block(h)
+        if f"features.{i}" in wanted:
+            out[f"features.{i}"] = h.mean((2, 3))
+    pooled = module.pool(h).flatten(1)
+    if PRE_LOGITS in wanted:
+        out[PRE_LOGITS] = pooled
+    if LOGITS in wanted:
+        out[LOGITS] = module.classifier(pooled)
+    return out
+
+
+def small_cnn(n_classes: int, *, resolution: int = 32, seed: int = 0) -> Model:
+    """The small CNN baseline as a :class:`tldiag.models.Model` (random init from ``seed``; inputs scaled to
+    [-1, 1] at ``resolution`` pixels)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = SmallCNN(n_classes).eval()
+    width = module.classifier.in_features // 4
+    taps = tuple(Tap(f"features.{i}", f"block {i + 1} · {width * 2 ** i} channels", (i + 1) / 4, width * 2 ** i,
+                     2 ** (i + 1)) for i in range(3)) + (Tap(PRE_LOGITS, f"pre-logits · {4 * width}-d", 0.99, 4 * width),
+                                                         Tap(LOGITS, f"logits · {n_classes} classes", 1.0, n_classes))
+    prep = Preprocessing(resolution, resolution, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return Model(id="small-cnn", module=module, preprocessing=prep, taps=taps, weights_hash=f"random-init-seed{seed}",
+                 num_classes=n_classes, backend="torchvision", pretrained=False, _extract=_small_cnn_extract,
+                 lock=threading.RLock())
+
+
+# ----------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class ArmSchedule:
+    """How one trained arm trains (the linear probe has no schedule).
+
+    Attributes:
+        resolution: Input size in pixels (None: the model's own).
+        epochs: Most epochs; early stopping on validation may end sooner.
+        strategy: A fine-tuning strategy (:data:`tldiag.finetune.STRATEGIES`), or ``auto``: the Fine-tune page's
+            recommendation for the budget's number of labels.
+        lr: Peak learning rate (of the new classifier).
+        backbone_lr_mult: The backbone's rate as a fraction of ``lr`` (1 for training from scratch).
+        batch_size: Images per step.
+        patience: Epochs without a better validation accuracy before stopping.
+        min_epochs: Early stopping never ends a run before this epoch.
+        min_epoch_images: An epoch draws at least this many images (small budgets repeat theirs).
+        note: Why these settings, shown with the results (e.g. "CPU setting").
+    """
+
+    resolution: int | None
+    epochs: int
+    strategy: str
+    lr: float
+    backbone_lr_mult: float = 1.0
+    batch_size: int = 32
+    patience: int = 3
+    min_epochs: int = 0
+    min_epoch_images: int = 64
+    note: str = ""
+
+    @property
+    def summary(self) -> str:
+        """The settings in one line: ``64 px, ≤ 5 epochs (early stop after 3), partial, lr 0.01``."""
+        res = f"{self.resolution} px" if self.resolution else "native resolution"
+        stop = f" (early stop after {self.min_epochs})" if self.min_epochs else ""
+        mult = f" (backbone × {self.backbone_lr_mult:g})" if self.backbone_lr_mult != 1 else ""
+        return f"{res}, ≤ {self.epochs} epochs{stop}, {self.strategy}, lr {self.lr:g}{mult}"
+
+    @property
+    def title(self) -> str:
+        """:attr:`summary` with the note."""
+        return self.summary + (f" ({self.note})" if self.note else "")
+
+
+def default_schedules(profile: str, resolution: int | None) -> dict[str, ArmSchedule]:
+    """The trained arms' settings of a profile (``cpu`` or ``full``) for the transfer arms' ``resolution``."""
+    if profile == "cpu":
+        low = min(resolution or 64, 64)
+        return {
+            "scratch": ArmSchedule(32, 4, "full", 2e-3, patience=2, min_epochs=3, min_epoch_images=128,
+                                   note=f"CPU setting: 32 px and at most 4 epochs, far too little for this "
+                                        f"architecture from scratch (an underestimate); the full profile trains it at "
+                                        f"{resolution or 'the native'} px for up to 40 epochs"),
+            "small-cnn": ArmSchedule(32, 12, "full", 3e-3, patience=4, min_epochs=6, min_epoch_images=192),
+            "fine-tuned": ArmSchedule(low, 5, "partial", 1e-2, backbone_lr_mult=0.1, patience=2, min_epochs=3,
+                                      min_epoch_images=256,
+                                      note=f"CPU setting: {low} px, the last stage and a new head, at most 5 epochs; "
+                                           "the full profile fine-tunes at the model's resolution for up to 15 "
+                                           "epochs"),
+        }
+    if profile == "full":
+        return {
+            "scratch": ArmSchedule(resolution, 40, "full", 2e-3, patience=8, min_epochs=15, min_epoch_images=256),
+            "small-cnn": ArmSchedule(32, 40, "full", 3e-3, patience=8, min_epochs=15, min_epoch_images=256),
+            "fine-tuned": ArmSchedule(resolution, 15, "auto", 1e-3, backbone_lr_mult=0.1, patience=4, min_epochs=5,
+                                      min_epoch_images=256,
+                                      note="strategy by budget, as recommended on the Fine-tune page"),
+        }
+    raise SpecError(f"Unknown profile {profile!r}; valid: cpu, full (or auto).")
+
+
+@dataclass(frozen=True)
+class EfficiencyConfig:
+    """A data-efficiency experiment. Every field is JSON-serialisable (it is the job's record).
+
+    Attributes:
+        model: The pretrained model id whose transfer is measured (its architecture is the scratch arm).
+        target: Labelled target dataset spec.
+        source: Source dataset spec, kept for the record.
+        resolution: Input size of the transfer arms (None: the model's own).
+        budgets: Labels per class to try; those at or above a class's pool are replaced by "all".
+        include_all: Also run every arm on the whole pool.
+        repeats: Random label subsets per budget (>= 3 gives a confidence band).
+        arms: Which of :data:`ARMS` to run.
+        profile: ``cpu``, ``full`` or ``auto`` (``full`` on a GPU, ``cpu`` otherwise).
+        schedules: Per trained arm, settings that replace the profile's (:class:`ArmSchedule` fields).
+        augment: Augmentation of every trained arm (:data:`tldiag.finetune.AUGMENTATIONS`); ``auto`` by dataset.
+        label_smoothing: Cross-entropy label smoothing of every trained arm.
+        seed: Seed of the split, the subsets, the initialisations and the training.
+        device: Torch device; tldiag's default (the GPU when present) when None.
+    """
+
+    model: str = DEFAULT_MODEL
+    target: str = "demo:printed-digits?limit=50"
+    source: str | None = None
+    resolution: int | None = 128
+    budgets: tuple[int, ...] = BUDGETS
+    include_all: bool = True
+    repeats: int = 3
+    arms: tuple[str, ...] = ARMS
+    profile: str = "auto"
+    schedules: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    augment: str = "auto"
+    label_smoothing: float = 0.1
+    seed: int = 0
+    device: str | None = None
+
+    def validate(self) -> "EfficiencyConfig":
+        """Check every value that does not need the model or the data; raise a :class:`TldiagError` naming the
+        value and the fix."""
+        from .finetune import AUGMENTATIONS, FinetuneConfig, _check_device, _check_int, _check_number
+
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown or not self.arms:
+            raise SpecError(f"Unknown or no arms {list(self.arms)!r}; choose among {', '.join(ARMS)}.")
+        if not any(a in TRANSFER_ARMS for a in self.arms) or not any(a in SCRATCH_ARMS for a in self.arms):
+            raise SpecError(f"arms={list(self.arms)} compare nothing: the experiment needs at least one scratch arm "
+                            f"({', '.join(SCRATCH_ARMS)}) and one transfer arm ({', '.join(TRANSFER_ARMS)}).")
+        if not self.budgets and not self.include_all:
+            raise SpecError("No label budgets: give budgets (e.g. 1,5,10,50) or include all labels.")
+        for b in self.budgets:
+            _check_int("budget", b, 1, 1_000_000)
+        _check_int("repeats", self.repeats, 1, 100)
+        _check_int("seed", self.seed, 0, 2**32 - 1)
+        if self.profile not in PROFILES:
+            raise SpecError(f"Unknown profile {self.profile!r}; valid: {', '.join(PROFILES)}.")
+        if self.augment not in AUGMENTATIONS:
+            raise SpecError(f"Unknown augmentation {self.augment!r}; valid: {', '.join(AUGMENTATIONS)}.")
+        _check_number("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True,
+                      fix="e.g. 0.1; 0 turns it off")
+        valid = {f.name for f in fields(ArmSchedule)}
+        for arm, over in self.schedules.items():
+            if arm not in TRAINED_ARMS:
+                raise SpecError(f"schedules has arm {arm!r}; only {', '.join(TRAINED_ARMS)} train.")
+            bad = sorted(set(over) - valid)
+            if bad:
+                raise SpecError(f"Unknown settings {bad} for arm {arm!r}; valid: {', '.join(sorted(valid))}.")
+        spec = parse_model_id(self.model)
+        if spec.kind == "random":
+            raise SpecError(f"{self.model} has random weights, so there is no transfer to measure; choose a "
+                            "pretrained model (its architecture gives the scratch arm).")
+        parse_dataset_spec(self.target)
+        if self.source:
+            parse_dataset_spec(self.source)
+        if self.resolution is not None:
+            FinetuneConfig(resolution=self.resolution).validate()
+        if self.device is not None:
+            _check_device(self.device)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["budgets"], d["arms"] = list(self.budgets), list(self.arms)
+        d["schedules"] = {k: dict(v) for k, v in self.schedules.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EfficiencyConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpecError(f"Unknown data-efficiency settings {unknown}; valid: {', '.join(sorted(known))}.")
+        d = dict(d)
+        for key in ("budgets", "arms"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if "schedules" in d:
+            d["schedules"] = {k: dict(v) for k, v in (d["schedules"] or {}).items()}
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """What an experiment will run, known before anything trains.
+
+    Attributes:
+        config: The configuration with ``profile``, ``device`` and ``augment`` resolved.
+        classes: Target class names.
+        n_pool, n_val, n_test: Labelled images in the pool, the validation and the test set.
+        budgets: Labels per class that will run, ``0`` standing for "all of the pool".
+        pool_per_class: The smallest and largest number of pool images of a class.
+        schedules: Resolved settings of each trained arm that runs.
+        n_runs: Trained runs in all (the probe's fits are not counted).
+        notes: Budgets left out, arms dropped, and anything else the user should know.
+    """
+
+    config: EfficiencyConfig
+    classes: tuple[str, ...]
+    n_pool: int
+    n_val: int
+    n_test: int
+    budgets: tuple[int, ...]
+    pool_per_class: tuple[int, int]
+    schedules: Mapping[str, ArmSchedule]
+    n_runs: int
+    augment_reason: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return self.config.arms
+
+
+def _labelled_split(dataset: ImageDataset, seed: int):
+    from .finetune import _labelled_split as split
+
+    return split(dataset, seed, task="the data-efficiency experiment")
+
+
+def _seed(*parts: int) -> int:
+    """A 32-bit seed derived from several integers (different for every combination)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def plan_experiment(config: EfficiencyConfig, *, dataset: ImageDataset | None = None) -> ExperimentPlan:
+    """Check an experiment against its data and resolve its defaults, without loading weights or training.
+
+    Raises a :class:`TldiagError` for anything that would make it fail: unknown arms, a random-init model, a
+    target without labels or with a class too small to split.
+    """
+    from .finetune import auto_augmentation
+
+    config = config.validate()
+    dataset = dataset or load_dataset(config.target)
+    rows, y, (tr, va, te), names = _labelled_split(dataset, config.seed)
+    per_class = np.bincount(y[tr], minlength=len(names))
+    small, large = int(per_class.min()), int(per_class.max())
+    device = config.device or _config.device_name()
+    profile = config.profile if config.profile != "auto" else ("cpu" if device == "cpu" else "full")
+    augment, reason = auto_augmentation(config.target) if config.augment == "auto" else (config.augment, "")
+    resolved = replace(config, profile=profile, device=device, augment=augment)
+    budgets = sorted({int(b) for b in config.budgets if b < large})
+    notes = []
+    dropped = sorted({int(b) for b in config.budgets if b >= large})
+    if dropped:
+        notes.append(f"Budgets {', '.join(map(str, dropped))} per class are at or above the {large} pool images of "
+                     f"the largest class: the whole pool ('all') stands for them.")
+    if config.include_all or dropped:
+        budgets.append(0)
+    if any(0 < b > small for b in budgets):
+        notes.append(f"Some classes have only {small} pool images: budgets above that take all of those classes' "
+                     "images, so those runs have fewer labels than budget x classes (the x axis shows the real mean).")
+    arms = list(config.arms)
+    if "scratch" in arms and random_init_id(config.model) is None:
+        arms.remove("scratch")
+        notes.append(f"{config.model} has no architecture to rebuild with random weights (a TorchScript file); the "
+                     "same-architecture scratch arm is left out.")
+    schedules = default_schedules(profile, config.resolution)
+    for arm, over in config.schedules.items():
+        schedules[arm] = replace(schedules[arm], **dict(over))
+    schedules = {a: s for a, s in schedules.items() if a in arms}
+    for arm, schedule in schedules.items():
+        _check_schedule(arm, schedule, resolved)
+    n_runs = len(budgets) * config.repeats * sum(a in TRAINED_ARMS for a in arms)
+    resolved = replace(resolved, arms=tuple(arms))
+    if len(rows) < len(dataset):
+        notes.append(f"{len(dataset) - len(rows)} of {len(dataset)} target images have no label and are left out.")
+    return ExperimentPlan(resolved, names, len(tr), len(va), len(te), tuple(budgets), (small, large), schedules,
+                          n_runs, reason, tuple(notes))
+
+
+def _schedule_config(schedule: ArmSchedule, config: EfficiencyConfig, **resolved: Any):
+    """The fine-tuning configuration of one run of an arm (``resolved``: strategy, frozen stages, seed...)."""
+    from .finetune import FinetuneConfig
+
+    settings: dict[str, Any] = dict(
+        model=config.model, target=config.target, resolution=schedule.resolution,
+        strategy="full" if schedule.strategy == "auto" else schedule.strategy, epochs=schedule.epochs,
+        batch_size=schedule.batch_size, lr=schedule.lr, backbone_lr_mult=schedule.backbone_lr_mult,
+        label_smoothing=config.label_smoothing, augment=config.augment, patience=schedule.patience,
+        min_epochs=min(schedule.min_epochs, schedule.epochs), warmup_epochs=min(1.0, schedule.epochs / 2),
+        head_epochs=max(1, min(2, schedule.epochs - 1)), device=config.device)
+    settings.update(resolved)
+    return FinetuneConfig(**settings)
+
+
+def _check_schedule(arm: str, schedule: ArmSchedule, config: EfficiencyConfig) -> None:
+    from .finetune import STRATEGIES, _check_int
+
+    try:
+        if schedule.strategy != "auto" and schedule.strategy not in STRATEGIES:
+            raise SpecError(f"Unknown strategy {schedule.strategy!r}; valid: auto, {', '.join(STRATEGIES)}.")
+        _check_int("min_epoch_images", schedule.min_epoch_images, 0, 1_000_000)
+        _schedule_config(schedule, config).validate()
+    except SpecError as exc:
+        raise SpecError(f"Arm {arm!r}: {exc}") from None
+
+
+def budget_subsets(y_pool: np.ndarray, budgets: Sequence[int], repeats: int, seed: int
+                   ) -> dict[tuple[int, int], np.ndarray]:
+    """Positions in the pool of each (budget, repeat)'s labelled images; budget 0 is the whole pool.
+
+    Each repeat draws its own random order of every class's pool images, and a budget of ``b`` takes the first
+    ``b`` of each class (all of them when the class has fewer): subsets are nested within a repeat and differ
+    between repeats.
+    """
+    out = {}
+    classes = np.unique(y_pool)
+    for r in range(repeats):
+        rng = np.random.default_rng([seed, r, 20261122])
+        orders = [rng.permutation(np.flatnonzero(y_pool == c)) for c in classes]
+        for b in budgets:
+            take = [o if b == 0 else o[:b] for o in orders]
+            out[(b, r)] = np.sort(np.concatenate(take))
+    return out
+
+
+# ----------------------------------------------------------------------------- runs and results
+@dataclass(frozen=True)
+class Run:
+    """One arm trained (or probed) on one label subset, scored on the fixed test set.
+
+    Attributes:
+        arm: One of :data:`ARMS`.
+        budget: Labels per class asked for; 0 for the whole pool.
+        repeat: Which random subset (0-based).
+        n_train: Labelled images it learned from.
+        per_class: ``n_train`` per class (the x axis).
+        accuracy, macro_f1: On the test set.
+        val_accuracy: On the validation set (what chose the epoch, or the tap and C).
+        epochs: Epochs trained (0 for the probe).
+        best_epoch: The epoch whose weights were kept.
+        detail: Arm-specific choices: the strategy, or the probe's tap and C.
+        seconds: Wall time of the run.
+        reused: Whether it was read from the run store instead of trained now.
+        correct: Which test images it got right, "1"/"0" in the test set's order (for confidence intervals that
+            count the test set's own sampling noise).
+    """
+
+    arm: str
+    budget: int
+    repeat: int
+    n_train: int
+    per_class: float
+    accuracy: float
+    macro_f1: float
+    val_accuracy: float
+    epochs: int = 0
+    best_epoch: int = 0
+    detail: str = ""
+    seconds: float = 0.0
+    reused: bool = False
+    correct: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _bits(correct: np.ndarray) -> str:
+    return "".join("1" if c else "0" for c in np.asarray(correct, dtype=bool))
+
+
+@dataclass(frozen=True)
+class EfficiencyResult:
+    """What an experiment measured: every run, and how it was set up (readouts are computed from it).
+
+    Attributes:
+        config: The resolved configuration.
+        classes: Target class names.
+        n_pool, n_val, n_test: Images in the pool, the validation set and the fixed test set.
+        chance: Accuracy of always answering the most common test class.
+        budgets: Budgets run (labels per class; 0 = all).
+        runs: One :class:`Run` per arm, budget and repeat.
+        schedules: Settings of each trained arm.
+        augment_reason: Why ``auto`` chose the augmentation.
+        device: Where the trained arms ran.
+        seconds: Wall time of the experiment.
+        notes: What the plan and the runs noticed.
+    """
+
+    config: EfficiencyConfig
+    classes: tuple[str, ...]
+    n_pool: int
+    n_val: int
+    n_test: int
+    chance: float
+    budgets: tuple[int, ...]
+    runs: tuple[Run, ...]
+    schedules: Mapping[str, ArmSchedule]
+    augment_reason: str
+    device: str
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def arms(self) -> list[str]:
+        return [a for a in ARMS if any(r.arm == a for r in self.runs)]
+
+    def table(self):
+        """The runs as a DataFrame, one row each."""
+        import pandas as pd
+
+        df = pd.DataFrame([r.to_dict() for r in self.runs])
+        if len(df):
+            df.insert(1, "arm title", df["arm"].map(ARM_TITLES))
+        return df
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "classes": list(self.classes), "n_pool": self.n_pool,
+                "n_val": self.n_val, "n_test": self.n_test, "chance": self.chance, "budgets": list(self.budgets),
+                "runs": [r.to_dict() for r in self.runs],
+                "schedules": {a: asdict(s) for a, s in self.schedules.items()},
+                "augment_reason": self.augment_reason, "device": self.device, "seconds": self.seconds,
+                "notes": list(self.notes)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EfficiencyResult":
+        return cls(config=EfficiencyConfig.from_dict(d["config"]), classes=tuple(d["classes"]), n_pool=d["n_pool"],
+                   n_val=d["n_val"], n_test=d["n_test"], chance=d["chance"], budgets=tuple(d["budgets"]),
+                   runs=tuple(Run(**r) for r in d["runs"]),
+                   schedules={a: ArmSchedule(**s) for a, s in d["schedules"].items()},
+                   augment_reason=d.get("augment_reason", ""), device=d["device"], seconds=d["seconds"],
+                   notes=tuple(d.get("notes", ())))
+
+
+def budget_label(budget: int, per_class: float | None = None) -> str:
+    """How a budget reads: ``10`` or ``all (30)``."""
+    if budget:
+        return str(budget)
+    return "all" if per_class is None else f"all ({per_class:.3g})"
+
+
+def labels_per_class(budget: int, per_class: float | None = None) -> str:
+    """A budget in words: ``1 label per class``, ``10 labels per class``, ``all (30) labels per class``."""
+    return f"{budget_label(budget, per_class)} label{'' if budget == 1 else 's'} per class"
+
+
+# ----------------------------------------------------------------------------- the experiment
+class _Preloaded:
+    """The images of some rows of a dataset, decoded once (the arms read each image many times)."""
+
+    def __init__(self, dataset: ImageDataset, rows: Iterable[int]):
+        self.images = {int(r): dataset[int(r)] for r in rows}
+
+    def __getitem__(self, row: int):
+        return self.images[int(row)]
+
+
+def _images_for(dataset: ImageDataset, rows: np.ndarray) -> tuple[Any, bool]:
+    """The dataset to train from: decoded in memory when that takes under 1 GiB, else read as needed."""
+    first = dataset[int(rows[0])]
+    if first.width * first.height * 3 * len(rows) > _PRELOAD_BYTES:
+        return dataset, False
+    return _Preloaded(dataset, rows), True
+
+
+def _run_store() -> Path:
+    return _config.home() / "efficiency" / "runs"
+
+
+def _run_key(**parts: Any) -> str:
+    payload = json.dumps({"v": RUN_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _read_run(path: Path) -> Run | None:
+    try:
+        return replace(Run(**json.loads(path.read_text())), reused=True)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = None,
+                   on_run: Callable[[Run], None] | None = None, reuse: bool = True) -> EfficiencyResult:
+    """Run the data-efficiency experiment (see the module docstring).
+
+    Args:
+        config: The experiment; checked by :func:`plan_experiment` first.
+        progress: Called as ``progress(done, total, message)`` as runs finish (and during each training).
+        on_run: Called with each :class:`Run` as soon as it is known (stored runs too).
+        reuse: Read runs already in the run store instead of training them again.
+    """
+    from .finetune import _fit, _head_name, _test, recommend, stages_of
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(config.target)
+    the_plan = plan_experiment(config, dataset=dataset)
+    config = the_plan.config
+    rows, y, (tr, va, te), names = _labelled_split(dataset, config.seed)
+    n_classes = len(names)
+    subsets = budget_subsets(y[tr], the_plan.budgets, config.repeats, config.seed)
+    counts = np.bincount(y[te], minlength=n_classes)
+    chance = float(counts.max() / counts.sum())
+    runs: list[Run] = []
+    notes = list(the_plan.notes)
+    trained = [a for a in config.arms if a in TRAINED_ARMS]
+    total = the_plan.n_runs + (1 if "linear-probe" in config.arms else 0)
+    done = 0
+
+    def record(run: Run) -> None:
+        runs.append(run)
+        if on_run:
+            on_run(run)
+
+    base = load_model(config.model, resolution=config.resolution)
+    if "linear-probe" in config.arms:
+        if progress:
+            progress(done, total, "linear probes on the frozen pretrained features")
+        for run in _probe_runs(base, dataset, rows, y, (tr, va, te), subsets, config.seed):
+            record(run)
+        done += 1
+    if not trained:
+        return _result(the_plan, chance, runs, notes, t0)
+
+    images, preloaded = _images_for(dataset, rows)
+    workers = 0 if preloaded else _default_workers()  # workers measured slower here: fork + IPC per run
+    # data-loading workers draw their own augmentation streams, so their number is part of what a run is
+    common = {"target": dataset.fingerprint, "classes": names, "seed": config.seed, "augment": config.augment,
+              "workers": workers, "label_smoothing": config.label_smoothing,
+              "split": [int(len(tr)), int(len(va)), int(len(te))]}
+    arch_models: dict[tuple[str, int], Model] = {}
+
+    def start_model(arm: str, repeat: int, schedule: ArmSchedule) -> Model:
+        """A fresh copy of the arm's starting weights (loaded once per arm, and per repeat for random inits)."""
+        key = (arm, 0 if arm == "fine-tuned" else repeat)
+        if key not in arch_models:
+            if arm == "small-cnn":
+                arch_models[key] = small_cnn(n_classes, resolution=schedule.resolution or 32,
+                                             seed=_seed(config.seed, repeat, 1))
+            elif arm == "scratch":
+                rid = random_init_id(config.model)
+                arch_models[key] = load_model(f"{rid}?seed={_seed(config.seed, repeat, 2)}",
+                                              resolution=schedule.resolution)
+            else:
+                arch_models[key] = base if schedule.resolution == config.resolution else \
+                    load_model(config.model, resolution=schedule.resolution)
+        m = arch_models[key]
+        return m.with_module(copy.deepcopy(m.module))
+
+    for r in range(config.repeats):
+        for b in the_plan.budgets:
+            sub = tr[subsets[(b, r)]]
+            for arm in trained:
+                schedule = the_plan.schedules[arm]
+                start = base.weights_hash if arm == "fine-tuned" else f"random init {_seed(config.seed, r, 0)}"
+                key = _run_key(**common, arm=arm, model=config.model if arm != "small-cnn" else "small-cnn",
+                               weights=start, schedule=asdict(schedule), budget=b, repeat=r)
+                path = _run_store() / f"{key}.json"
+                cached = _read_run(path) if reuse and path.is_file() else None
+                label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
+                if cached is not None:
+                    record(cached)
+                    done += 1
+                    if progress:
+                        progress(done, total, f"{label}: reused")
+                    continue
+                model = start_model(arm, r, schedule)
+                head = _head_name(model.module, model.backend)
+                n_stages = len(stages_of(model, head)[0])
+                strategy, frozen, mult = schedule.strategy, None, schedule.backbone_lr_mult
+                if strategy == "auto":
+                    rec = recommend(len(sub), n_stages, pretrained=model.pretrained)
+                    strategy, frozen, mult = rec.strategy, rec.frozen_stages, rec.backbone_lr_mult
+                if strategy == "partial" and frozen is None:
+                    frozen = max(n_stages - 1, 0)
+                cfg = _schedule_config(schedule, config, strategy=strategy, backbone_lr_mult=mult,
+                                       frozen_stages=frozen, seed=_seed(config.seed, r, b, 3), num_workers=workers)
+                if strategy == "freeze-unfreeze" and schedule.epochs < 2:
+                    cfg = replace(cfg, strategy="partial", frozen_stages=max(n_stages - 1, 0))
+                cfg.validate()
+                t1 = time.perf_counter()
+
+                def tick(step: int, steps: int, message: str, _label: str = label) -> None:
+                    if progress:
+                        progress(done + step / max(steps, 1), total, f"{_label}: {message}")
+
+                fitted = _fit(model, images, (rows[sub], y[sub]), (rows[va], y[va]), cfg, n_classes,
+                              workers=workers, progress=tick, min_epoch_images=schedule.min_epoch_images)
+                acc, f1, pred = _test(fitted.module, model, images, (rows[te], y[te]), cfg, n_classes, workers)
+                run = Run(arm=arm, budget=b, repeat=r, n_train=len(sub), per_class=len(sub) / n_classes,
+                          accuracy=round(acc, 6), macro_f1=round(f1, 6), val_accuracy=round(fitted.val_accuracy, 6),
+                          epochs=fitted.epochs_run, best_epoch=fitted.best_epoch,
+                          detail=cfg.strategy + (f", {cfg.frozen_stages} stages frozen"
+                                                 if cfg.strategy == "partial" else ""),
+                          seconds=round(time.perf_counter() - t1, 3), correct=_bits(pred == y[te]))
+                from .cache import atomic_write_text
+
+                atomic_write_text(path, json.dumps(run.to_dict()))
+                del fitted, model
+                record(run)
+                done += 1
+                if progress:
+                    progress(done, total, f"{label}: test accuracy {acc:.3f}")
+    reused = sum(r.reused for r in runs)
+    if reused:
+        notes.append(f"{reused} of {the_plan.n_runs} trained runs were read from earlier runs of the same settings.")
+    return _result(the_plan, chance, runs, notes, t0)
+
+
+def _default_workers() -> int:
+    from .embed import default_num_workers
+
+    return default_num_workers()
+
+
+def _result(the_plan: ExperimentPlan, chance: float, runs: list[Run], notes: list[str], t0: float
+            ) -> EfficiencyResult:
+    order = {a: i for i, a in enumerate(ARMS)}
+    runs = sorted(runs, key=lambda r: (order[r.arm], r.budget == 0, r.budget, r.repeat))
+    return EfficiencyResult(config=the_plan.config, classes=the_plan.classes, n_pool=the_plan.n_pool,
+                            n_val=the_plan.n_val, n_test=the_plan.n_test, chance=chance, budgets=the_plan.budgets,
+                            runs=tuple(runs), schedules=dict(the_plan.schedules),
+                            augment_reason=the_plan.augment_reason, device=str(the_plan.config.device),
+                            seconds=time.perf_counter() - t0, notes=tuple(notes))
+
+
+def _probe_runs(model: Model, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray, split: tuple,
+                subsets: Mapping[tuple[int, int], np.ndarray], seed: int) -> list[Run]:
+    """The linear-probe arm: for every budget and repeat, a logistic regression per tap fitted on the budget's
+    images only (no refit on validation), the tap and C with the best validation accuracy, scored on test."""
+    from .embed import embed_dataset
+    from .metrics._checks import metric_device
+    from .probes import ProbeConfig, _probe_tap
+
+    t0 = time.perf_counter()
+    tr, va, te = split
+    taps = [t for t in model.default_taps() if t != LOGITS]
+    emb = embed_dataset(model, dataset, taps)
+    features = {t: np.asarray(emb[t])[rows] for t in taps}
+    dev = metric_device(None)
+    n_classes = int(y.max()) + 1
+    config = ProbeConfig()
+    by_budget: dict[int, list[int]] = {}
+    for (b, r) in subsets:
+        by_budget.setdefault(b, []).append(r)
+    runs = []
+    for b, repeats in by_budget.items():
+        splits = [(tr[subsets[(b, r)]], va, te) for r in repeats]
+        scores = []
+        for t in taps:
+            acc, f1, chosen, val_acc, _, pred = _probe_tap(features[t], y, splits, n_classes, config, dev,
+                                                           refit=False)
+            best_val = [max(v) for v in val_acc]
+            scores.append((t, acc, f1, chosen, best_val, pred))
+        for i, r in enumerate(repeats):
+            # the best validation accuracy; ties go to the deeper tap (taps run shallow to deep)
+            t, acc, f1, chosen, best_val, pred = max(reversed(scores), key=lambda s: s[4][i])
+            n = len(splits[i][0])
+            runs.append(Run(arm="linear-probe", budget=b, repeat=r, n_train=n, per_class=n / n_classes,
+                            accuracy=round(acc[i], 6), macro_f1=round(f1[i], 6), val_accuracy=round(best_val[i], 6),
+                            detail=f"tap {t}, C={chosen[i]:.3g}", correct=_bits(pred[i] == y[te])))
+    seconds = (time.perf_counter() - t0) / max(len(runs), 1)
+    return [replace(r, seconds=round(seconds, 3)) for r in runs]
+
+
+# ----------------------------------------------------------------------------- readouts
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t confidence interval of the mean (the mean itself for one value)."""
+    v = np.asarray(values, dtype=float)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, mean, mean
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+N_BOOTSTRAP = 2000
+
+
+def _correct_matrix(runs: Sequence[Run]) -> np.ndarray | None:
+    """The runs' test-image correctness as a (runs, test images) 0/1 matrix; None when a run lacks it."""
+    if not runs or any(not r.correct for r in runs) or len({len(r.correct) for r in runs}) != 1:
+        return None
+    return np.stack([np.frombuffer(r.correct.encode(), dtype=np.uint8) - ord("0") for r in runs]).astype(float)
+
+
+def bootstrap_interval(M: np.ndarray, *, confidence: float = 0.95, n_draws: int = N_BOOTSTRAP,
+                       random_state: int = 0) -> tuple[float, float]:
+    """Percentile interval of the mean of ``M`` (repeats x test images) from a two-level bootstrap: each draw
+    resamples the repeats and, independently, the test images. Both sources of noise count: which labels were
+    drawn (and how training went), and which images happen to be in the test set."""
+    M = np.atleast_2d(np.asarray(M, dtype=float))
+    R, n = M.shape
+    rng = np.random.default_rng(random_state)
+    means = []
+    for start in range(0, n_draws, 256):
+        b = min(256, n_draws - start)
+        wr = rng.multinomial(R, np.full(R, 1.0 / R), size=b)
+        wi = rng.multinomial(n, np.full(n, 1.0 / n), size=b)
+        means.append(((wr @ M) * wi).sum(1) / (R * n))
+    draws = np.concatenate(means)
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
+
+
+def _interval(values: Sequence[float], M: np.ndarray | None) -> tuple[float, float, float]:
+    """Mean of ``values`` and its 95% interval: the two-level bootstrap when per-image results exist, else a
+    t-interval over repeats."""
+    if M is None:
+        return t_interval(values)
+    low, high = bootstrap_interval(M)
+    return float(np.mean(values)), low, high
+
+
+@dataclass(frozen=True)
+class ArmCurve:
+    """Test accuracy against labels for one arm.
+
+    Attributes:
+        arm: One of :data:`ARMS`.
+        budgets: Budgets run (0 = all), smallest first.
+        per_class: Mean labels per class of each budget (the x axis).
+        mean, low, high: Mean accuracy over repeats and its 95% interval (:func:`bootstrap_interval` over repeats
+            and test images; a t-interval over repeats for runs without per-image results).
+        accuracies: Each budget's accuracies, one per repeat (repeat order).
+    """
+
+    arm: str
+    budgets: tuple[int, ...]
+    per_class: tuple[float, ...]
+    mean: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    accuracies: tuple[tuple[float, ...], ...]
+    correct: tuple[np.ndarray | None, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def area(self) -> float:
+        """Mean accuracy over budgets (how good an arm is across the range)."""
+        return float(np.mean(self.mean))
+
+
+def curves(result: EfficiencyResult) -> dict[str, ArmCurve]:
+    """One :class:`ArmCurve` per arm that ran, budgets in increasing order ("all" last)."""
+    out = {}
+    for arm in result.arms:
+        runs = [r for r in result.runs if r.arm == arm]
+        budgets = sorted({r.budget for r in runs}, key=lambda b: (b == 0, b))
+        per_class, mean, low, high, accs, correct = [], [], [], [], [], []
+        for b in budgets:
+            at = sorted((r for r in runs if r.budget == b), key=lambda r: r.repeat)
+            m, lo, hi = _interval([r.accuracy for r in at], _correct_matrix(at))
+            per_class.append(float(np.mean([r.per_class for r in at])))
+            mean.append(m), low.append(max(lo, 0.0)), high.append(min(hi, 1.0))
+            accs.append(tuple(r.accuracy for r in at))
+            correct.append(_correct_matrix(at))
+        out[arm] = ArmCurve(arm, tuple(budgets), tuple(per_class), tuple(mean), tuple(low), tuple(high), tuple(accs),
+                            tuple(correct))
+    return out
+
+
+def _log_interp(x0: float, x1: float, f: float) -> float:
+    """The point a fraction ``f`` of the way from ``x0`` to ``x1`` on a log scale."""
+    return float(math.exp(math.log(x0) + f * (math.log(x1) - math.log(x0))))
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How many labels an arm needs to reach an accuracy.
+
+    Attributes:
+        arm: The arm.
+        per_class: Labels per class, interpolated on a log scale between the budgets around the first crossing of
+            the mean curve; the smallest budget when it is already reached there (``bound`` "≤"), the largest
+            when never reached (``bound`` ">").
+        bound: "" (interpolated), "≤" (at most) or ">" (more than: never reached).
+    """
+
+    arm: str
+    per_class: float
+    bound: str = ""
+
+    @property
+    def reached(self) -> bool:
+        return self.bound != ">"
+
+
+def labels_to_reach(curve: ArmCurve, accuracy: float) -> Reach:
+    """Labels per class at which ``curve``'s mean first reaches ``accuracy`` (see :class:`Reach`)."""
+    xs, ys = curve.per_class, curve.mean
+    for k, (x, y) in enumerate(zip(xs, ys)):
+        if y >= accuracy:
+            if k == 0:
+                return Reach(curve.arm, x, "≤")
+            f = (accuracy - ys[k - 1]) / (y - ys[k - 1])
+            return Reach(curve.arm, _log_interp(xs[k - 1], x, f))
+    return Reach(curve.arm, xs[-1], ">")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The best transfer arm against the best scratch arm at one budget, paired over repeats (same subsets).
+
+    Attributes:
+        budget: The budget (0 = all); per_class: its mean labels per class.
+        transfer_arm, scratch_arm: The arms with the higher mean accuracy in each family at this budget.
+        transfer, scratch: Their mean accuracies.
+        gain, low, high: Mean of (transfer - scratch) over repeats and its 95% interval (the two-level bootstrap
+            of the paired per-image differences; a t-interval over repeats without per-image results).
+        n: Repeats paired.
+    """
+
+    budget: int
+    per_class: float
+    transfer_arm: str
+    scratch_arm: str
+    transfer: float
+    scratch: float
+    gain: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def verdict(self) -> str:
+        """``transfer better``, ``scratch better`` (the interval excludes 0) or ``tie``."""
+        degenerate = self.low == self.high  # one repeat and no per-image results: the sign is all there is
+        if self.low > 0 or (degenerate and self.gain > 0):
+            return "transfer better"
+        if self.high < 0 or (degenerate and self.gain < 0):
+            return "scratch better"
+        return "tie"
+
+    def describe(self) -> str:
+        ci = f" (95% CI {self.low:+.3f} to {self.high:+.3f}, {self.n} repeats)" if self.high > self.low else ""
+        return (f"at {labels_per_class(self.budget, self.per_class)}: {ARM_TITLES[self.scratch_arm]} "
+                f"{self.scratch:.3f} vs {ARM_TITLES[self.transfer_arm]} {self.transfer:.3f}, transfer − scratch "
+                f"{self.gain:+.3f}{ci}: {self.verdict}")
+
+
+@dataclass(frozen=True)
+class Readouts:
+    """What the chart says, in numbers.
+
+    Attributes:
+        target_accuracy: The accuracy the "labels needed" readouts aim at.
+        reach: Per arm, the labels per class it needs to reach ``target_accuracy``.
+        labels_saved: Labels the best scratch arm needs / labels the best transfer arm needs, at the target
+            accuracy; None when no transfer arm reaches it.
+        labels_saved_bound: "≥" when scratch never reaches it (or transfer reaches it at the smallest budget) and
+            the ratio is a lower bound; "" otherwise.
+        budget: The budget of ``gain``; gain: the comparison there.
+        comparisons: One :class:`Comparison` per budget.
+        break_even: Labels per class where scratch catches up with transfer (interpolated on a log scale), None
+            when it never does within the budgets; break_even_bound: "≤" when it already has at the smallest.
+        negative_transfer: Scratch is at or above transfer at some budget.
+        evidence: The comparisons where it is.
+        summary: The readouts as sentences.
+    """
+
+    target_accuracy: float
+    reach: Mapping[str, Reach]
+    labels_saved: float | None
+    labels_saved_bound: str
+    budget: int
+    gain: Comparison
+    comparisons: tuple[Comparison, ...]
+    break_even: float | None
+    break_even_bound: str
+    negative_transfer: bool
+    evidence: tuple[Comparison, ...]
+    summary: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _compare(cs: Mapping[str, ArmCurve], k: int, budget: int) -> Comparison:
+    def best(family: Sequence[str]) -> ArmCurve:
+        return max((cs[a] for a in family if a in cs), key=lambda c: c.mean[c.budgets.index(budget)])
+
+    t, s = best(TRANSFER_ARMS), best(SCRATCH_ARMS)
+    i, j = t.budgets.index(budget), s.budgets.index(budget)
+    n = min(len(t.accuracies[i]), len(s.accuracies[j]))
+    diff = np.asarray(t.accuracies[i][:n]) - np.asarray(s.accuracies[j][:n])
+    Mt = t.correct[i] if t.correct else None
+    Ms = s.correct[j] if s.correct else None
+    paired = Mt[:n] - Ms[:n] if Mt is not None and Ms is not None and Mt.shape[1] == Ms.shape[1] else None
+    gain, low, high = _interval(diff, paired)
+    return Comparison(budget, t.per_class[i], t.arm, s.arm, t.mean[i], s.mean[j], gain, low, high, n)
+
+
+def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, budget: int | None = None
+             ) -> Readouts:
+    """The chart's readouts (see :class:`Readouts`).
+
+    Args:
+        result: A finished experiment with at least one transfer and one scratch arm.
+        target_accuracy: Accuracy for "labels needed"; default: the best mean accuracy that both the best transfer
+            arm and the best scratch arm reach (scratch's best, when transfer is better).
+        budget: Budget of the gain readout; default 10 labels per class when run, else the middle budget.
+    """
+    cs = curves(result)
+    transfer = [a for a in TRANSFER_ARMS if a in cs]
+    scratch = [a for a in SCRATCH_ARMS if a in cs]
+    if not transfer or not scratch:
+        raise TldiagError(f"The experiment has arms {list(cs)}; the readouts need a transfer arm "
+                          f"({', '.join(TRANSFER_ARMS)}) and a scratch arm ({', '.join(SCRATCH_ARMS)}).")
+    shared = [b for b in result.budgets if all(b in cs[a].budgets for a in transfer + scratch)]
+    if not shared:
+        raise TldiagError("No budget has runs of every arm (was the experiment cancelled early?); run it again to "
+                          "complete it (finished runs are reused).")
+    best_t = max((cs[a] for a in transfer), key=lambda c: c.area)
+    best_s = max((cs[a] for a in scratch), key=lambda c: c.area)
+    if target_accuracy is None:
+        target_accuracy = math.floor(1000 * min(max(best_t.mean), max(best_s.mean)) + 1e-9) / 1000
+    elif not 0.0 < target_accuracy <= 1.0:
+        raise TldiagError(f"target_accuracy={target_accuracy!r} must be an accuracy in (0, 1], e.g. 0.9.")
+    if budget is None:
+        budget = 10 if 10 in shared else shared[len(shared) // 2]
+    elif budget not in shared:
+        raise TldiagError(f"budget={budget!r} was not run for every arm; choose one of {shared} (0 = all).")
+    reach = {a: labels_to_reach(c, target_accuracy) for a, c in cs.items()}
+    rt = min((reach[a] for a in transfer), key=lambda r: (not r.reached, r.per_class))
+    rs = min((reach[a] for a in scratch), key=lambda r: (not r.reached, r.per_class))
+    saved, saved_bound = None, ""
+    if rt.reached:
+        saved = rs.per_class / rt.per_class
+        saved_bound = "≥" if (not rs.reached or rt.bound == "≤") and rs.bound != "≤" else ""
+    comparisons = tuple(_compare(cs, k, b) for k, b in enumerate(shared))
+    evidence = tuple(c for c in comparisons if c.scratch >= c.transfer)
+    break_even, be_bound = None, ""
+    for k, c in enumerate(comparisons):
+        if c.scratch >= c.transfer:
+            if k == 0:
+                break_even, be_bound = c.per_class, "≤"
+            else:
+                p = comparisons[k - 1]
+                d0, d1 = p.transfer - p.scratch, c.transfer - c.scratch
+                break_even = _log_interp(p.per_class, c.per_class, d0 / (d0 - d1) if d0 != d1 else 1.0)
+            break
+    gain = next(c for c in comparisons if c.budget == budget)
+    k = len(result.classes)
+    lines = []
+    if rt.reached:
+        how = "at most" if rt.bound == "≤" else "about"
+        s_how = ("more than" if not rs.reached else "at most" if rs.bound == "≤" else "about")
+        lines.append(f"To reach {target_accuracy:.1%} test accuracy, {ARM_NAMES[rt.arm]} needs {how} "
+                     f"{rt.per_class:.3g} labels per class ({rt.per_class * k:,.0f} in all); "
+                     f"{ARM_NAMES[rs.arm]} needs {s_how} {rs.per_class:.3g} ({rs.per_class * k:,.0f})"
+                     + (f": {saved_bound}{saved:.3g}x the labels." if saved else "."))
+    else:
+        lines.append(f"No transfer arm reaches {target_accuracy:.1%} within the budgets tried.")
+    lines.append(f"At {labels_per_class(gain.budget, gain.per_class)}, transfer − scratch = "
+                 f"{gain.gain:+.3f}" + (f" (95% CI {gain.low:+.3f} to {gain.high:+.3f})" if gain.high > gain.low else "")
+                 + f": {gain.verdict}.")
+    if break_even is None:
+        top = comparisons[-1]
+        lines.append(f"Scratch does not catch up with transfer within the budgets tried (up to "
+                     f"{labels_per_class(top.budget, top.per_class)}): transfer pays everywhere here.")
+    else:
+        lines.append(f"Break-even: scratch catches up with transfer at {be_bound or 'about '}{break_even:.3g} labels "
+                     "per class; beyond that transfer stops paying.")
+    if evidence:
+        worse = [c for c in evidence if c.verdict == "scratch better"]
+        head = "Negative transfer: scratch beats transfer" if worse else \
+            "Negative-transfer flag: scratch is at or above transfer (within noise)"
+        lines.append(f"{head} {evidence[0].describe()}" + (f", and at {len(evidence) - 1} more budget(s)."
+                                                           if len(evidence) > 1 else "."))
+    return Readouts(float(target_accuracy), reach, saved, saved_bound, int(budget), gain, comparisons, break_even,
+                    be_bound, bool(evidence), evidence, tuple(lines))
+
+
+# ----------------------------------------------------------------------------- as a job
+def run_job(config: Mapping[str, Any], context) -> dict[str, Any]:
+    """The ``efficiency`` job kind (see :mod:`tldiag.jobs`): each finished run becomes a metric row, so a page can
+    draw the chart while the experiment goes on."""
+    cfg = EfficiencyConfig.from_dict(config)
+    context.log(f"data efficiency of {cfg.model} on {cfg.target} ({', '.join(cfg.arms)}; {cfg.repeats} repeats)")
+
+    def progress(done: float, total: int, message: str) -> None:
+        context.report(done / max(total, 1), message)
+
+    def on_run(run: Run) -> None:
+        context.report(metrics=run.to_dict(), message=f"{ARM_TITLES[run.arm]} · {labels_per_class(run.budget)} · "
+                                                       f"repeat {run.repeat + 1}: {run.accuracy:.3f}")
+
+    result = run_experiment(cfg, progress=progress, on_run=on_run)
+    context.log(f"done in {result.seconds:.0f} s")
+    return result.to_dict()
+
+
+def submit(config: EfficiencyConfig, *, name: str | None = None, store=None, dataset: ImageDataset | None = None):
+    """Check ``config`` with :func:`plan_experiment` (nothing is recorded when it fails) and launch it as a
+    background job; returns the :class:`tldiag.jobs.Job`."""
+    from .jobs import JobStore
+
+    the_plan = plan_experiment(config, dataset=dataset)
+    store = store or JobStore()
+    c = the_plan.config
+    name = name or f"{c.model} → {c.target} · data efficiency"
+    return store.submit("efficiency", c.to_dict(), name=name, device=c.device or "cpu")
+
+
+def result_of(job) -> EfficiencyResult | None:
+    """The result of a finished ``efficiency`` job, or None while it has none."""
+    return EfficiencyResult.from_dict(job.result) if job.status == "done" and job.result else None
+
+
+def partial_result(config: Mapping[str, Any], metrics: Sequence[Mapping[str, Any]]) -> EfficiencyResult | None:
+    """What an unfinished (running, cancelled or failed) job has measured so far, from its metric rows; None before
+    its first run."""
+    runs = [Run(**{k: v for k, v in m.items() if k in {f.name for f in fields(Run)}}) for m in metrics]
+    if not runs:
+        return None
+    cfg = EfficiencyConfig.from_dict(config)
+    budgets = tuple(sorted({r.budget for r in runs}, key=lambda b: (b == 0, b)))
+    order = {a: i for i, a in enumerate(ARMS)}
+    runs.sort(key=lambda r: (order[r.arm], r.budget == 0, r.budget, r.repeat))
+    return EfficiencyResult(config=cfg, classes=(), n_pool=0, n_val=0, n_test=0, chance=float("nan"),
+                            budgets=budgets, runs=tuple(runs), schedules={}, augment_reason="", device="",
+                            seconds=0.0, notes=("partial: the experiment has not finished",))
+
+
+__all__ = ["ARMS", "ARM_TITLES", "BUDGETS", "PROFILES", "ArmCurve", "ArmSchedule", "Comparison", "EfficiencyConfig",
+           "bootstrap_interval",
+           "EfficiencyResult", "ExperimentPlan", "Reach", "Readouts", "Run", "SmallCNN", "budget_label", "labels_per_class",
+           "budget_subsets", "curves", "default_schedules", "labels_to_reach", "partial_result", "plan_experiment",
+           "readouts", "result_of", "run_experiment", "run_job", "small_cnn", "submit", "t_interval"]
