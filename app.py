@@ -11,6 +11,7 @@ PAGES = [
     st.Page("pages/3_explorer.py", title="Explorer", icon="🗺️"),
     st.Page("pages/4_probes.py", title="Probes", icon="🎯"),
     st.Page("pages/5_finetune.py", title="Fine-tune", icon="🔧"),
+    st.Page("pages/6_efficiency.py", title="Data efficiency", icon="📈"),
 ]
 
 page = st.navigation(PAGES)  # first: from here on every page runs through this router

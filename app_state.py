@@ -5,6 +5,7 @@ Pages call these functions; tldiag itself never imports streamlit.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -16,6 +17,8 @@ import numpy as np
 import streamlit as st
 
 from tldiag.data import ImageDataset, load_dataset
+from tldiag.efficiency import EfficiencyConfig, ExperimentPlan, plan_experiment
+from tldiag.efficiency import submit as submit_efficiency
 from tldiag.embed import EmbeddingPair, Embeddings, embed_dataset, embed_pair, is_cached
 from tldiag.errors import TldiagError
 from tldiag.finetune import FinetuneConfig, Plan, plan
@@ -358,3 +361,14 @@ def launch_finetune(config: FinetuneConfig, name: str | None) -> Job:
     """Check and launch a fine-tuning job (a separate process that outlives this session)."""
     return submit_finetune(config, name=name, store=job_store(), model=model(config.model, config.resolution),
                            dataset=dataset(config.target))
+
+
+def efficiency_plan(config: EfficiencyConfig) -> ExperimentPlan:
+    """The plan of a data-efficiency experiment on the setup's cached target (nothing loads or trains)."""
+    key = ("efficiency_plan", json.dumps(config.to_dict(), sort_keys=True))
+    return _cached(key, lambda: plan_experiment(config, dataset=dataset(config.target)), max_entries=64)
+
+
+def launch_efficiency(config: EfficiencyConfig, name: str | None) -> Job:
+    """Check and launch a data-efficiency experiment as a background job."""
+    return submit_efficiency(config, name=name, store=job_store(), dataset=dataset(config.target))

@@ -432,3 +432,63 @@ def cka_change_figure(cka: Mapping[str, float]) -> go.Figure:
     fig.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10), xaxis=dict(type="category", title="tap"),
                       yaxis=dict(title="1 − CKA (change)", range=[0, max(0.05, max(change, default=0) * 1.25)]))
     return fig
+
+
+ARM_COLORS = {"scratch": "#7f7f7f", "small-cnn": "#d62728", "linear-probe": SOURCE_COLOR, "fine-tuned": "#2ca02c"}
+
+
+def efficiency_figure(curves: Mapping[str, object], *, chance: float | None = None, readouts=None,
+                      titles: Mapping[str, str] | None = None) -> go.Figure:
+    """Test accuracy against labels per class (log x) for each arm: the mean over repeats with its 95% band and
+    every repeat as a faint dot. With ``readouts``: the target accuracy and where each arm reaches it, the budget
+    of the gain readout, and the break-even point; ``chance`` draws the majority-class floor."""
+    fig = go.Figure()
+    titles = titles or {}
+    for arm, c in curves.items():
+        color = ARM_COLORS.get(arm, "#9467bd")
+        name = titles.get(arm, arm)
+        xs = list(c.per_class)
+        if len(xs) > 1 and any(h > lo for lo, h in zip(c.low, c.high)):
+            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=list(c.high) + list(c.low)[::-1], fill="toself",
+                                     fillcolor=color, opacity=0.15, line=dict(width=0), hoverinfo="skip",
+                                     legendgroup=arm, showlegend=False))
+        dx, dy = [], []
+        for x, accs in zip(xs, c.accuracies):
+            dx += [x] * len(accs)
+            dy += list(accs)
+        fig.add_trace(go.Scatter(x=dx, y=dy, mode="markers", marker=dict(color=color, size=5, opacity=0.35),
+                                 legendgroup=arm, showlegend=False,
+                                 hovertemplate=f"{name}<br>%{{x:.3g}} labels/class<br>one repeat: %{{y:.3f}}"
+                                               "<extra></extra>"))
+        labels = [("all " if b == 0 else "") + f"{x:.3g}" for b, x in zip(c.budgets, xs)]
+        fig.add_trace(go.Scatter(x=xs, y=list(c.mean), mode="lines+markers", name=name, legendgroup=arm,
+                                 line=dict(color=color, width=2.5, dash="dash" if arm in ("scratch", "small-cnn")
+                                           else "solid"),
+                                 customdata=np.c_[c.low, c.high, labels],
+                                 hovertemplate=f"{name}<br>%{{customdata[2]}} labels/class<br>mean %{{y:.3f}} "
+                                               "(95% CI %{customdata[0]:.3f}–%{customdata[1]:.3f})<extra></extra>"))
+    if chance is not None and np.isfinite(chance):
+        fig.add_hline(y=chance, line_dash="dot", line_color="gray", annotation_text="chance",
+                      annotation_position="bottom right")
+    if readouts is not None:
+        fig.add_hline(y=readouts.target_accuracy, line_dash="dash", line_color="#444", line_width=1,
+                      annotation_text=f"target {readouts.target_accuracy:.1%}", annotation_position="top left")
+        for arm, r in readouts.reach.items():
+            if r.reached and arm in curves:
+                fig.add_trace(go.Scatter(x=[r.per_class], y=[readouts.target_accuracy], mode="markers",
+                                         marker=dict(symbol="diamond", size=11, color=ARM_COLORS.get(arm, "#9467bd"),
+                                                     line=dict(color="white", width=1)),
+                                         showlegend=False, hovertemplate=f"{titles.get(arm, arm)} reaches the target "
+                                         f"at {r.bound}%{{x:.3g}} labels/class<extra></extra>"))
+        g = readouts.gain
+        fig.add_vline(x=g.per_class, line_dash="dot", line_color="#888", line_width=1)
+        if readouts.break_even is not None:
+            fig.add_vline(x=readouts.break_even, line_color="#d62728", line_width=2)
+            # annotations on a log axis take log10 of the position (shapes take the value itself)
+            fig.add_annotation(x=float(np.log10(readouts.break_even)), y=1.0, yref="y domain", yanchor="bottom",
+                               text=f"break-even {readouts.break_even_bound}{readouts.break_even:.3g}",
+                               showarrow=False, font=dict(color="#d62728", size=11))
+    fig.update_layout(height=430, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12),
+                      xaxis=dict(type="log", title="labelled target images per class (log scale)"),
+                      yaxis=dict(title="test accuracy", range=[0, 1.02]))
+    return fig

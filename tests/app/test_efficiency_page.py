@@ -1,0 +1,74 @@
+"""The Data efficiency page under AppTest: the plan before launch, a real experiment, its chart and readouts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tldiag.jobs import JobStore
+
+ROOT = Path(__file__).resolve().parents[2]
+QUERY = dict(model="efficientnet-lite0", resolution="32", limit="12", target="demo:digits")
+
+
+@pytest.fixture(autouse=True)
+def _run_from_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+
+
+def _page(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    for k, v in {**QUERY, **query}.items():
+        at.query_params[k] = v
+    at.run()
+    return at.switch_page("pages/6_efficiency.py").run()
+
+
+def test_the_form_shows_the_plan_and_the_cpu_settings():
+    at = _page()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = " ".join(c.value for c in at.caption)
+    assert "80 pool, 20 validation and 20 test images in 10 classes" in captions
+    assert "budgets 1, 2, 5, all × 3 repeats · 36 trained runs · cpu settings on cpu" in captions
+    assert "Budgets 10, 20, 50, 100 per class are at or above the 8 pool images" in captions
+    table = at.dataframe[0].value
+    assert list(table["arm"]) == ["Scratch (same architecture, random init)", "Scratch (small CNN)",
+                                  "Transfer, fine-tuned"]
+    assert "CPU setting" in table["note"].iloc[0] and table["settings"].iloc[1].startswith("32 px, ≤ 12 epochs")
+    assert any("No experiments yet" in i.value for i in at.info)
+    at.multiselect(key="w_eff_arms").set_value(["small-cnn", "scratch"]).run()
+    assert any("compare nothing" in e.value for e in at.error)
+
+
+def test_a_random_init_model_is_explained():
+    at = _page(model="random:efficientnet-lite0")
+    assert not at.exception
+    assert any("no transfer to measure" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_launch_and_read_the_result():
+    at = _page()
+    at.multiselect(key="w_eff_arms").set_value(["small-cnn", "linear-probe"]).run()
+    at.multiselect(key="w_eff_budgets").set_value([1]).run()
+    at.number_input(key="w_eff_repeats").set_value(2).run()
+    at.button(key="launch_eff").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    store = JobStore()
+    (job,) = store.list(kind="efficiency")
+    assert job.config["arms"] == ["small-cnn", "linear-probe"] and job.config["repeats"] == 2
+    assert at.session_state["w_eff_job"] == job.id
+    done = store.wait(job.id, timeout=300)
+    assert done.status == "done", done.error
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = {m.label for m in at.metric}
+    assert {"Labels saved", "Break-even (labels/class)"} <= labels
+    assert any(label.startswith("Gain at all (8) labels/class") for label in labels)
+    flags = [*at.error, *at.warning, *at.success]
+    assert any("transfer" in f.value.lower() for f in flags)
+    assert any(md.value.startswith("- To reach") or md.value.startswith("- No transfer arm") for md in at.markdown)
+    at.slider(key=f"target_{job.id}").set_value(0.3).run()
+    assert not at.exception, [e.value for e in at.exception]
