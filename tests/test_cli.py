@@ -114,3 +114,30 @@ def test_finetune_refuses_bad_settings_before_launching(capsys, tiny_model_id):
     assert main(["jobs", "cancel", "finetune-nope"]) == 2
     assert "There is no job 'finetune-nope'" in capsys.readouterr().err
     assert main(["jobs"]) == 0 and "no jobs yet" in capsys.readouterr().out
+
+
+def test_efficiency_runs_prints_the_readouts_and_writes_json(capsys, tmp_path):
+    args = ["efficiency", "--target", "demo:digits", "--limit", "12", "--resolution", "32", "--arms",
+            "small-cnn,linear-probe", "--budgets", "1,50", "--repeats", "2", "--device", "cpu",
+            "--json", str(tmp_path / "e.json")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "pool 80, validation 20, test 20 images" in out
+    assert "budgets per class: 1, all x 2 repeats; 4 trained runs; cpu settings on cpu" in out
+    assert "note: Budgets 50 per class are at or above the 8 pool images" in out
+    assert "status done" in out and "Scratch (small CNN)" in out and "Transfer, frozen (linear probe)" in out
+    assert "- At all (8) labels per class, transfer − scratch" in out
+    payload = json.loads((tmp_path / "e.json").read_text())
+    assert payload["status"] == "done" and len(payload["runs"]) == 2 * 2 * 2
+    assert {"labels_saved", "break_even", "negative_transfer", "evidence", "summary"} <= set(payload["readouts"])
+    assert all(len(r["correct"]) == 20 for r in payload["runs"])
+
+
+def test_efficiency_refuses_bad_settings_before_launching(capsys):
+    assert main(["efficiency", "--target", "demo:digits", "--arms", "small-cnn,scratch"]) == 2
+    assert "compare nothing" in capsys.readouterr().err
+    assert main(["efficiency", "--target", "demo:digits", "--budgets", "1,two"]) == 2
+    assert "--budgets '1,two' must be comma-separated whole numbers" in capsys.readouterr().err
+    assert main(["efficiency", "--model", "random:efficientnet-lite0", "--target", "demo:digits"]) == 2
+    assert "no transfer to measure" in capsys.readouterr().err
+    assert main(["jobs"]) == 0 and "no jobs yet" in capsys.readouterr().out

@@ -319,6 +319,49 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return _follow(store, job.id, args.json)
 
 
+def cmd_efficiency(args: argparse.Namespace) -> int:
+    from .data import load_dataset, with_options
+    from .efficiency import ARM_TITLES, EfficiencyConfig, budget_label, plan_experiment, submit
+    from .jobs import JobStore
+
+    if not args.target:
+        raise TldiagError("Give --target, the labelled dataset, e.g. --target demo:printed-digits --limit 50.")
+
+    def ints(text: str, what: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise TldiagError(f"--{what} {text!r} must be comma-separated whole numbers, e.g. 1,2,5,10,20,50,100.") \
+                from None
+
+    config = EfficiencyConfig(
+        model=args.model, target=with_options(args.target, limit=args.limit, seed=args.seed or None),
+        source=with_options(args.source, limit=args.limit, seed=args.seed or None) if args.source else None,
+        resolution=args.resolution, budgets=ints(args.budgets, "budgets"), include_all=not args.no_all,
+        repeats=args.repeats, arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()), profile=args.profile,
+        augment=args.augment, seed=args.seed, device=args.device)
+    dataset = load_dataset(config.target)
+    p = plan_experiment(config, dataset=dataset)
+    c = p.config
+    print(f"{c.model} -> {c.target}: {len(p.classes)} classes; pool {p.n_pool}, validation {p.n_val}, test {p.n_test} "
+          f"images (seed {c.seed})")
+    print(f"budgets per class: {', '.join(budget_label(b) for b in p.budgets)} x {c.repeats} repeats; "
+          f"{p.n_runs} trained runs; {c.profile} settings on {c.device}; augmentation {c.augment}")
+    for arm, s in p.schedules.items():
+        print(f"  {ARM_TITLES[arm]}: {s.title}")
+    for note in p.notes:
+        print(f"  note: {note}")
+    store = JobStore()
+    job = submit(c, name=args.name, store=store, dataset=dataset)
+    print(f"job {job.id} {job.status} (log: {job.log_path})")
+    if args.detach:
+        print(f"it runs in the background; `tldiag jobs show {job.id}` follows it, `tldiag jobs cancel {job.id}` "
+              "stops it (finished runs are kept and reused)")
+        _write_json(args.json, {"job": job.id, "status": job.status, "config": c.to_dict()})
+        return 0
+    return _follow(store, job.id, args.json)
+
+
 def _follow(store, job_id: str, json_path: str | None) -> int:
     from tqdm import tqdm
 
@@ -339,6 +382,11 @@ def _follow(store, job_id: str, json_path: str | None) -> int:
 
 
 def _job_payload(store, job) -> dict:
+    if job.kind == "efficiency" and job.status == "done":
+        from .efficiency import readouts, result_of
+
+        return {"id": job.id, "name": job.name, "kind": job.kind, "status": job.status, **job.result,
+                "readouts": readouts(result_of(job)).to_dict(), "log": str(job.log_path)}
     return {"id": job.id, "name": job.name, "kind": job.kind, "status": job.status, "config": dict(job.config),
             "created": job.created, "started": job.started, "finished": job.finished, "error": job.error,
             "result": job.result, "metrics": store.metrics(job.id), "log": str(job.log_path)}
@@ -348,7 +396,7 @@ def _print_job(store, job) -> None:
     print(f"{job.id}  {job.name}\nstatus {job.status}"
           + (f" after {job.seconds:.0f} s" if job.seconds is not None else "")
           + (f" ({100 * job.progress:.0f}%: {job.message})" if job.active else ""))
-    rows = store.metrics(job.id)
+    rows = store.metrics(job.id) if job.kind == "finetune" else []
     if rows:
         cols = [c for c in ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy") if c in rows[0]]
         print(_table([{c: (f"{r[c]:.4f}" if isinstance(r[c], float) else r[c]) for c in cols} for r in rows], cols))
@@ -365,8 +413,34 @@ def _print_job(store, job) -> None:
         print("changed most (1 - CKA with the pretrained features): "
               + ", ".join(f"{t} {v:.3f}" for t, v in r.changed_most))
         print(f"checkpoint: {r.checkpoint}  (`tldiag jobs register {job.id} NAME` makes it a model)")
+    elif job.status == "done" and job.kind == "efficiency":
+        from .efficiency import result_of
+
+        _print_efficiency(result_of(job))
     elif job.error:
         print(f"error: {job.error}")
+
+
+def _print_efficiency(result) -> None:
+    from .efficiency import ARM_TITLES, budget_label, curves, readouts
+
+    cs = curves(result)
+    budgets = [b for b in result.budgets if any(b in c.budgets for c in cs.values())]
+    rows = []
+    for arm, c in cs.items():
+        row = {"arm": ARM_TITLES[arm]}
+        for b, m, lo, hi in zip(c.budgets, c.mean, c.low, c.high):
+            row[budget_label(b)] = f"{m:.3f}" + (f" ({lo:.2f}-{hi:.2f})" if hi > lo else "")
+        rows.append(row)
+    print(f"test accuracy by labels per class: mean of {result.config.repeats} repeats (95% interval over repeats and "
+          f"test images); {result.n_test} test images, chance {result.chance:.3f}")
+    print(_table(rows, ["arm", *(budget_label(b) for b in budgets)]))
+    for arm, s in result.schedules.items():
+        print(f"  {ARM_TITLES[arm]}: {s.title}")
+    for line in readouts(result).summary:
+        print(f"- {line}")
+    for note in result.notes:
+        print(f"  note: {note}")
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -535,6 +609,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="follow the job until it ends; exit 1 when it fails")
     p.add_argument("--json", metavar="FILE", help="write the job (with --wait: its result, metrics and log path)")
     p.set_defaults(func=cmd_finetune)
+
+    from .efficiency import ARMS, BUDGETS, PROFILES, EfficiencyConfig
+
+    e = EfficiencyConfig()
+    p = sub.add_parser("efficiency", help="accuracy vs number of target labels, scratch vs transfer, as a background job")
+    p.add_argument("--model", default=e.model, help="the pretrained model id (its architecture is the scratch arm)")
+    p.add_argument("--source", help="source dataset spec (for the record)")
+    p.add_argument("--target", help="labelled target dataset spec")
+    p.add_argument("--limit", type=int, help="at most N images per class of the target")
+    p.add_argument("--resolution", type=int, help="input size of the transfer arms (default: the weights' own)")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default {','.join(ARMS)})")
+    p.add_argument("--budgets", default=",".join(map(str, BUDGETS)),
+                   help=f"labels per class to try (default {','.join(map(str, BUDGETS))}; those at or above the pool "
+                        "become 'all')")
+    p.add_argument("--no-all", action="store_true", help="do not add the run on every pool image")
+    p.add_argument("--repeats", type=int, default=e.repeats, help=f"random subsets per budget (default {e.repeats})")
+    p.add_argument("--profile", choices=PROFILES, default="auto",
+                   help="cpu: reduced resolution and epochs; full: the model's resolution, longer schedules; "
+                        "auto: full on a GPU (default)")
+    p.add_argument("--augment", choices=AUGMENTATIONS, default="auto", help="augmentation of every trained arm")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, subsets and training (default 0)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the GPU when there is one)")
+    p.add_argument("--name", help="the job's name in lists")
+    p.add_argument("--detach", action="store_true", help="submit and return at once instead of following the job")
+    p.add_argument("--json", metavar="FILE", help="write the result: every run, the settings and the readouts")
+    p.set_defaults(func=cmd_efficiency)
 
     p = sub.add_parser("jobs", help="list, show, wait for, cancel background jobs; register a fine-tuned checkpoint")
     p.add_argument("action", nargs="?", default="list", choices=["list", "show", "wait", "cancel", "register"])
