@@ -14,6 +14,10 @@ Public API::
     from tldiag import probes, transferability
     probes.probe_curve(pair.target.features, pair.target.labels)   # linear probe per tap; .recommended
     transferability.logme(pair.target["pre_logits"], pair.target.labels)
+
+    from tldiag import efficiency        # labels saved by transfer: accuracy vs labels, scratch vs transfer
+    result = efficiency.run_experiment(efficiency.EfficiencyConfig(target="demo:printed-digits?limit=50"))
+    efficiency.readouts(result).summary
 """
 from __future__ import annotations
 
