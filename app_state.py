@@ -372,3 +372,43 @@ def efficiency_plan(config: EfficiencyConfig) -> ExperimentPlan:
 def launch_efficiency(config: EfficiencyConfig, name: str | None) -> Job:
     """Check and launch a data-efficiency experiment as a background job."""
     return submit_efficiency(config, name=name, store=job_store(), dataset=dataset(config.target))
+
+
+# ---------------------------------------------------------------- the parts every job page shares
+def launch_button(label: str, key: str, job_key: str, launch: Callable[[], Job]) -> None:
+    """A primary button that launches a job (``launch()``) and selects it on the page (``job_key``)."""
+    if st.button(label, type="primary", key=key):
+        try:
+            job = launch()
+        except TldiagError as exc:
+            show_error(exc)
+        else:
+            st.session_state[job_key] = job.id
+            st.toast(f"Launched {job.id}")
+
+
+def pick_job(kind: str, job_key: str, *, label: str, empty: str) -> tuple[Job, list[Job]]:
+    """The job selector of a job page (newest first; the last launched one selected) and the jobs listed; the
+    page stops with the ``empty`` message when there is none."""
+    jobs = job_store().list(kind=kind)
+    if not jobs:
+        st.info(empty)
+        st.stop()
+    ids = [j.id for j in jobs]
+    if st.session_state.get(job_key) not in ids:
+        st.session_state[job_key] = ids[0]
+    by_id = {j.id: j for j in jobs}
+    job_id = st.selectbox(label, ids, key=job_key, format_func=lambda i: f"{by_id[i].name} · {i}")
+    return by_id[job_id], jobs
+
+
+def cancel_and_log(job: Job, *, help: str) -> None:
+    """A running job's Cancel button and the tail of its log."""
+    if st.button("Cancel", key=f"cancel_{job.id}", help=help):
+        try:
+            job_store().cancel(job.id)
+        except TldiagError as exc:
+            show_error(exc)
+        st.rerun()
+    with st.expander("Log"):
+        st.code(job.log_tail(30) or "(empty)", language=None)

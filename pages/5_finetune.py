@@ -83,27 +83,14 @@ st.caption(f"{the_plan.n_train} training, {the_plan.n_val} validation and {the_p
            f"device {c.device}")
 for note in the_plan.notes:
     st.caption(note)
-if st.button("Launch fine-tuning", type="primary", key="launch_ft"):
-    try:
-        job = app_state.launch_finetune(config, name.strip() or None)
-    except TldiagError as exc:
-        app_state.show_error(exc)
-    else:
-        st.session_state["w_ft_job"] = job.id
-        st.toast(f"Launched {job.id}")
+app_state.launch_button("Launch fine-tuning", "launch_ft", "w_ft_job",
+                        lambda: app_state.launch_finetune(config, name.strip() or None))
 
 # ---------------------------------------------------------------- jobs
 st.subheader("Jobs")
-jobs = store.list(kind="finetune")
-if not jobs:
-    st.info("No fine-tuning jobs yet: launch one above, or from a shell with `tldiag finetune ... --wait`.")
-    st.stop()
-ids = [j.id for j in jobs]
-if st.session_state.get("w_ft_job") not in ids:
-    st.session_state["w_ft_job"] = ids[0]
-by_id = {j.id: j for j in jobs}
-job_id = st.selectbox("Job", ids, key="w_ft_job",
-                      format_func=lambda i: f"{by_id[i].name} · {i}")
+job, jobs = app_state.pick_job("finetune", "w_ft_job", label="Job",
+                               empty="No fine-tuning jobs yet: launch one above, or from a shell with "
+                                     "`tldiag finetune ... --wait`.")
 
 
 def _show_live(job_id: str) -> None:
@@ -119,14 +106,7 @@ def _show_live(job_id: str) -> None:
         st.plotly_chart(viz.training_curves_figure(rows), key=f"live_curves_{len(rows)}")
     else:
         st.caption("Curves appear after the first epoch.")
-    if st.button("Cancel", key=f"cancel_{job_id}", help="Stops the job's process group; the job is kept as cancelled."):
-        try:
-            store.cancel(job_id)
-        except TldiagError as exc:
-            app_state.show_error(exc)
-        st.rerun()
-    with st.expander("Log"):
-        st.code(job.log_tail(30) or "(empty)", language=None)
+    app_state.cancel_and_log(job, help="Stops the job's process group; the job is kept as cancelled.")
 
 
 def _arch(model_id: str) -> str | None:
@@ -225,11 +205,10 @@ def _show_result(job) -> None:
                        file_name=f"{job.id}.json", mime="application/json", key=f"json_{job.id}")
 
 
-job = by_id[job_id]
 if not job.active:
     st.markdown(f"**{job.name}** · `{job.id}` · {job.status}")
 if job.active:
-    st.fragment(run_every=1.0)(_show_live)(job_id)
+    st.fragment(run_every=1.0)(_show_live)(job.id)
 elif job.status == "done":
     _show_result(job)
 elif job.status == "failed":

@@ -56,26 +56,14 @@ st.dataframe(pd.DataFrame([{"arm": ARM_TITLES[a], "settings": s.summary, "note":
              hide_index=True, width="stretch", column_config={"note": st.column_config.TextColumn(width="large")})
 for note in the_plan.notes:
     st.caption(note)
-if st.button("Launch the experiment", type="primary", key="launch_eff"):
-    try:
-        job = app_state.launch_efficiency(config, name.strip() or None)
-    except TldiagError as exc:
-        app_state.show_error(exc)
-    else:
-        st.session_state["w_eff_job"] = job.id
-        st.toast(f"Launched {job.id}")
+app_state.launch_button("Launch the experiment", "launch_eff", "w_eff_job",
+                        lambda: app_state.launch_efficiency(config, name.strip() or None))
 
 # ---------------------------------------------------------------- jobs
 st.subheader("Experiments")
-jobs = store.list(kind="efficiency")
-if not jobs:
-    st.info("No experiments yet: launch one above, or from a shell with `tldiag efficiency --json result.json`.")
-    st.stop()
-ids = [j.id for j in jobs]
-if st.session_state.get("w_eff_job") not in ids:
-    st.session_state["w_eff_job"] = ids[0]
-by_id = {j.id: j for j in jobs}
-job_id = st.selectbox("Experiment", ids, key="w_eff_job", format_func=lambda i: f"{by_id[i].name} · {i}")
+job, jobs = app_state.pick_job("efficiency", "w_eff_job", label="Experiment",
+                               empty="No experiments yet: launch one above, or from a shell with "
+                                     "`tldiag efficiency --json result.json`.")
 
 
 def _partial_chart(job, key: str) -> None:
@@ -95,15 +83,8 @@ def _show_live(job_id: str) -> None:
     st.progress(job.progress, text=f"{job.status}: {job.message or 'starting'}"
                 + ("" if job.seconds is None else f" · {job.seconds:.0f} s"))
     _partial_chart(job, f"live_eff_{len(store.metrics(job_id))}")
-    if st.button("Cancel", key=f"cancel_{job_id}", help="Stops the job; its finished runs stay stored and are reused "
-                                                        "when the same experiment is launched again."):
-        try:
-            store.cancel(job_id)
-        except TldiagError as exc:
-            app_state.show_error(exc)
-        st.rerun()
-    with st.expander("Log"):
-        st.code(job.log_tail(30) or "(empty)", language=None)
+    app_state.cancel_and_log(job, help="Stops the job; its finished runs stay stored and are reused when the same "
+                                       "experiment is launched again.")
 
 
 def _show_result(job) -> None:
@@ -173,11 +154,10 @@ def _show_result(job) -> None:
                        mime="text/csv", key=f"csv_{job.id}")
 
 
-job = by_id[job_id]
 if not job.active:
     st.markdown(f"**{job.name}** · `{job.id}` · {job.status}")
 if job.active:
-    st.fragment(run_every=2.0)(_show_live)(job_id)
+    st.fragment(run_every=2.0)(_show_live)(job.id)
 elif job.status == "done":
     _show_result(job)
 else:

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from . import _config
-from .data import ImageDataset, load_dataset, parse_dataset_spec
+from .data import ImageDataset, load_dataset
 from .errors import SpecError, TldiagError
 from .models import DEFAULT_MODEL, LOGITS, PRE_LOGITS, Model, Preprocessing, Tap, load_model, parse_model_id, \
     random_init_id
@@ -244,7 +244,7 @@ class EfficiencyConfig:
     def validate(self) -> "EfficiencyConfig":
         """Check every value that does not need the model or the data; raise a :class:`TldiagError` naming the
         value and the fix."""
-        from .finetune import AUGMENTATIONS, FinetuneConfig, _check_device, _check_int, _check_number
+        from .finetune import AUGMENTATIONS, FinetuneConfig, _check_int, _check_number, _check_specs
 
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown or not self.arms:
@@ -275,13 +275,9 @@ class EfficiencyConfig:
         if spec.kind == "random":
             raise SpecError(f"{self.model} has random weights, so there is no transfer to measure; choose a "
                             "pretrained model (its architecture gives the scratch arm).")
-        parse_dataset_spec(self.target)
-        if self.source:
-            parse_dataset_spec(self.source)
+        _check_specs(self.target, self.source, self.device)
         if self.resolution is not None:
             FinetuneConfig(resolution=self.resolution).validate()
-        if self.device is not None:
-            _check_device(self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -168,11 +168,7 @@ class FinetuneConfig:
         if spec.kind == "random" and self.strategy == "l2-sp":
             raise SpecError(f"L2-SP pulls toward the pretrained weights, and {self.model} has none (random init); "
                             "use strategy 'full' to train it from scratch.")
-        parse_dataset_spec(self.target)
-        if self.source:
-            parse_dataset_spec(self.source)
-        if self.device is not None:
-            _check_device(self.device)
+        _check_specs(self.target, self.source, self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +198,15 @@ def _check_number(name: str, value: object, *, low: float, high: float, low_open
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
         raise SpecError(f"{name}={value!r} must be a whole number from {low} to {high}.")
+
+
+def _check_specs(target: str, source: str | None, device: str | None) -> None:
+    """A job configuration's dataset specs and device, checked without opening anything."""
+    parse_dataset_spec(target)
+    if source:
+        parse_dataset_spec(source)
+    if device is not None:
+        _check_device(device)
 
 
 def _check_device(device: str) -> None:
