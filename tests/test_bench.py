@@ -45,3 +45,14 @@ def test_bench_probe_runs_and_checks_agreement(capsys, tiny_model_id):
     out = capsys.readouterr().out
     assert "60 images of demo:digits?limit=6" in out and "ratio scikit-learn/tldiag:" in out
     assert "(target <= 1: PASS)" in out  # same C, same solution; the speed is for people to read
+
+
+@pytest.mark.slow
+def test_bench_efficiency_runs_every_arm_from_empty_caches(capsys, tldiag_env):
+    assert main(["efficiency", "--dataset", "demo:digits?limit=6", "--resolution", "32", "--repeats", "1",
+                 "--target-seconds", "3600"]) == 0
+    out = capsys.readouterr().out
+    assert "12 runs (budgets 1, 2, all x 1 repeats), cpu profile" in out
+    assert all(f"  {arm}" in out for arm in ("scratch", "small-cnn", "linear-probe", "fine-tuned"))
+    assert "ratio to 3600 s:" in out and "(target <= 1: PASS)" in out
+    assert not (tldiag_env / "efficiency").exists(), "the benchmark runs in its own, temporary TLDIAG_HOME"

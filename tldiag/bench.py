@@ -1,4 +1,4 @@
-"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap,probe} ...``.
+"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap,probe,efficiency} ...``.
 
 ``embed``: images/s of the embedding engine on the demo data (decode, resize, normalise, all
 taps + logits, from a dataset spec) against a bare ``model(x)`` on preloaded, normalised
@@ -23,6 +23,11 @@ on the demo target, every C of the grid, every split, the refit) against scikit-
 with the same splits, standardisation, grid, selection rule, ``tol`` and ``max_iter``:
 ``LogisticRegression(solver="lbfgs", warm_start=True)`` along the grid, one fit per (tap, split, C). The
 best of ``--repeats`` runs of each; test accuracies must agree within 1 point. Target >= 5x faster.
+
+``efficiency``: the whole data-efficiency experiment of the demo (Lite0 at 128 px, printed digits with 50 per
+class, every arm, budgets 1-20 and all, 3 repeats, the ``cpu`` profile on a machine without a GPU) from an empty
+run store and embedding cache (a temporary ``TLDIAG_HOME``), with the seconds spent in each arm. Target: "a
+few minutes", read as a ratio to 300 s of at most 1.
 """
 from __future__ import annotations
 
@@ -319,6 +324,34 @@ def bench_probe(model_id: str, spec: str, resolution: int | None, repeats: int, 
                       for t in curve.taps]}
 
 
+def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, target_s: float) -> dict:
+    import os
+    import tempfile
+    from collections import defaultdict
+
+    from .efficiency import EfficiencyConfig, readouts, run_experiment
+
+    old = os.environ.get("TLDIAG_HOME")
+    with tempfile.TemporaryDirectory(prefix="tldiag-bench-") as home:
+        os.environ["TLDIAG_HOME"] = home
+        try:
+            t = time.perf_counter()
+            result = run_experiment(EfficiencyConfig(model=model_id, target=spec, resolution=resolution,
+                                                     repeats=repeats))
+            seconds = time.perf_counter() - t
+        finally:
+            if old is None:
+                os.environ.pop("TLDIAG_HOME", None)
+            else:
+                os.environ["TLDIAG_HOME"] = old
+    by_arm: dict[str, float] = defaultdict(float)
+    for r in result.runs:
+        by_arm[r.arm] += r.seconds
+    return {"seconds": seconds, "by_arm": dict(by_arm), "runs": len(result.runs), "profile": result.config.profile,
+            "device": result.device, "budgets": result.budgets, "summary": readouts(result).summary,
+            "ratio": seconds / target_s, "target_s": target_s, "torch_threads": torch.get_num_threads()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tldiag.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -351,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, default=128, help="input px (the demo's default: 128)")
     p.add_argument("--repeats", type=int, default=2, help="runs of each side; the best is reported (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("efficiency", help="the demo's whole data-efficiency experiment against a few minutes")
+    p.add_argument("--model", default="efficientnet-lite0")
+    p.add_argument("--dataset", default="demo:printed-digits?limit=50", help="target spec (default: the demo's)")
+    p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--target-seconds", type=float, default=300.0, help="what 'a few minutes' means (default 300)")
     p = sub.add_parser("umap-worker")  # internal: one side of `umap` in a fresh process
     p.add_argument("which", choices=["a", "b"])
     p.add_argument("--n", type=int, required=True)
@@ -379,6 +418,18 @@ def main(argv: list[str] | None = None) -> int:
         ok = r["ratio_cold"] <= 0.5 and r["ratio_warm"] <= 0.5 and abs(r["trust_diff"]) <= 0.01
         print(f"ratio (b)/(a): cold {r['ratio_cold']:.2f}x, warm {r['ratio_warm']:.2f}x; trustworthiness "
               f"difference {r['trust_diff']:+.4f}  (target <= 0.5x and within 0.01: {'PASS' if ok else 'FAIL'})")
+        return 0
+    if args.what == "efficiency":
+        r = bench_efficiency(args.model, args.dataset, args.resolution, args.repeats, args.target_seconds)
+        print(f"data-efficiency experiment: {args.model} on {args.dataset}, {r['runs']} runs (budgets "
+              f"{', '.join(str(b) if b else 'all' for b in r['budgets'])} x {args.repeats} repeats), {r['profile']} "
+              f"profile on {r['device']} ({r['torch_threads']} torch threads), empty caches")
+        for arm, sec in r["by_arm"].items():
+            print(f"  {arm:14s} {sec:7.1f} s")
+        for line in r["summary"]:
+            print(f"  - {line}")
+        print(f"total {r['seconds']:.1f} s; ratio to {r['target_s']:.0f} s: {r['ratio']:.2f}  (target <= 1: "
+              f"{'PASS' if r['ratio'] <= 1 else 'FAIL'})")
         return 0
     if args.what == "probe":
         r = bench_probe(args.model, args.dataset, args.resolution, args.repeats, args.seed)

@@ -183,7 +183,7 @@ def default_schedules(profile: str, resolution: int | None) -> dict[str, ArmSche
     if profile == "cpu":
         low = min(resolution or 64, 64)
         return {
-            "scratch": ArmSchedule(32, 4, "full", 2e-3, patience=2, min_epochs=3, min_epoch_images=128,
+            "scratch": ArmSchedule(32, 4, "full", 2e-3, patience=2, min_epochs=3, min_epoch_images=64,
                                    note=f"CPU setting: 32 px and at most 4 epochs, far too little for this "
                                         f"architecture from scratch (an underestimate); the full profile trains it at "
                                         f"{resolution or 'the native'} px for up to 40 epochs"),
@@ -947,7 +947,8 @@ class Comparison:
         return "tie"
 
     def describe(self) -> str:
-        ci = f" (95% CI {self.low:+.3f} to {self.high:+.3f}, {self.n} repeats)" if self.high > self.low else ""
+        ci = f" (95% CI {self.low:+.3f} to {self.high:+.3f}, {self.n} repeat{'' if self.n == 1 else 's'})" \
+            if self.high > self.low else ""
         return (f"at {labels_per_class(self.budget, self.per_class)}: {ARM_TITLES[self.scratch_arm]} "
                 f"{self.scratch:.3f} vs {ARM_TITLES[self.transfer_arm]} {self.transfer:.3f}, transfer − scratch "
                 f"{self.gain:+.3f}{ci}: {self.verdict}")
