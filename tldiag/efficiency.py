@@ -698,7 +698,8 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
                         progress(done + step / max(steps, 1), total, f"{_label}: {message}")
 
                 fitted = _fit(model, images, (rows[sub], y[sub]), (rows[va], y[va]), cfg, n_classes,
-                              workers=workers, progress=tick, min_epoch_images=schedule.min_epoch_images)
+                              workers=workers, progress=tick, min_epoch_images=schedule.min_epoch_images,
+                              keep_pretrained=False)
                 acc, f1, pred = _test(fitted.module, model, images, (rows[te], y[te]), cfg, n_classes, workers)
                 run = Run(arm=arm, budget=b, repeat=r, n_train=len(sub), per_class=len(sub) / n_classes,
                           accuracy=round(acc, 6), macro_f1=round(f1, 6), val_accuracy=round(fitted.val_accuracy, 6),

@@ -652,7 +652,7 @@ class _Fitted:
     weights, and how the training went."""
 
     module: nn.Module
-    pretrained: nn.Module
+    pretrained: nn.Module | None
     state: dict[str, torch.Tensor]
     history: list[dict[str, Any]]
     val_accuracy: float
@@ -664,17 +664,19 @@ class _Fitted:
 
 def _fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
          config: FinetuneConfig, n_classes: int, *, workers: int, progress: ProgressFn | None = None,
-         on_epoch: Callable[[dict[str, Any]], None] | None = None, min_epoch_images: int = 0) -> _Fitted:
+         on_epoch: Callable[[dict[str, Any]], None] | None = None, min_epoch_images: int = 0,
+         keep_pretrained: bool = True) -> _Fitted:
     """Train ``model`` (a new head for ``n_classes``, then ``config.strategy``) on the ``train`` rows of ``dataset``
     with early stopping on the ``val`` rows: the one training loop of fine-tuning and of the data-efficiency arms.
 
     ``config`` must be resolved (:func:`plan`: device, augmentation, frozen stages). An epoch covers every training
     image once, or ``min_epoch_images`` draws when that is more (tiny label budgets repeat their images, so that an
-    epoch is more than one step and early stopping has something to compare).
+    epoch is more than one step and early stopping has something to compare). ``keep_pretrained=False`` skips the
+    copy of the starting weights (``_Fitted.pretrained`` is then None) unless L2-SP needs it.
     """
     dev = torch.device(config.device or "cpu")
     generator = torch.Generator().manual_seed(config.seed)
-    pretrained = copy.deepcopy(model.module)  # for L2-SP and the CKA comparison
+    pretrained = copy.deepcopy(model.module) if keep_pretrained or config.strategy == "l2-sp" else None
     head = replace_head(model, n_classes, generator)
     module = model.module
     _, stage_of = stages_of(model, head)
@@ -800,6 +802,7 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
     _save(fitted.state, checkpoint)
     dev = torch.device(config.device or "cpu")
     fitted.module.to("cpu").eval()
+    assert fitted.pretrained is not None
     pretrained_model = model.with_module(fitted.pretrained)
     taps = [t for t in model.default_taps() if t != LOGITS]
     if progress:

@@ -139,3 +139,27 @@ def test_a_running_job_updates_live_and_cancels(page: Page, fresh_streamlit_url,
     page.get_by_role("button", name="Cancel").click()
     expect(page.get_by_text(re.compile(r"Cancelled after \d+ s"))).to_be_visible(timeout=60_000)
     assert store.get(job.id).status == "cancelled"
+
+
+def test_data_efficiency_fills_in_live_and_ends_with_the_readouts(page: Page, fresh_streamlit_url, tmp_path,
+                                                                  artifacts):
+    """The Data efficiency page draws the chart from a running experiment's finished runs, then shows the
+    readouts when it ends, without a click."""
+    from tldiag.efficiency import EfficiencyConfig, submit
+    from tldiag.jobs import JobStore
+
+    store = JobStore(tmp_path / "home" / "jobs")  # the server's TLDIAG_HOME
+    config = EfficiencyConfig(target="demo:digits?limit=12", resolution=32, arms=("small-cnn", "linear-probe"),
+                              budgets=(1, 2), repeats=3, device="cpu",
+                              schedules={"small-cnn": {"epochs": 6, "min_epochs": 6, "min_epoch_images": 96}})
+    job = submit(config, store=store, name="tiny efficiency")
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    page.goto(f"{fresh_streamlit_url}/efficiency?resolution=32&limit=12&target=demo:digits")
+    expect(page.get_by_text(re.compile(r"^\d+ runs so far\.$"))).to_be_visible(timeout=180_000)
+    page.screenshot(path=str(artifacts / "efficiency-live.png"), full_page=True)
+    expect(page.get_by_text("Labels saved", exact=True)).to_be_visible(timeout=300_000)
+    expect(page.get_by_text("Break-even (labels/class)", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Gain at \d+ labels/class")).first).to_be_visible()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(artifacts / "efficiency-result.png"), full_page=True)
+    assert store.get(job.id).status == "done"
