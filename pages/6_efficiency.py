@@ -89,9 +89,9 @@ def _show_live(job_id: str) -> None:
 
 def _show_result(job) -> None:
     result = result_of(job)
-    cs = curves(result)
-    shared = [b for b in result.budgets if all(b in c.budgets for c in cs.values())]
-    default = readouts(result)
+    cs = curves(result)  # once per rerun: both readouts below reuse it
+    default = readouts(result, arm_curves=cs)
+    shared = [c.budget for c in default.comparisons]  # the budgets every arm ran
     c1, c2 = st.columns(2)
     target = c1.slider("Target accuracy (labels needed to reach it)", 0.05, 1.0, float(default.target_accuracy), 0.001,
                        format="%.3f",
@@ -100,7 +100,7 @@ def _show_result(job) -> None:
     budget = c2.select_slider("Budget for the accuracy gain", shared, value=default.budget, key=f"budget_{job.id}",
                               format_func=lambda b: budget_label(b) + " per class")
     try:
-        ro = readouts(result, target_accuracy=float(target), budget=budget)
+        ro = readouts(result, target_accuracy=float(target), budget=budget, arm_curves=cs)
     except TldiagError as exc:
         app_state.show_error(exc)
         return

@@ -437,7 +437,7 @@ def _print_efficiency(result) -> None:
     print(_table(rows, ["arm", *(budget_label(b) for b in budgets)]))
     for arm, s in result.schedules.items():
         print(f"  {ARM_TITLES[arm]}: {s.title}")
-    for line in readouts(result).summary:
+    for line in readouts(result, arm_curves=cs).summary:
         print(f"- {line}")
     for note in result.notes:
         print(f"  note: {note}")

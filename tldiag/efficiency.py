@@ -244,7 +244,7 @@ class EfficiencyConfig:
     def validate(self) -> "EfficiencyConfig":
         """Check every value that does not need the model or the data; raise a :class:`TldiagError` naming the
         value and the fix."""
-        from .finetune import AUGMENTATIONS, FinetuneConfig, _check_int, _check_number, _check_specs
+        from .finetune import AUGMENTATIONS, _check_int, _check_number, _check_specs
 
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown or not self.arms:
@@ -277,7 +277,7 @@ class EfficiencyConfig:
                             "pretrained model (its architecture gives the scratch arm).")
         _check_specs(self.target, self.source, self.device)
         if self.resolution is not None:
-            FinetuneConfig(resolution=self.resolution).validate()
+            _check_int("resolution", self.resolution, 16, 1024)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -345,12 +345,23 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
+def _init_seed(arm: str, seed: int, repeat: int) -> int:
+    """The random initialisation of a scratch arm in one repeat."""
+    return _seed(seed, repeat, {"small-cnn": 1, "scratch": 2}[arm])
+
+
 def plan_experiment(config: EfficiencyConfig, *, dataset: ImageDataset | None = None) -> ExperimentPlan:
     """Check an experiment against its data and resolve its defaults, without loading weights or training.
 
     Raises a :class:`TldiagError` for anything that would make it fail: unknown arms, a random-init model, a
     target without labels or with a class too small to split.
     """
+    return _prepare_experiment(config, dataset)[0]
+
+
+def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
+                        ) -> tuple[ExperimentPlan, np.ndarray, np.ndarray, tuple]:
+    """:func:`plan_experiment`, plus what it found on the way: the labelled rows, their labels and the split."""
     from .finetune import auto_augmentation
 
     config = config.validate()
@@ -388,8 +399,9 @@ def plan_experiment(config: EfficiencyConfig, *, dataset: ImageDataset | None = 
     resolved = replace(resolved, arms=tuple(arms))
     if len(rows) < len(dataset):
         notes.append(f"{len(dataset) - len(rows)} of {len(dataset)} target images have no label and are left out.")
-    return ExperimentPlan(resolved, names, len(tr), len(va), len(te), tuple(budgets), (small, large), schedules,
-                          n_runs, reason, tuple(notes))
+    the_plan = ExperimentPlan(resolved, names, len(tr), len(va), len(te), tuple(budgets), (small, large),
+                              schedules, n_runs, reason, tuple(notes))
+    return the_plan, rows, y, (tr, va, te)
 
 
 def _schedule_config(schedule: ArmSchedule, config: EfficiencyConfig, **resolved: Any):
@@ -607,9 +619,8 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
 
     t0 = time.perf_counter()
     dataset = load_dataset(config.target)
-    the_plan = plan_experiment(config, dataset=dataset)
-    config = the_plan.config
-    rows, y, (tr, va, te), names = _labelled_split(dataset, config.seed)
+    the_plan, rows, y, (tr, va, te) = _prepare_experiment(config, dataset)
+    config, names = the_plan.config, the_plan.classes
     n_classes = len(names)
     subsets = budget_subsets(y[tr], the_plan.budgets, config.repeats, config.seed)
     counts = np.bincount(y[te], minlength=n_classes)
@@ -649,10 +660,10 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
         if key not in arch_models:
             if arm == "small-cnn":
                 arch_models[key] = small_cnn(n_classes, resolution=schedule.resolution or 32,
-                                             seed=_seed(config.seed, repeat, 1))
+                                             seed=_init_seed(arm, config.seed, repeat))
             elif arm == "scratch":
                 rid = random_init_id(config.model)
-                arch_models[key] = load_model(f"{rid}?seed={_seed(config.seed, repeat, 2)}",
+                arch_models[key] = load_model(f"{rid}?seed={_init_seed(arm, config.seed, repeat)}",
                                               resolution=schedule.resolution)
             else:
                 arch_models[key] = base if schedule.resolution == config.resolution else \
@@ -665,7 +676,8 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
             sub = tr[subsets[(b, r)]]
             for arm in trained:
                 schedule = the_plan.schedules[arm]
-                start = base.weights_hash if arm == "fine-tuned" else f"random init {_seed(config.seed, r, 0)}"
+                start = base.weights_hash if arm == "fine-tuned" else \
+                    f"random init {_init_seed(arm, config.seed, r)}"
                 key = _run_key(**common, arm=arm, model=config.model if arm != "small-cnn" else "small-cnn",
                                weights=start, schedule=asdict(schedule), budget=b, repeat=r)
                 path = _run_store() / f"{key}.json"
@@ -727,13 +739,21 @@ def _default_workers() -> int:
     return default_num_workers()
 
 
+def _budget_order(budget: int) -> tuple[bool, int]:
+    """Sort key of budgets: increasing, "all" (0) last."""
+    return budget == 0, budget
+
+
+def _in_order(runs: Iterable[Run]) -> tuple[Run, ...]:
+    """Runs by arm (in :data:`ARMS` order), budget and repeat."""
+    return tuple(sorted(runs, key=lambda r: (ARMS.index(r.arm), _budget_order(r.budget), r.repeat)))
+
+
 def _result(the_plan: ExperimentPlan, chance: float, runs: list[Run], notes: list[str], t0: float
             ) -> EfficiencyResult:
-    order = {a: i for i, a in enumerate(ARMS)}
-    runs = sorted(runs, key=lambda r: (order[r.arm], r.budget == 0, r.budget, r.repeat))
     return EfficiencyResult(config=the_plan.config, classes=the_plan.classes, n_pool=the_plan.n_pool,
                             n_val=the_plan.n_val, n_test=the_plan.n_test, chance=chance, budgets=the_plan.budgets,
-                            runs=tuple(runs), schedules=dict(the_plan.schedules),
+                            runs=_in_order(runs), schedules=dict(the_plan.schedules),
                             augment_reason=the_plan.augment_reason, device=str(the_plan.config.device),
                             seconds=time.perf_counter() - t0, notes=tuple(notes))
 
@@ -861,7 +881,7 @@ def curves(result: EfficiencyResult) -> dict[str, ArmCurve]:
     out = {}
     for arm in result.arms:
         runs = [r for r in result.runs if r.arm == arm]
-        budgets = sorted({r.budget for r in runs}, key=lambda b: (b == 0, b))
+        budgets = sorted({r.budget for r in runs}, key=_budget_order)
         per_class, mean, low, high, accs, correct = [], [], [], [], [], []
         for b in budgets:
             at = sorted((r for r in runs if r.budget == b), key=lambda r: r.repeat)
@@ -1007,8 +1027,8 @@ def _compare(cs: Mapping[str, ArmCurve], k: int, budget: int) -> Comparison:
     return Comparison(budget, t.per_class[i], t.arm, s.arm, t.mean[i], s.mean[j], gain, low, high, n)
 
 
-def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, budget: int | None = None
-             ) -> Readouts:
+def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, budget: int | None = None,
+             arm_curves: Mapping[str, ArmCurve] | None = None) -> Readouts:
     """The chart's readouts (see :class:`Readouts`).
 
     Args:
@@ -1016,8 +1036,9 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
         target_accuracy: Accuracy for "labels needed"; default: the best mean accuracy that both the best transfer
             arm and the best scratch arm reach (scratch's best, when transfer is better).
         budget: Budget of the gain readout; default 10 labels per class when run, else the middle budget.
+        arm_curves: ``curves(result)`` when the caller has it already (its bootstrap intervals are the slow part).
     """
-    cs = curves(result)
+    cs = arm_curves if arm_curves is not None else curves(result)
     transfer = [a for a in TRANSFER_ARMS if a in cs]
     scratch = [a for a in SCRATCH_ARMS if a in cs]
     if not transfer or not scratch:
@@ -1131,11 +1152,9 @@ def partial_result(config: Mapping[str, Any], metrics: Sequence[Mapping[str, Any
     if not runs:
         return None
     cfg = EfficiencyConfig.from_dict(config)
-    budgets = tuple(sorted({r.budget for r in runs}, key=lambda b: (b == 0, b)))
-    order = {a: i for i, a in enumerate(ARMS)}
-    runs.sort(key=lambda r: (order[r.arm], r.budget == 0, r.budget, r.repeat))
+    budgets = tuple(sorted({r.budget for r in runs}, key=_budget_order))
     return EfficiencyResult(config=cfg, classes=(), n_pool=0, n_val=0, n_test=0, chance=float("nan"),
-                            budgets=budgets, runs=tuple(runs), schedules={}, augment_reason="", device="",
+                            budgets=budgets, runs=_in_order(runs), schedules={}, augment_reason="", device="",
                             seconds=0.0, notes=("partial: the experiment has not finished",))
 
 
