@@ -81,6 +81,7 @@ def test_readouts_when_transfer_dominates():
     assert ro.gain.transfer_arm == "linear-probe" and ro.gain.scratch_arm == "small-cnn"
     assert not ro.negative_transfer and ro.evidence == () and ro.break_even is None
     assert any("does not catch up" in line for line in ro.summary)
+    assert readouts(result, arm_curves=curves(result)) == ro
     custom = readouts(result, target_accuracy=0.6, budget=1)
     assert custom.reach["linear-probe"].bound == "≤" and custom.gain.gain == pytest.approx(0.49)
     with pytest.raises(TldiagError, match="budget=7"):

@@ -12,10 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 QUERY = dict(model="efficientnet-lite0", resolution="32", limit="12", target="demo:digits")
 
 
-@pytest.fixture(autouse=True)
-def _run_from_root(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.syspath_prepend(str(ROOT))
+pytestmark = pytest.mark.usefixtures("at_repo_root")
 
 
 def _page(**query) -> AppTest:

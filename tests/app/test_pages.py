@@ -17,10 +17,7 @@ def _app(**query) -> AppTest:
     return at
 
 
-@pytest.fixture(autouse=True)
-def _run_from_root(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.syspath_prepend(str(ROOT))
+pytestmark = pytest.mark.usefixtures("at_repo_root")
 
 
 @pytest.mark.parametrize("page", PAGES)
