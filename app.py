@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/4_probes.py", title="Probes", icon="🎯"),
     st.Page("pages/5_finetune.py", title="Fine-tune", icon="🔧"),
     st.Page("pages/6_efficiency.py", title="Data efficiency", icon="📈"),
+    st.Page("pages/7_verdict.py", title="Verdict", icon="⚖️"),
 ]
 
 page = st.navigation(PAGES)  # first: from here on every page runs through this router

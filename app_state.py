@@ -30,6 +30,8 @@ from tldiag.models import Model, load_model, random_init_id
 from tldiag.probes import ProbeConfig, ProbeReport, probe_report
 from tldiag.projection import Projection, ProjectionParams, point_images, project_pair, thumbnail_images
 from tldiag.setup import Setup
+from tldiag import report as decision
+from tldiag.verdict import Rules, load_rules
 
 SETUP_KEY = "setup"
 
@@ -187,6 +189,8 @@ def shift(setup: Setup, pair: EmbeddingPair, *, n_permutations: int = 1000, max_
         report = shift_report(pair, n_permutations=n_permutations, max_samples=max_samples,
                               random_state=setup.seed, progress=progress)
         slot.empty()
+        if tuple(pair.taps) == tuple(resolved_taps(setup, model(setup.model, setup.resolution))):
+            decision.remember_shift(context(setup), report, n_permutations=n_permutations, max_samples=max_samples)
         return report
 
     report = _cached(("shift", setup, n_permutations, max_samples), compute)
@@ -307,6 +311,8 @@ def probes(setup: Setup, pair: EmbeddingPair, config: ProbeConfig, with_floor: b
         report = probe_report(pair, floor, depths=m.depths, config=config,
                               random_state=setup.seed, progress=progress)
         slot.empty()
+        if tuple(pair.taps) == tuple(resolved_taps(setup, m)):
+            decision.remember_probes(context(setup), report, floor, config)  # the Verdict page reads it
         return report
 
     return _cached(("probes", setup, config, with_floor), compute)
@@ -412,3 +418,40 @@ def cancel_and_log(job: Job, *, help: str) -> None:
         st.rerun()
     with st.expander("Log"):
         st.code(job.log_tail(30) or "(empty)", language=None)
+
+
+# ---------------------------------------------------------------- the verdict
+def context(setup: Setup) -> decision.Context:
+    """The setup with this server's cached model and datasets."""
+    return decision.Context.open(setup, model=model(setup.model, setup.resolution), source=dataset(setup.source_spec),
+                                 target=dataset(setup.target_spec))
+
+
+def verdict_rules() -> Rules:
+    """The verdict's thresholds: the defaults, or the file TLDIAG_VERDICT_RULES names (read on every run, so an
+    edit shows at once)."""
+    return load_rules()
+
+
+def analyses(setup: Setup, compute: tuple[str, ...] = ()) -> decision.Analyses:
+    """What exists for the setup (summaries on disk, finished jobs); ``compute`` runs the missing in-process
+    analyses with progress bars."""
+    slot = st.empty()
+
+    def progress(name: str, done: int, total: int, message: str) -> None:
+        slot.progress(min(done / max(total, 1), 1.0), text=f"{decision.ANALYSIS_TITLES.get(name, name.capitalize())}: "
+                                                           f"{done}/{total} — {message}")
+    ctx = context(setup)
+    result = decision.gather(setup, compute=compute, store=job_store(), model=ctx.model, source=ctx.source,
+                             target=ctx.target, progress=progress)
+    slot.empty()
+    return result
+
+
+def app_base_url() -> str:
+    """This dashboard's address as the browser sees it (for permalinks); empty when unknown (tests)."""
+    try:
+        url = st.context.url or ""
+    except Exception:  # an older Streamlit without st.context.url
+        url = ""
+    return url.rstrip("/")

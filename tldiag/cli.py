@@ -443,6 +443,143 @@ def _print_efficiency(result) -> None:
         print(f"  note: {note}")
 
 
+def _check_output(path: str | None, flag: str) -> None:
+    """Refuse an output path whose folder does not exist before anything is computed."""
+    import os
+
+    if path and path != "-":
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise TldiagError(f"{flag} {path!r}: the folder {folder!r} does not exist; create it or write elsewhere.")
+
+
+class _Bars:
+    """One tqdm bar per named step on stderr, for progress(name, done, total, message) callbacks."""
+
+    def __init__(self) -> None:
+        self.bars: dict = {}
+
+    def __call__(self, name: str, done: float, total: int, message: str) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(name)
+        if bar is None:
+            for other in self.bars.values():
+                other.close()
+            bar = self.bars[name] = tqdm(desc=name, total=total, file=sys.stderr, leave=False)
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(message[:60], refresh=True)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _run_job(store, kind: str, submit, setup) -> str | None:
+    """Follow the setup's running ``kind`` job, or submit one with ``submit()``, until it ends; its status."""
+    from .report import matching_jobs
+
+    active = matching_jobs(setup, kind, store, done=False)
+    job = active[0] if active else submit()
+    print(f"{kind}: {'following' if active else 'launched'} job {job.id} (log: {job.log_path})", file=sys.stderr)
+    bars = _Bars()
+    try:
+        job = store.wait(job.id, poll_s=1.0, on_update=lambda j: bars(f"{kind} job", round(100 * j.progress), 100,
+                                                                      j.message or j.status))
+    finally:
+        bars.close()
+    if job.status != "done":
+        print(f"{kind}: job {job.id} {job.status}{': ' + job.error if job.error else ''}; the report goes on "
+              "without it", file=sys.stderr)
+    return job.status
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .jobs import JobStore
+    from .report import ANALYSES, build_record, efficiency_config, finetune_config, gather
+    from .setup import Setup
+    from .verdict import load_rules
+
+    skip = tuple(a.strip() for a in (args.skip or "").split(",") if a.strip())
+    unknown = [a for a in skip if a not in ANALYSES]
+    if unknown:
+        raise TldiagError(f"--skip {args.skip!r}: unknown analysis {', '.join(unknown)}; choose from "
+                          f"{', '.join(ANALYSES)}.")
+    if not (args.source and args.target):
+        raise TldiagError("Give both --source and --target, e.g. --source demo:digits --target demo:printed-digits.")
+    _check_output(args.html, "--html")
+    _check_output(args.json, "--json")
+    rules = load_rules(args.rules)  # a bad rules file fails before anything is computed
+    setup = Setup(model=args.model, source=args.source, target=args.target, resolution=args.resolution,
+                  limit=args.limit, taps=tuple(t for t in (args.layers or "").split(",") if t), seed=args.seed).validate()
+    store = JobStore()
+    bars = _Bars()
+    t0 = time.perf_counter()
+    try:
+        analyses = gather(setup, compute=[a for a in ("shift", "probes", "projection") if a not in skip], store=store,
+                          progress=bars)
+    finally:
+        bars.close()
+    failed, ran = [], False
+    if "efficiency" not in skip and analyses.efficiency is None:
+        ran = True
+        config = efficiency_config(setup, profile=args.profile)
+        from .efficiency import submit as submit_efficiency
+
+        if _run_job(store, "efficiency", lambda: submit_efficiency(config, store=store), setup) != "done":
+            failed.append("efficiency")
+    if "finetune" not in skip and analyses.finetune is None:
+        from .finetune import submit as submit_finetune
+
+        ran = True
+        config = finetune_config(setup, epochs=args.epochs)
+        if _run_job(store, "finetune", lambda: submit_finetune(config, store=store), setup) != "done":
+            failed.append("finetune")
+    if ran:
+        analyses = gather(setup, store=store)  # read back what the jobs wrote
+    record = build_record(analyses, rules, base_url=args.base_url or "")
+    v = record.verdict
+    out = sys.stderr if args.json == "-" else sys.stdout
+
+    def say(*parts: object) -> None:
+        print(*parts, file=out)
+
+    say(f"{v.decision or 'NO VERDICT'}  {v.headline}")
+    for reason in v.reasons:
+        say(f"  {reason}")
+    say()
+    say(_table([{"signal": s.title, "kind": s.kind, "status": s.status, "value": s.value} for s in v.signals],
+               ["signal", "kind", "status", "value"]))
+    for s in v.signals:
+        say(f"- {s.title}: {s.rule}")
+    for d in v.disagreements:
+        say(f"disagreement: {d}")
+    if v.recipe:
+        say(f"\nrecipe: {v.recipe.title}")
+        for step in v.recipe.steps:
+            say(f"  - {step}")
+        say(f"  source model: {v.recipe.another_source_reason}")
+        say(f"  label savings: {v.recipe.label_savings}")
+    for m in v.missing:
+        say(f"not computed: {m.title} (would add {m.adds})")
+    if args.html:
+        from pathlib import Path
+
+        from .cache import atomic_write_text
+
+        atomic_write_text(Path(args.html), record.html())  # a killed run leaves no half-written report
+    if args.json:
+        _write_json(args.json, record.manifest)
+    written = [p for p in (args.html, args.json) if p and p != "-"]
+    print(f"\n{', '.join(written) + ' written; ' if written else ''}permalink: {record.manifest['permalink']} "
+          f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    if failed:
+        return 1
+    fail_on = {"never": (), "no-go": ("NO-GO",), "caution": ("NO-GO", "CAUTION")}[args.fail_on]
+    return 3 if v.decision in fail_on else 0
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     from .jobs import JobStore
 
@@ -635,6 +772,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="submit and return at once instead of following the job")
     p.add_argument("--json", metavar="FILE", help="write the result: every run, the settings and the readouts")
     p.set_defaults(func=cmd_efficiency)
+
+    p = sub.add_parser("report", help="the whole analysis headless: go/no-go verdict, HTML report, JSON manifest")
+    _add_pair_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsampling and every analysis (default 0)")
+    p.add_argument("--skip", metavar="NAMES", help="comma-separated analyses to leave out: shift, probes, projection, "
+                                                 "efficiency, finetune (those already computed are still read)")
+    p.add_argument("--profile", choices=PROFILES, default="auto", help="settings of the data-efficiency experiment")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs of the fine-tuning run (default {d.epochs})")
+    p.add_argument("--rules", metavar="FILE", help="verdict thresholds (TOML; default: tldiag/verdict_rules.toml, or "
+                                                 "the file TLDIAG_VERDICT_RULES names)")
+    p.add_argument("--base-url", help="the dashboard's address, for the permalink (e.g. http://tldiag.internal:8501)")
+    p.add_argument("--fail-on", choices=["never", "no-go", "caution"], default="never",
+                   help="exit with status 3 when the decision is NO-GO (no-go) or not GO (caution); default never")
+    p.add_argument("--html", metavar="FILE", help="write the self-contained HTML report")
+    p.add_argument("--json", metavar="FILE", help="write the JSON manifest ('-' for stdout)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("jobs", help="list, show, wait for, cancel background jobs; register a fine-tuned checkpoint")
     p.add_argument("action", nargs="?", default="list", choices=["list", "show", "wait", "cancel", "register"])

@@ -351,6 +351,15 @@ def stages_of(model: Model, head: str) -> tuple[list[Stage], dict[str, int]]:
     return [Stage(name, counts[k]) for k, (name, _) in enumerate(ends)], stage_of
 
 
+def stage_count(model: Model) -> int | None:
+    """How many stages fine-tuning can freeze in ``model`` (see :func:`stages_of`); None when it has no classifier
+    to replace (a TorchScript file, a headless backbone)."""
+    try:
+        return len(stages_of(model, _head_name(model.module, model.backend))[0]) or None
+    except TldiagError:
+        return None
+
+
 # ----------------------------------------------------------------------------- data
 class _Split(torch.utils.data.Dataset):
     def __init__(self, dataset: ImageDataset, rows: np.ndarray, labels: np.ndarray, transform: Callable):
@@ -936,4 +945,4 @@ def scratch_config(config: FinetuneConfig) -> FinetuneConfig | None:
 
 __all__ = ["STRATEGIES", "AUGMENTATIONS", "FinetuneConfig", "FinetuneResult", "Plan", "Recommendation", "Stage",
            "finetune", "plan", "recommend", "register_result", "auto_augmentation", "submit", "run_job", "scratch_config",
-           "replace_head", "stages_of", "train_transform"]
+           "replace_head", "stage_count", "stages_of", "train_transform"]

@@ -659,6 +659,16 @@ class ProbeReport:
             rows.append(row)
         return rows
 
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ProbeReport":
+        """The inverse of :meth:`to_dict` (a stored summary back into a report, e.g. for its figure)."""
+        def curve(raw):
+            return ProbeCurve.from_dict(raw) if raw else None
+
+        return cls(target=ProbeCurve.from_dict(d["target"]), source=curve(d.get("source")),
+                   random_init=curve(d.get("random_init")), scores=tuple(d.get("scores", ())), leep=d.get("leep"),
+                   nce=d.get("nce"), notes=tuple(d.get("notes", ())), seconds=d.get("seconds", 0.0))
+
     def to_dict(self) -> dict:
         return {"target": self.target.to_dict(), "source": self.source.to_dict() if self.source else None,
                 "random_init": self.random_init.to_dict() if self.random_init else None,

@@ -334,7 +334,8 @@ def _load(path: Path) -> Projection | None:
 def project(X_source: Any, X_target: Any, *, y_source: Sequence[str] | None = None,
             y_target: Sequence[str] | None = None, layer: str = "features",
             params: ProjectionParams = ProjectionParams(), mixing_neighbors: int = 10,
-            trust_neighbors: int = 5, use_cache: bool = True, progress: ProgressFn | None = None) -> Projection:
+            trust_neighbors: int = 5, use_cache: bool = True, compute: bool = True,
+            progress: ProgressFn | None = None) -> Projection | None:
     """A 2-D projection of pooled source and target embeddings, with trustworthiness and domain mixing.
 
     Args:
@@ -346,6 +347,7 @@ def project(X_source: Any, X_target: Any, *, y_source: Sequence[str] | None = No
         mixing_neighbors: k of the k-NN mixing score.
         trust_neighbors: k of the trustworthiness (scikit-learn's default, 5).
         use_cache: Read from and write to ``$TLDIAG_HOME/projections``.
+        compute: False: only read the cache, and return None when the projection is not in it.
         progress: ``progress(done, total, message)`` in percent.
     """
     params = params.validate()
@@ -371,6 +373,8 @@ def project(X_source: Any, X_target: Any, *, y_source: Sequence[str] | None = No
         if cached is not None:
             report(100, 100, "from the cache")
             return cached
+    if not compute:
+        return None
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -418,7 +422,7 @@ def project(X_source: Any, X_target: Any, *, y_source: Sequence[str] | None = No
     return result
 
 
-def project_pair(pair, layer: str, params: ProjectionParams = ProjectionParams(), **kwargs) -> Projection:
+def project_pair(pair, layer: str, params: ProjectionParams = ProjectionParams(), **kwargs) -> Projection | None:
     """:func:`project` of one tap of an :class:`~tldiag.embed.EmbeddingPair`, labelled with class names."""
     if layer not in pair.source.features:
         raise TldiagError(f"Layer {layer!r} is not in these embeddings; choose one of "

@@ -71,35 +71,38 @@ def null_histogram(result: "MMDResult") -> go.Figure:
     return fig
 
 
-def divergence_by_layer(report: "ShiftReport") -> go.Figure:
-    """MMD (seed scale, with its bootstrap interval and the thresholds) and PAD for each tap, shallow to deep."""
+def divergence_by_layer(report: "ShiftReport | Mapping") -> go.Figure:
+    """MMD (seed scale, with its bootstrap interval and the thresholds) and PAD for each tap, shallow to deep.
+    ``report``: a :class:`~tldiag.metrics.ShiftReport` or its ``to_dict()`` (a stored summary)."""
     from plotly.subplots import make_subplots
 
-    layers = [x.layer for x in report.layers]
-    mmd = np.array([x.mmd.mmd for x in report.layers])
-    ci = np.array([x.mmd.mmd_ci for x in report.layers])
+    d = report.to_dict() if hasattr(report, "to_dict") else report
+    rows = d["layers"]
+    layers = [r["layer"] for r in rows]
+    mmd = np.array([r["mmd"] for r in rows], dtype=float)
+    ci = np.array([[r["mmd_ci_low"], r["mmd_ci_high"]] for r in rows], dtype=float)
+    pad = [r["pad"] for r in rows]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=("MMD (seed scale) with bootstrap interval",
                                         "proxy A-distance (0 same · 2 separable)"))
     fig.add_trace(go.Scatter(
         x=layers, y=mmd, mode="lines+markers", name="MMD", line_color=TARGET_COLOR,
-        marker=dict(size=10, color=[LIGHT_COLORS[x.light.colour] for x in report.layers]),
+        marker=dict(size=10, color=[LIGHT_COLORS[r["light"]] for r in rows]),
         error_y=dict(type="data", symmetric=False, array=np.nan_to_num(ci[:, 1] - mmd),
                      arrayminus=np.nan_to_num(mmd - ci[:, 0])),
-        customdata=[[x.mmd.p_value, x.domain.roc_auc] for x in report.layers],
+        customdata=[[r["p_value"], r["roc_auc"]] for r in rows],
         hovertemplate="%{x}<br>MMD %{y:.3f}<br>p = %{customdata[0]:.3g}<br>AUC %{customdata[1]:.3f}<extra></extra>"),
         row=1, col=1)
-    for value, colour, label in ((report.thresholds.mmd_green, "green", "green below"),
-                                 (report.thresholds.mmd_red, "red", "red above")):
+    for value, colour, label in ((d["thresholds"]["mmd_green"], "green", "green below"),
+                                 (d["thresholds"]["mmd_red"], "red", "red above")):
         fig.add_hline(y=value, line_dash="dash", line_color=LIGHT_COLORS[colour], row=1, col=1,
                       annotation_text=f"{label} {value:g}", annotation_position="top left")
     fig.add_trace(go.Scatter(
-        x=layers, y=[x.domain.pad for x in report.layers], mode="lines+markers", name="PAD",
-        line_color=SOURCE_COLOR,
-        error_y=dict(type="data", array=[4 * x.domain.balanced_accuracy_std for x in report.layers]),
+        x=layers, y=pad, mode="lines+markers", name="PAD", line_color=SOURCE_COLOR,
+        error_y=dict(type="data", array=[4 * r["domain_classifier"]["balanced_accuracy_std"] for r in rows]),
         hovertemplate="%{x}<br>PAD %{y:.2f}<extra></extra>"), row=2, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(range=[min(-0.1, min(x.domain.pad for x in report.layers) - 0.1), 2.1], row=2, col=1)
+    fig.update_yaxes(range=[min(-0.1, min(pad) - 0.1), 2.1], row=2, col=1)
     fig.update_xaxes(type="category", title_text="layer (shallow → deep)", row=2, col=1)
     fig.update_layout(height=480, margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
     return fig

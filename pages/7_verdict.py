@@ -1,0 +1,157 @@
+"""Verdict: GO / CAUTION / NO-GO for transferring, the recommended recipe, and the decision record to share."""
+import pandas as pd
+import streamlit as st
+
+import app_state
+from tldiag import report as decision
+from tldiag.errors import TldiagError
+from tldiag.finetune import scratch_config
+from tldiag.verdict import CAUTION, GO, NO_GO
+
+st.title("Verdict")
+st.caption("Should we transfer from this model to our data, and how? Every signal computed for this setup, read against "
+           "a written rule: measured accuracy on your held-out target images decides, predictors computed before "
+           "training temper it, and signals that disagree are shown side by side. Export the decision record for the "
+           "meeting and for whoever asks in six months.")
+setup = app_state.current_setup()
+try:
+    rules = app_state.verdict_rules()
+    analyses = app_state.analyses(setup)
+except TldiagError as exc:
+    app_state.show_error(exc)
+    st.stop()
+record = decision.build_record(analyses, rules, base_url=app_state.app_base_url())
+v = record.verdict
+
+# ---------------------------------------------------------------- the decision
+BOX = {GO: st.success, CAUTION: st.warning, NO_GO: st.error}
+ICON = {GO: "✅", CAUTION: "⚠️", NO_GO: "⛔"}
+if v.decision:
+    BOX[v.decision](f"### {v.decision}{' (provisional)' if v.provisional else ''}\n{v.headline}", icon=ICON[v.decision])
+else:
+    st.info(v.headline + " Run the analyses listed below.", icon="ℹ️")
+for reason in v.reasons:
+    st.markdown("- " + reason)
+if v.disagreements:
+    st.warning("**Signals that disagree** (read both before deciding):\n\n"
+               + "\n".join(f"- {d}" for d in v.disagreements), icon="↔️")
+
+# ---------------------------------------------------------------- signals
+BADGE = {GO: ":green-badge[GO]", CAUTION: ":orange-badge[CAUTION]", NO_GO: ":red-badge[NO-GO]",
+         "INFO": ":gray-badge[INFO]"}
+if v.signals:
+    st.subheader("Signals")
+for s in v.signals:
+    with st.container(border=True):
+        c1, c2 = st.columns([1, 5])
+        c1.markdown(BADGE[s.status])
+        c1.caption(s.kind)
+        c2.markdown(f"**{s.title}** · {s.value}")
+        c2.markdown(s.evidence)
+        c2.caption("Rule: " + s.rule)
+
+# ---------------------------------------------------------------- recipe
+if v.recipe:
+    r = v.recipe
+    st.subheader(f"Recommended recipe: {r.title}")
+    st.markdown("\n".join(f"{i}. {step}" for i, step in enumerate(r.steps, 1)))
+    c1, c2 = st.columns(2)
+    c1.markdown(f"**Freeze up to:** `{r.freeze_up_to}`" if r.freeze_up_to else "**Freeze up to:** unknown until the "
+                                                                               "probes run")
+    c1.markdown(f"**Source model:** {r.another_source_reason}")
+    c2.markdown(f"**Expected label savings:** {r.label_savings}")
+
+# ---------------------------------------------------------------- what is missing
+store = app_state.job_store()
+active = {kind: decision.matching_jobs(setup, kind, store, done=False) for kind in ("efficiency", "finetune")}
+
+
+def _launch(what: str, launch) -> None:
+    try:
+        job = launch()
+    except TldiagError as exc:
+        app_state.show_error(exc)
+    else:
+        st.toast(f"Launched {what}: {job.id}")
+        st.rerun()
+
+
+def _compute(what: tuple[str, ...]) -> None:
+    try:
+        app_state.analyses(setup, compute=what)
+    except TldiagError as exc:
+        app_state.show_error(exc)
+    else:
+        st.rerun()
+
+
+if v.missing:
+    st.subheader("Not computed yet")
+    st.caption("The verdict uses whatever exists. Each analysis below adds a signal; jobs run in the background and "
+               "this page updates when they finish.")
+for m in v.missing:
+    with st.container(border=True):
+        c1, c2 = st.columns([3, 2])
+        c1.markdown(f"**{m.title}**: adds {m.adds}.")
+        kind = {"efficiency": "efficiency", "finetune": "finetune", "scratch": "finetune"}.get(m.key)
+        running = active.get(kind) if kind else None
+        if running:
+            job = running[0]
+            c2.progress(job.progress, text=f"{job.status}: {job.message or 'starting'} ({job.id})")
+            c2.page_link("pages/6_efficiency.py" if kind == "efficiency" else "pages/5_finetune.py",
+                         label="Follow it on its page", icon="➡️")
+        elif m.key == "shift" and c2.button("Run the shift tests", key="v_run_shift", type="primary"):
+            _compute(("shift",))
+        elif m.key == "probes" and c2.button("Run the probes", key="v_run_probes", type="primary"):
+            _compute(("probes",))
+        elif m.key == "efficiency" and c2.button("Launch the data-efficiency experiment", key="v_run_eff",
+                                                 help="The Data efficiency page's defaults, as a background job."):
+            _launch("the data-efficiency experiment",
+                    lambda: app_state.launch_efficiency(decision.efficiency_config(setup), None))
+        elif m.key == "finetune" and c2.button("Launch fine-tuning (recommended strategy)", key="v_run_ft",
+                                               help="The Fine-tune page's defaults, as a background job."):
+            _launch("fine-tuning", lambda: app_state.launch_finetune(
+                decision.finetune_config(setup, model=app_state.model(setup.model, setup.resolution),
+                                         dataset=app_state.dataset(setup.target_spec)), None))
+        elif m.key == "scratch" and analyses.finetune and c2.button("Launch the scratch baseline", key="v_run_scratch"):
+            from tldiag.finetune import FinetuneConfig
+
+            twin = scratch_config(FinetuneConfig.from_dict(analyses.finetune["settings"]))
+            _launch("the scratch baseline", lambda: app_state.launch_finetune(
+                twin, f"{twin.model} → {twin.target} · scratch baseline"))
+        elif m.key == "floor":
+            c2.caption("Not available for this model.")
+
+
+def _watch() -> None:
+    """Rerun the page when a job it waits for ends."""
+    still = [j for jobs in active.values() for j in jobs if store.get(j.id).active]
+    if len(still) < sum(len(j) for j in active.values()):
+        st.rerun()
+
+
+if any(active.values()):
+    st.fragment(run_every=2.0)(_watch)()
+
+# ---------------------------------------------------------------- the record
+st.subheader("Decision record")
+st.caption("A self-contained HTML report (every figure and plotly.js inlined: it opens offline, in an email or a "
+           "wiki) and the JSON manifest it embeds: versions, the model's weights hash, dataset fingerprints and sizes, "
+           "taps, seeds, every metric with its settings, timings, the verdict and its reasons.")
+stem = f"tldiag-{setup.model}-{setup.target}".replace(":", "-").replace("/", "-").replace("?", "-").replace("&", "-")
+c1, c2 = st.columns(2)
+c1.download_button("Download the report (HTML)", data=record.html, file_name=f"{stem}.html", mime="text/html",
+                   type="primary", on_click="ignore", key="v_html", icon="📄")
+c2.download_button("Download the manifest (JSON)", data=record.json(), file_name=f"{stem}.json",
+                   mime="application/json", on_click="ignore", key="v_json", icon="🧾")
+st.markdown("**Permalink**: this setup's Verdict page. Anyone with access to this dashboard reopens the same analysis "
+            "from the cache.")
+st.code(record.manifest["permalink"], language=None)
+st.caption("Headless, for pipelines: `tldiag report --model M --source S --target T --html report.html --json "
+           "manifest.json` (the same analyses, the same caches).")
+with st.expander("Rules (thresholds) in use"):
+    st.caption(f"From {rules.origin}. Change them with a TOML file named by TLDIAG_VERDICT_RULES (a file may hold only "
+               f"the values it changes); the defaults and their sources are in {decision.RULES_FILE_NAME}.")
+    st.dataframe(pd.DataFrame([{"rule": f"{section}.{key}", "value": value}
+                               for section, values in rules.to_dict().items() if isinstance(values, dict)
+                               for key, value in values.items()]), hide_index=True, width="stretch")

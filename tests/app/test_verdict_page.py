@@ -1,0 +1,48 @@
+"""The Verdict page under AppTest: what is missing and its buttons, a verdict from what exists, the export."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+QUERY = dict(model="efficientnet-lite0", resolution="32", limit="4", target="demo:printed-digits")
+
+pytestmark = pytest.mark.usefixtures("at_repo_root")
+
+
+def _page(**query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    for k, v in {**QUERY, **query}.items():
+        at.query_params[k] = v
+    at.run()
+    return at.switch_page("pages/7_verdict.py").run()
+
+
+def test_nothing_computed_lists_what_is_missing_with_buttons():
+    at = _page()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(i.value.startswith("No verdict yet") for i in at.info)
+    text = " ".join(m.value for m in at.markdown)
+    for title in ("Shift tests", "Linear probes", "Data-efficiency experiment", "Fine-tuning run"):
+        assert f"**{title}**" in text
+    assert {b.key for b in at.button} >= {"v_run_shift", "v_run_probes", "v_run_eff", "v_run_ft"}
+    assert at.code[0].value.startswith("/verdict?model=efficientnet-lite0&source=demo%3Adigits")
+
+
+@pytest.mark.slow
+def test_running_the_shift_tests_gives_a_provisional_verdict_and_a_record():
+    at = _page()
+    at.button(key="v_run_shift").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    boxes = [b.value for b in (*at.success, *at.warning, *at.error)]
+    assert any(b.startswith("### ") and "(provisional)" in b for b in boxes), boxes
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Divergence at the penultimate layer** · MMD" in text
+    assert "v_run_shift" not in {b.key for b in at.button}
+    # a new session (the permalink opened later) reads the stored summary: no button, the same verdict
+    again = _page()
+    assert not again.exception
+    assert [b.value for b in (*again.success, *again.warning, *again.error)][:1] == \
+        [b for b in boxes if b.startswith("### ")][:1]

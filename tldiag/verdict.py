@@ -1,0 +1,811 @@
+"""The go/no-go verdict: every computed signal read against a written rule, and the recommended recipe.
+
+This module only reads: it takes the summaries of analyses that ran elsewhere (:class:`Evidence`, built from the
+results' ``to_dict()``), applies :class:`Rules` (defaults and their sources in ``verdict_rules.toml``) and returns a
+:class:`Verdict`. It imports nothing heavy and computes nothing slow, so a verdict can be re-read under other
+thresholds from a saved manifest (``decide(Evidence.from_dict(manifest["evidence"]), load_rules(path))``).
+
+Signals (each states its evidence and the rule that fired):
+
+=================  =========  ===============================================================================
+key                kind       rule (default thresholds)
+=================  =========  ===============================================================================
+divergence         predicted  seed-scale MMD at the headline tap: GO below 0.1 or when p > 0.05 (no detectable
+                              shift), NO-GO from 0.5, CAUTION between. PAD and the domain classifier are shown.
+transferability    predicted  LogME at the headline tap, pretrained minus random-init features: GO from +0.1,
+                              NO-GO below 0, CAUTION between. kNN accuracy is shown beside it.
+probe              measured   linear-probe test accuracy at the best tap minus the random-init floor there:
+                              GO from +5 points, NO-GO below 0, CAUTION between.
+efficiency         measured   data-efficiency readouts: NO-GO when scratch is better (interval below 0) at or
+                              under the reference budget; GO when transfer is better there, saves at least 2x the
+                              labels and scratch has not caught up by the largest budget; CAUTION otherwise.
+finetune           measured   fine-tuned minus from-scratch test accuracy on the same split: GO from +5 points,
+                              NO-GO below 0. Without a scratch run it only informs the recipe (INFO).
+=================  =========  ===============================================================================
+
+**The decision.** Measured signals decide and predicted ones temper: held-out accuracy on the user's own target
+outranks a proxy for it. The measured statuses combine as: all GO gives GO, all NO-GO gives NO-GO, GO against
+NO-GO gives CAUTION (and the disagreement is stated), NO-GO with CAUTION gives NO-GO, anything else CAUTION. A GO
+becomes CAUTION when a predicted signal says NO-GO. With no measured signal yet, the predicted ones decide the same
+way and the verdict is marked provisional. Nothing is averaged: every signal keeps its own status and evidence.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .errors import TldiagError
+
+GO, CAUTION, NO_GO, INFO = "GO", "CAUTION", "NO-GO", "INFO"
+DECISIONS = (GO, CAUTION, NO_GO)
+MEASURED, PREDICTED = "measured", "predicted"
+RULES_FILE = Path(__file__).with_name("verdict_rules.toml")
+RULES_ENV = "TLDIAG_VERDICT_RULES"
+
+
+# ----------------------------------------------------------------------------- rules
+@dataclass(frozen=True)
+class DivergenceRules:
+    mmd_green: float = 0.1
+    mmd_red: float = 0.5
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
+class TransferabilityRules:
+    logme_gap_go: float = 0.1
+    logme_gap_no_go: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProbeRules:
+    gain_go: float = 0.05
+    gain_no_go: float = 0.0
+
+
+@dataclass(frozen=True)
+class EfficiencyRules:
+    labels_saved_go: float = 2.0
+
+
+@dataclass(frozen=True)
+class FinetuneRules:
+    gain_go: float = 0.05
+    gain_no_go: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecipeRules:
+    headroom: float = 0.02
+    finetune_over_probe: float = 0.01
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The thresholds of every signal (see ``verdict_rules.toml`` for what each means and where it comes from).
+
+    Attributes:
+        origin: Where they were read from ("defaults" or a file path), for the record.
+    """
+
+    divergence: DivergenceRules = DivergenceRules()
+    transferability: TransferabilityRules = TransferabilityRules()
+    probe: ProbeRules = ProbeRules()
+    efficiency: EfficiencyRules = EfficiencyRules()
+    finetune: FinetuneRules = FinetuneRules()
+    recipe: RecipeRules = RecipeRules()
+    origin: str = "defaults"
+
+    def validate(self) -> "Rules":
+        d, t, p, e, f, r = (self.divergence, self.transferability, self.probe, self.efficiency, self.finetune,
+                            self.recipe)
+        checks = [
+            (0 <= d.mmd_green < d.mmd_red, f"divergence.mmd_green={d.mmd_green!r} must be >= 0 and below "
+                                           f"divergence.mmd_red={d.mmd_red!r} (defaults 0.1 and 0.5)"),
+            (0 < d.alpha < 1, f"divergence.alpha={d.alpha!r} must be a significance level in (0, 1), e.g. 0.05"),
+            (t.logme_gap_no_go <= t.logme_gap_go, f"transferability.logme_gap_no_go={t.logme_gap_no_go!r} must not "
+                                                  f"exceed transferability.logme_gap_go={t.logme_gap_go!r}"),
+            (p.gain_no_go <= p.gain_go, f"probe.gain_no_go={p.gain_no_go!r} must not exceed probe.gain_go={p.gain_go!r}"),
+            (e.labels_saved_go >= 1, f"efficiency.labels_saved_go={e.labels_saved_go!r} must be at least 1 (a ratio "
+                                     "of labels; the default 2.0 asks transfer to halve them)"),
+            (f.gain_no_go <= f.gain_go, f"finetune.gain_no_go={f.gain_no_go!r} must not exceed "
+                                        f"finetune.gain_go={f.gain_go!r}"),
+            (0 <= r.headroom < 1, f"recipe.headroom={r.headroom!r} must be an accuracy gap in [0, 1), e.g. 0.02"),
+            (-1 < r.finetune_over_probe < 1, f"recipe.finetune_over_probe={r.finetune_over_probe!r} must be an "
+                                             "accuracy difference in (-1, 1), e.g. 0.01"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TldiagError(f"Verdict rules ({self.origin}): {message}.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], origin: str = "defaults") -> "Rules":
+        """Rules from a mapping of sections (a subset is enough; the rest keep their defaults); unknown sections or
+        keys and values that are not numbers are refused with their name and the valid ones."""
+        sections = {f.name: f.type for f in fields(cls) if f.name != "origin"}
+        defaults = cls()
+        values: dict[str, Any] = {}
+        for section, content in d.items():
+            if section == "origin":
+                continue
+            if section not in sections:
+                raise TldiagError(f"Verdict rules ({origin}): unknown section [{section}]; the sections are "
+                                  f"{', '.join(f'[{s}]' for s in sections)}.")
+            current = getattr(defaults, section)
+            known = {f.name for f in fields(current)}
+            if not isinstance(content, Mapping):
+                raise TldiagError(f"Verdict rules ({origin}): [{section}] must be a table of numbers, got {content!r}.")
+            for key, value in content.items():
+                if key not in known:
+                    raise TldiagError(f"Verdict rules ({origin}): unknown key {section}.{key}; [{section}] has "
+                                      f"{', '.join(sorted(known))}.")
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise TldiagError(f"Verdict rules ({origin}): {section}.{key} = {value!r} must be a finite "
+                                      f"number (the default is {getattr(current, key)!r}).")
+            values[section] = replace(current, **{k: float(v) for k, v in content.items()})
+        return replace(defaults, **values, origin=origin).validate()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise TldiagError(f"Verdict rules file {str(path)!r} does not exist; copy {RULES_FILE} and edit it, or leave "
+                          f"{RULES_ENV} unset for the defaults.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TldiagError(f"Verdict rules file {str(path)!r} is not valid TOML ({exc}); see {RULES_FILE} for the "
+                          "format.") from None
+
+
+def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
+    """The verdict's rules: from ``path``, else from the file ``TLDIAG_VERDICT_RULES`` names, else the defaults.
+    A file needs only the values it changes."""
+    chosen = path or os.environ.get(RULES_ENV, "").strip() or None
+    if chosen is None:
+        return Rules()
+    p = Path(chosen).expanduser()
+    return Rules.from_dict(_read_toml(p), origin=str(p))
+
+
+# ----------------------------------------------------------------------------- evidence
+def _tuple2(v: Sequence[float]) -> tuple[float, float]:
+    return float(v[0]), float(v[1])
+
+
+@dataclass(frozen=True)
+class DivergenceEvidence:
+    """The shift at the headline tap (and the MMD at every tap, shallow to deep)."""
+
+    tap: str
+    mmd: float
+    mmd_ci: tuple[float, float]
+    p_value: float
+    n_permutations: int
+    balanced_accuracy: float
+    roc_auc: float
+    pad: float
+    n_source: int
+    n_target: int
+    layers: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def from_shift(cls, report: Mapping[str, Any]) -> "DivergenceEvidence":
+        """From :meth:`tldiag.metrics.ShiftReport.to_dict`."""
+        rows = {row["layer"]: row for row in report["layers"]}
+        head = rows[report["headline_layer"]]
+        return cls(tap=head["layer"], mmd=float(head["mmd"]), mmd_ci=(float(head["mmd_ci_low"]),
+                                                                      float(head["mmd_ci_high"])),
+                   p_value=float(head["p_value"]), n_permutations=int(report["n_permutations"]),
+                   balanced_accuracy=float(head["balanced_accuracy"]), roc_auc=float(head["roc_auc"]),
+                   pad=float(head["pad"]), n_source=int(head["mmd_test"]["n_source"]),
+                   n_target=int(head["mmd_test"]["n_target"]),
+                   layers=tuple((r["layer"], float(r["mmd"])) for r in report["layers"]))
+
+
+def _tap_mean_se(tap: Mapping[str, Any]) -> tuple[float, float]:
+    acc = [float(a) for a in tap["accuracy"]]
+    k = len(acc)
+    mean = sum(acc) / k
+    se = math.sqrt(sum((a - mean) ** 2 for a in acc) / (k - 1) / k) if k > 1 else 0.0
+    return mean, se
+
+
+@dataclass(frozen=True)
+class ProbeEvidence:
+    """The probe curves: the best tap and the recommended cut of the target curve, and the random-init floor."""
+
+    best_tap: str
+    best_accuracy: float
+    best_se: float
+    recommended_tap: str
+    recommended_accuracy: float
+    floor_accuracy: float | None
+    floor_se: float | None
+    chance: float
+    n_train: int
+    n_val: int
+    n_test: int
+    n_splits: int
+    taps: tuple[str, ...]
+
+    @classmethod
+    def from_probes(cls, report: Mapping[str, Any]) -> "ProbeEvidence":
+        """From :meth:`tldiag.probes.ProbeReport.to_dict`."""
+        target = report["target"]
+        taps = {t["tap"]: t for t in target["taps"]}
+        best, rec = taps[target["best"]], taps[target["recommended"]]
+        floor = floor_se = None
+        random_init = report.get("random_init")
+        if random_init:
+            at = {t["tap"]: t for t in random_init["taps"]}.get(best["tap"])
+            if at is not None:
+                floor, floor_se = _tap_mean_se(at)
+        (b, bse), (r, _) = _tap_mean_se(best), _tap_mean_se(rec)
+        return cls(best_tap=best["tap"], best_accuracy=b, best_se=bse, recommended_tap=rec["tap"],
+                   recommended_accuracy=r, floor_accuracy=floor, floor_se=floor_se, chance=float(target["chance"]),
+                   n_train=int(target["n_train"]), n_val=int(target["n_val"]), n_test=int(target["n_test"]),
+                   n_splits=len(best["accuracy"]), taps=tuple(taps))
+
+
+@dataclass(frozen=True)
+class TransferabilityEvidence:
+    """LogME and leave-one-out kNN accuracy at one tap, of the pretrained and of the random-init features."""
+
+    tap: str
+    logme: float
+    logme_random: float | None
+    knn_accuracy: float
+    knn_random: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Best transfer arm against best scratch arm at one budget (from :class:`tldiag.efficiency.Comparison`)."""
+
+    per_class: float
+    transfer_arm: str
+    scratch_arm: str
+    transfer: float
+    scratch: float
+    gain: float
+    low: float
+    high: float
+    verdict: str
+    text: str
+
+
+@dataclass(frozen=True)
+class EfficiencyEvidence:
+    """The data-efficiency readouts of a finished experiment."""
+
+    job: str | None
+    profile: str
+    repeats: int
+    arms: tuple[str, ...]
+    target_accuracy: float
+    labels_saved: float | None
+    labels_saved_bound: str
+    transfer_labels: float | None
+    scratch_labels: float | None
+    gain: Comparison
+    comparisons: tuple[Comparison, ...]
+    break_even: float | None
+    break_even_bound: str
+    summary: tuple[str, ...] = ()
+
+    @classmethod
+    def from_readouts(cls, readouts: Any, result: Any, job: str | None = None) -> "EfficiencyEvidence":
+        """From a :class:`tldiag.efficiency.Readouts` and its :class:`~tldiag.efficiency.EfficiencyResult`."""
+        def comp(c: Any) -> Comparison:
+            return Comparison(per_class=float(c.per_class), transfer_arm=c.transfer_arm, scratch_arm=c.scratch_arm,
+                              transfer=float(c.transfer), scratch=float(c.scratch), gain=float(c.gain),
+                              low=float(c.low), high=float(c.high), verdict=c.verdict, text=c.describe())
+
+        reach = readouts.reach
+        transfer = [r for a, r in reach.items() if a in ("linear-probe", "fine-tuned") and r.reached]
+        scratch = [r for a, r in reach.items() if a in ("scratch", "small-cnn")]
+        rt = min((r.per_class for r in transfer), default=None)
+        rs = min((r.per_class for r in scratch if r.reached), default=None)
+        return cls(job=job, profile=result.config.profile, repeats=int(result.config.repeats),
+                   arms=tuple(result.arms), target_accuracy=float(readouts.target_accuracy),
+                   labels_saved=None if readouts.labels_saved is None else float(readouts.labels_saved),
+                   labels_saved_bound=readouts.labels_saved_bound, transfer_labels=rt, scratch_labels=rs,
+                   gain=comp(readouts.gain), comparisons=tuple(comp(c) for c in readouts.comparisons),
+                   break_even=None if readouts.break_even is None else float(readouts.break_even),
+                   break_even_bound=readouts.break_even_bound, summary=tuple(readouts.summary))
+
+
+@dataclass(frozen=True)
+class FinetuneEvidence:
+    """A finished fine-tuning run, its linear probe on the same split, and the from-scratch run when there is one."""
+
+    job: str | None
+    strategy: str
+    lr: float
+    backbone_lr_mult: float
+    epochs: int
+    test_accuracy: float
+    probe_accuracy: float | None
+    probe_tap: str | None
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    n_train: int
+    n_test: int
+    scratch_accuracy: float | None = None
+    scratch_job: str | None = None
+
+    @classmethod
+    def from_results(cls, result: Mapping[str, Any], scratch: Mapping[str, Any] | None = None, *,
+                     job: str | None = None, scratch_job: str | None = None) -> "FinetuneEvidence":
+        """From :meth:`tldiag.finetune.FinetuneResult.to_dict` (a finished job's result) and its scratch twin's."""
+        c, probe = result["config"], result.get("linear_probe") or {}
+        return cls(job=job, strategy=c["strategy"], lr=float(c["lr"]), backbone_lr_mult=float(c["backbone_lr_mult"]),
+                   epochs=int(c["epochs"]), test_accuracy=float(result["test_accuracy"]),
+                   probe_accuracy=None if "accuracy" not in probe else float(probe["accuracy"]),
+                   probe_tap=probe.get("tap"), best_epoch=int(result["best_epoch"]),
+                   epochs_run=int(result["epochs_run"]), stopped_early=bool(result["stopped_early"]),
+                   n_train=int(result["n_train"]), n_test=int(result["n_test"]),
+                   scratch_accuracy=None if scratch is None else float(scratch["test_accuracy"]),
+                   scratch_job=scratch_job)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What has been computed for one setup (None: not yet).
+
+    Attributes:
+        n_stages: Stages of the model that fine-tuning can freeze (for the strategy by amount of data).
+    """
+
+    divergence: DivergenceEvidence | None = None
+    transferability: TransferabilityEvidence | None = None
+    probe: ProbeEvidence | None = None
+    efficiency: EfficiencyEvidence | None = None
+    finetune: FinetuneEvidence | None = None
+    n_stages: int | None = None
+    pretrained: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Evidence":
+        def build(kind, raw):
+            if raw is None:
+                return None
+            raw = dict(raw)
+            if kind is DivergenceEvidence:
+                raw["mmd_ci"] = _tuple2(raw["mmd_ci"])
+                raw["layers"] = tuple((name, float(v)) for name, v in raw.get("layers", ()))
+            if kind is ProbeEvidence:
+                raw["taps"] = tuple(raw["taps"])
+            if kind is EfficiencyEvidence:
+                raw["gain"] = Comparison(**raw["gain"])
+                raw["comparisons"] = tuple(Comparison(**c) for c in raw["comparisons"])
+                raw["arms"], raw["summary"] = tuple(raw["arms"]), tuple(raw.get("summary", ()))
+            return kind(**raw)
+
+        return cls(divergence=build(DivergenceEvidence, d.get("divergence")),
+                   transferability=build(TransferabilityEvidence, d.get("transferability")),
+                   probe=build(ProbeEvidence, d.get("probe")), efficiency=build(EfficiencyEvidence, d.get("efficiency")),
+                   finetune=build(FinetuneEvidence, d.get("finetune")), n_stages=d.get("n_stages"),
+                   pretrained=d.get("pretrained", True))
+
+
+# ----------------------------------------------------------------------------- signals
+@dataclass(frozen=True)
+class Signal:
+    """One line of the verdict.
+
+    Attributes:
+        key: ``divergence``, ``transferability``, ``probe``, ``efficiency`` or ``finetune``.
+        kind: ``measured`` (held-out accuracy on the target) or ``predicted`` (a proxy computed before training).
+        status: GO, CAUTION, NO-GO, or INFO (shown, but it does not vote).
+        value: The headline number.
+        evidence: The numbers behind it, with their settings.
+        rule: The rule that fired, with its thresholds.
+    """
+
+    key: str
+    title: str
+    kind: str
+    status: str
+    value: str
+    evidence: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class Missing:
+    """An analysis that has not run yet: what it would add to the verdict."""
+
+    key: str
+    title: str
+    adds: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to transfer, following the background texts.
+
+    Attributes:
+        approach: ``linear-probe``, ``partial``, ``freeze-unfreeze``, ``full`` (fine-tuning strategies of
+            :mod:`tldiag.finetune`) or ``another-source``.
+        freeze_up_to: The tap up to which the backbone stays frozen (the probe's recommended cut), when known.
+        steps: What to do, each with its reason and the learning rates.
+        another_source: Whether to look for another source model; another_source_reason says why (or why not).
+        label_savings: What the data-efficiency experiment expects transfer to save.
+    """
+
+    approach: str
+    title: str
+    freeze_up_to: str | None
+    steps: tuple[str, ...]
+    another_source: bool
+    another_source_reason: str
+    label_savings: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """GO / CAUTION / NO-GO with its reasons (``decision`` is None while nothing that votes has been computed)."""
+
+    decision: str | None
+    headline: str
+    reasons: tuple[str, ...]
+    signals: tuple[Signal, ...]
+    disagreements: tuple[str, ...]
+    missing: tuple[Missing, ...]
+    recipe: Recipe | None
+    provisional: bool
+    rules: Rules = field(default_factory=Rules)
+
+    def signal(self, key: str) -> Signal | None:
+        return next((s for s in self.signals if s.key == key), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f} pts"
+
+
+def _p(p: float, n_permutations: int) -> str:
+    return f"≤ {p:.2g}" if p <= 1 / (1 + n_permutations) + 1e-12 else f"{p:.3g}"
+
+
+def _by_gain(gain: float, go: float, no_go: float) -> str:
+    return GO if gain >= go else NO_GO if gain < no_go else CAUTION
+
+
+def _gain_rule(what: str, gain: float, go: float, no_go: float, status: str) -> str:
+    if status == GO:
+        return f"{what} {_pts(gain)} ≥ {_pts(go)}: GO"
+    if status == NO_GO:
+        return f"{what} {_pts(gain)} < {_pts(no_go)}: NO-GO"
+    return f"{_pts(no_go)} ≤ {what} {_pts(gain)} < {_pts(go)}: CAUTION"
+
+
+def _divergence(ev: DivergenceEvidence, r: DivergenceRules) -> Signal:
+    lo, hi = ev.mmd_ci
+    if ev.p_value > r.alpha:
+        status, rule = GO, (f"permutation p {ev.p_value:.3g} > α = {r.alpha:g}: no detectable shift at {ev.tap} "
+                            "(GO whatever the MMD)")
+    elif ev.mmd < r.mmd_green:
+        status, rule = GO, f"MMD {ev.mmd:.4g} < {r.mmd_green:g}: the target sits inside the source distribution: GO"
+    elif ev.mmd >= r.mmd_red:
+        status, rule = NO_GO, (f"MMD {ev.mmd:.4g} ≥ {r.mmd_red:g}: negative-transfer territory for features frozen "
+                               f"at {ev.tap}: NO-GO")
+    else:
+        status, rule = CAUTION, (f"{r.mmd_green:g} ≤ MMD {ev.mmd:.4g} < {r.mmd_red:g}: a real but moderate shift: "
+                                 "CAUTION (fine-tune rather than only train a head)")
+    crossed = [t for t in (r.mmd_green, r.mmd_red) if lo < t <= hi]
+    if crossed and ev.p_value <= r.alpha:
+        rule += f"; its 95% interval crosses {crossed[0]:g}, so the light is borderline"
+    evidence = (f"MMD {ev.mmd:.3f} (95% CI {lo:.3f}–{hi:.3f}) on the seed scale at {ev.tap}, permutation p "
+                f"{_p(ev.p_value, ev.n_permutations)} ({ev.n_permutations} permutations); domain classifier balanced "
+                f"accuracy {ev.balanced_accuracy:.3f}, ROC-AUC {ev.roc_auc:.3f}, proxy A-distance {ev.pad:.2f}; "
+                f"{ev.n_source} source and {ev.n_target} target images")
+    return Signal("divergence", "Divergence at the penultimate layer", PREDICTED, status, f"MMD {ev.mmd:.3f}",
+                  evidence, rule)
+
+
+def _transferability(ev: TransferabilityEvidence, r: TransferabilityRules) -> Signal:
+    knn = f"kNN accuracy {ev.knn_accuracy:.3f}" + ("" if ev.knn_random is None else f" (random init {ev.knn_random:.3f})")
+    if ev.logme_random is None:
+        return Signal("transferability", "Transferability score (LogME)", PREDICTED, INFO, f"LogME {ev.logme:.3f}",
+                      f"LogME {ev.logme:.3f} at {ev.tap}; {knn}",
+                      "LogME has no absolute scale; without the random-init features to compare with, it does not vote")
+    gap = ev.logme - ev.logme_random
+    status = GO if gap >= r.logme_gap_go else NO_GO if gap < r.logme_gap_no_go else CAUTION
+    rule = {GO: f"LogME gap {gap:+.3f} ≥ {r.logme_gap_go:+g}: GO",
+            NO_GO: f"LogME gap {gap:+.3f} < {r.logme_gap_no_go:+g}: random features explain the labels better: NO-GO",
+            CAUTION: f"{r.logme_gap_no_go:+g} ≤ LogME gap {gap:+.3f} < {r.logme_gap_go:+g}: CAUTION"}[status]
+    return Signal("transferability", "Transferability score (LogME)", PREDICTED, status, f"LogME gap {gap:+.3f}",
+                  f"LogME {ev.logme:.3f} with the pretrained features against {ev.logme_random:.3f} with random ones at "
+                  f"{ev.tap} (nats per image, higher is better); {knn}", rule)
+
+
+def _probe(ev: ProbeEvidence, r: ProbeRules) -> Signal | None:
+    if ev.floor_accuracy is None:
+        return None
+    gain = ev.best_accuracy - ev.floor_accuracy
+    status = _by_gain(gain, r.gain_go, r.gain_no_go)
+    return Signal("probe", "Linear probe vs random-init floor", MEASURED, status, _pts(gain),
+                  f"linear probe at {ev.best_tap} {ev.best_accuracy:.3f} ± {ev.best_se:.3f} against the same architecture "
+                  f"with random weights {ev.floor_accuracy:.3f} ± {ev.floor_se or 0:.3f} (test accuracy, mean ± se over "
+                  f"{ev.n_splits} splits of {ev.n_train}/{ev.n_val}/{ev.n_test} images; chance {ev.chance:.3f})",
+                  _gain_rule("gain over the floor", gain, r.gain_go, r.gain_no_go, status))
+
+
+def _efficiency(ev: EfficiencyEvidence, r: EfficiencyRules) -> Signal:
+    g = ev.gain
+    worse = [c for c in ev.comparisons if c.verdict == "scratch better" and c.per_class <= g.per_class + 1e-9]
+    top = ev.comparisons[-1]
+    saved = "—" if ev.labels_saved is None else f"{ev.labels_saved_bound}{ev.labels_saved:.3g}×"
+    caught_up = ev.break_even is not None and ev.break_even <= top.per_class + 1e-9
+    if g.verdict == "scratch better" or worse:
+        c = worse[0] if worse else g
+        status, rule = NO_GO, f"scratch beats transfer {c.text}: NO-GO"
+    elif g.verdict == "transfer better" and ev.labels_saved is not None and ev.labels_saved >= r.labels_saved_go \
+            and not caught_up:
+        status, rule = GO, (f"transfer better at {g.per_class:.3g} labels/class (interval above 0), {saved} the labels "
+                            f"(≥ {r.labels_saved_go:g}×), and scratch has not caught up by {top.per_class:.3g} "
+                            "labels/class: GO")
+    else:
+        why = []
+        if g.verdict != "transfer better":
+            why.append(f"the gain at {g.per_class:.3g} labels/class is within noise ({g.low:+.3f} to {g.high:+.3f})")
+        if ev.labels_saved is None or ev.labels_saved < r.labels_saved_go:
+            why.append(f"transfer saves {saved} the labels (< {r.labels_saved_go:g}×)")
+        if caught_up:
+            why.append(f"scratch catches up at {ev.break_even_bound or '~'}{ev.break_even:.3g} labels/class, within "
+                       f"the {top.per_class:.3g} tried: transfer pays only below it")
+        status, rule = CAUTION, "; ".join(why) + ": CAUTION"
+    evidence = (f"{saved} fewer labels to reach {ev.target_accuracy:.1%}; transfer − scratch at {g.per_class:.3g} "
+                f"labels/class {_pts(g.gain)} (95% CI {100 * g.low:+.1f} to {100 * g.high:+.1f}); break-even "
+                + ("not reached" if ev.break_even is None else f"{ev.break_even_bound or '~'}{ev.break_even:.3g} labels/class")
+                + f"; {ev.repeats} repeats, {ev.profile} settings, arms {', '.join(ev.arms)}")
+    return Signal("efficiency", "Data efficiency (scratch vs transfer)", MEASURED, status,
+                  f"{saved} labels saved", evidence, rule)
+
+
+def _finetune(ev: FinetuneEvidence, r: FinetuneRules) -> Signal:
+    probe = "" if ev.probe_accuracy is None else (f"; linear probe of the frozen features on the same split "
+                                                  f"{ev.probe_accuracy:.3f} at {ev.probe_tap}")
+    base = (f"fine-tuned ({ev.strategy}, lr {ev.lr:g}, backbone ×{ev.backbone_lr_mult:g}) {ev.test_accuracy:.3f} on "
+            f"{ev.n_test} test images, best epoch {ev.best_epoch} of {ev.epochs_run}{probe}")
+    if ev.scratch_accuracy is None:
+        return Signal("finetune", "Fine-tuning result", MEASURED, INFO, f"{ev.test_accuracy:.3f}", base,
+                      "no from-scratch run on the same split yet: it informs the recipe but does not vote")
+    gain = ev.test_accuracy - ev.scratch_accuracy
+    status = _by_gain(gain, r.gain_go, r.gain_no_go)
+    return Signal("finetune", "Fine-tuned vs from scratch", MEASURED, status, _pts(gain),
+                  base + f"; from scratch {ev.scratch_accuracy:.3f}",
+                  _gain_rule("fine-tuned − scratch", gain, r.gain_go, r.gain_no_go, status))
+
+
+def _combine(statuses: Sequence[str]) -> str:
+    s = set(statuses)
+    if s == {GO}:
+        return GO
+    if s == {NO_GO}:
+        return NO_GO
+    if GO in s and NO_GO in s:
+        return CAUTION
+    return NO_GO if NO_GO in s else CAUTION
+
+
+def _missing(ev: Evidence) -> tuple[Missing, ...]:
+    out = []
+    if ev.divergence is None:
+        out.append(Missing("shift", "Shift tests", "the divergence signal: MMD with its permutation test and the "
+                                                  "domain classifier at the penultimate layer"))
+    if ev.probe is None:
+        out.append(Missing("probes", "Linear probes", "the probe-vs-random-init signal, the transferability score and "
+                                                      "the layer to freeze up to"))
+    elif ev.probe.floor_accuracy is None and ev.pretrained:
+        out.append(Missing("floor", "Random-init floor", "the probe signal needs the same architecture with random "
+                                                         "weights (this model has no random-init twin)"))
+    if ev.efficiency is None:
+        out.append(Missing("efficiency", "Data-efficiency experiment",
+                           "the strongest measured signal: labels saved, the gain at a budget, the break-even point "
+                           "and the negative-transfer check"))
+    if ev.finetune is None:
+        out.append(Missing("finetune", "Fine-tuning run", "whether fine-tuning beats the frozen linear probe (which "
+                                                          "recipe), and with a scratch run, a measured signal"))
+    elif ev.finetune.scratch_accuracy is None:
+        out.append(Missing("scratch", "From-scratch baseline", "the fine-tuned-vs-scratch signal on the same split"))
+    return tuple(out)
+
+
+def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
+    """The verdict on ``evidence`` (see the module docstring for the rules and how they combine)."""
+    rules = (rules or Rules()).validate()
+    candidates = [
+        _divergence(evidence.divergence, rules.divergence) if evidence.divergence else None,
+        _transferability(evidence.transferability, rules.transferability) if evidence.transferability else None,
+        _probe(evidence.probe, rules.probe) if evidence.probe else None,
+        _efficiency(evidence.efficiency, rules.efficiency) if evidence.efficiency else None,
+        _finetune(evidence.finetune, rules.finetune) if evidence.finetune else None,
+    ]
+    signals = tuple(s for s in candidates if s is not None)
+    voting = [s for s in signals if s.status != INFO]
+    measured = [s for s in voting if s.kind == MEASURED]
+    predicted = [s for s in voting if s.kind == PREDICTED]
+    missing = _missing(evidence)
+    disagreements = tuple(
+        f"{a.title} says {a.status} ({a.value}) but {b.title} says {b.status} ({b.value})."
+        for a, b in combinations(voting, 2) if {a.status, b.status} == {GO, NO_GO})
+    if not voting:
+        return Verdict(None, "No verdict yet: nothing that votes has been computed for this setup.",
+                       (), signals, disagreements, missing, None, True, rules)
+
+    def listing(items: Sequence[Signal]) -> str:
+        return ", ".join(f"{s.title.lower()} {s.status} ({s.value})" for s in items)
+
+    reasons = []
+    provisional = not measured
+    if measured:
+        decision = _combine([s.status for s in measured])
+        reasons.append(f"Measured on held-out target images, these decide: {listing(measured)} → {decision}.")
+        vetoes = [s for s in predicted if s.status == NO_GO]
+        if decision == GO and vetoes:
+            decision = CAUTION
+            reasons.append(f"A predicted signal disagrees: {listing(vetoes)}; GO becomes CAUTION until it is "
+                           "understood (is the labelled test sample representative of production data?).")
+        elif predicted:
+            reasons.append(f"Predicted before training, these temper: {listing(predicted)}.")
+    else:
+        decision = _combine([s.status for s in predicted])
+        reasons.append(f"Only predictors so far: {listing(predicted)} → {decision}, provisional until a measured "
+                       "signal (probes, data efficiency, fine-tuning) confirms it.")
+    if disagreements:
+        reasons.append("Signals disagree; they are shown side by side, not averaged.")
+    against = [s for s in voting if s.status != GO]
+    if decision == GO:
+        headline = "GO: transfer pays here. " + ("Every signal computed agrees." if not against else
+                                                 "Caveats: " + listing(against) + ".")
+    elif decision == NO_GO:
+        headline = "NO-GO: transfer from this model does not pay here: " + listing([s for s in voting
+                                                                                     if s.status == NO_GO]) + "."
+    else:
+        headline = "CAUTION: transfer is not a clear win here: " + listing(against) + "."
+    if provisional:
+        headline += " (Provisional: no measured signal yet.)"
+    recipe = _recipe(evidence, {s.key: s for s in signals}, decision, rules)
+    return Verdict(decision, headline, tuple(reasons), signals, disagreements, missing, recipe, provisional, rules)
+
+
+# ----------------------------------------------------------------------------- recipe
+def _strategy_steps(strategy: str, frozen: int | None, n_stages: int | None, cut: str | None,
+                    mult: float) -> list[str]:
+    lr = 1e-3
+    common = ("AdamW, a one-epoch linear warm-up then cosine decay, label smoothing 0.1, early stopping on a "
+              "validation split (patience 3); keep the pretrained BatchNorm statistics fixed (small target batches "
+              "would overwrite them)")
+    if strategy == "partial":
+        frozen_text = (f"the stem and the bottom {frozen} of {n_stages} stages" if frozen is not None and n_stages
+                       else "every stage but the last")
+        return [f"Freeze {frozen_text}" + (f" (up to {cut}, the probe's recommended cut)" if cut else "")
+                + f"; train the last stage and a new head: head lr {lr:g}, backbone ×{mult:g} = {lr * mult:g}.",
+                common + "."]
+    if strategy == "freeze-unfreeze":
+        return [f"Train a new head alone for 2 epochs at lr {lr:g} (its random first gradients would damage the "
+                f"pretrained features), then unfreeze every layer at ×{mult:g} = {lr * mult:g}."
+                + (f" If validation overfits, keep the layers up to {cut} frozen." if cut else ""),
+                common + "."]
+    return [f"Train every layer with discriminative rates: head lr {lr:g}, backbone ×{mult:g} = {lr * mult:g} (the "
+            "general early features move least).", common + "."]
+
+
+def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules) -> Recipe | None:
+    if ev.probe is None and ev.divergence is None:
+        return None
+    probe, div, ft, eff = ev.probe, ev.divergence, ev.finetune, ev.efficiency
+    cut = probe.recommended_tap if probe else None
+    red = div is not None and div.mmd >= rules.divergence.mmd_red and div.p_value <= rules.divergence.alpha
+
+    other = []
+    if red:
+        other.append(f"the MMD at {div.tap} is {div.mmd:.3f} (≥ {rules.divergence.mmd_red:g}): the background's bound "
+                     "says to pick a closer source rather than force the adaptation")
+    for key in ("probe", "transferability", "efficiency", "finetune"):
+        s = by.get(key)
+        if s is not None and s.status == NO_GO:
+            other.append(f"{s.title.lower()} is NO-GO ({s.value})")
+    another = bool(other)
+    if another:
+        other_reason = ("Look for another source model: " + "; ".join(other) + ". Compare candidates on the Probes "
+                        "page's leaderboard (probe accuracy, LogME) before labelling more.")
+    else:
+        other_reason = ("No need to look for another source model: no signal says this one is far from the target"
+                        + (f" (MMD {div.mmd:.3f} at {div.tap})" if div else "") + ".")
+
+    if eff is not None:
+        saved = ("an unknown factor" if eff.labels_saved is None else f"{eff.labels_saved_bound}{eff.labels_saved:.3g}×")
+        savings = (f"About {saved} fewer labels to reach {eff.target_accuracy:.1%}"
+                   + (f" ({eff.transfer_labels:.3g} instead of {eff.scratch_labels:.3g} per class)"
+                      if eff.transfer_labels and eff.scratch_labels else "")
+                   + f"; {_pts(eff.gain.gain)} at {eff.gain.per_class:.3g} labels per class; "
+                   + ("scratch does not catch up within the budgets tried."
+                      if eff.break_even is None else f"beyond ~{eff.break_even:.3g} labels per class scratch catches "
+                                                     "up, so labelling more than that buys transfer nothing."))
+    else:
+        savings = "Unknown until the data-efficiency experiment runs (it measures labels saved and the break-even)."
+
+    if decision == NO_GO:
+        return Recipe("another-source", "Do not transfer this model as it is", cut, (
+            "Keep the from-scratch baseline as the model to beat (the Data efficiency page's small CNN, or the "
+            "same architecture from random weights).",
+            "If you must transfer from this model, transfer fewer layers: keep only the shallow, general stages and "
+            "fine-tune everything above them, and check against the scratch baseline on the same split.",
+        ), True, other_reason if another else "Look for another source model: the measured signals say NO-GO.",
+            savings)
+
+    steps: list[str] = []
+    headroom = probe is not None and probe.best_accuracy >= 1 - rules.recipe.headroom
+    ft_gain = None if ft is None or ft.probe_accuracy is None else ft.test_accuracy - ft.probe_accuracy
+    linear = (ft_gain is not None and ft_gain < rules.recipe.finetune_over_probe) or (ft_gain is None and headroom)
+    if linear and not red and cut:
+        why = (f"fine-tuning added {_pts(ft_gain)} over it on the same split (< {_pts(rules.recipe.finetune_over_probe)})"
+               if ft_gain is not None else
+               f"it already reaches {probe.best_accuracy:.3f} (within {rules.recipe.headroom:.0%} of 100%), leaving "
+               "fine-tuning nothing to win")
+        steps.append(f"Train a linear classifier on the frozen features at {cut} (standardised, L2 logistic "
+                     f"regression with C chosen on validation, as the Probes page does): {why}.")
+        if div is not None and div.mmd >= rules.divergence.mmd_green and div.p_value <= rules.divergence.alpha:
+            steps.append(f"The shift at {div.tap} (MMD {div.mmd:.3f}) would usually call for fine-tuning, but the probe "
+                         "measured on held-out target images leaves it nothing to win; the measurement decides.")
+        steps.append(f"Freezing the whole backbone makes training and serving cheap; re-check with a fine-tune if the "
+                     f"target grows or drifts (the probe's accuracy at {cut} is {probe.recommended_accuracy:.3f}).")
+        return Recipe("linear-probe", f"Linear probe on frozen features at {cut}", cut, tuple(steps), another,
+                      other_reason, savings)
+
+    from .finetune import recommend  # the Fine-tune page's defaults by amount of data (imports torch)
+
+    n_train = probe.n_train if probe else (ft.n_train if ft else 0)
+    rec = recommend(n_train, ev.n_stages or 1, pretrained=ev.pretrained)
+    steps.extend(rec.reasons)
+    steps.extend(_strategy_steps(rec.strategy, rec.frozen_stages, ev.n_stages, cut, rec.backbone_lr_mult))
+    if red or (div is not None and div.mmd >= rules.divergence.mmd_green and div.p_value <= rules.divergence.alpha):
+        steps.append(f"The target is shifted at {div.tap} (MMD {div.mmd:.3f}): do not stop at a head on frozen "
+                     "features; let the deep, specific layers adapt, and pull them toward the pretrained weights "
+                     "(L2-SP) if validation accuracy is unstable with few labels.")
+    if ft is not None:
+        steps.append(f"Your run: {ft.strategy} at lr {ft.lr:g} (backbone ×{ft.backbone_lr_mult:g}) reached "
+                     f"{ft.test_accuracy:.3f}" + ("" if ft_gain is None else f", {_pts(ft_gain)} over the frozen probe")
+                     + f"; best epoch {ft.best_epoch} of {ft.epochs_run}.")
+        if ft.best_epoch == ft.epochs_run and not ft.stopped_early:
+            steps.append(f"It was still improving at its last epoch: give it more than {ft.epochs} epochs.")
+        elif ft.best_epoch <= 2 and ft.epochs_run >= ft.best_epoch + 2:
+            steps.append("It peaked in its first epochs and then got worse on validation: lower the learning rate "
+                         "(or the backbone multiplier) or freeze more stages.")
+    if ft is None:
+        steps.append("Launch the fine-tune to check it beats the linear probe"
+                     + (f" ({probe.best_accuracy:.3f} at {probe.best_tap})" if probe else "")
+                     + " on the same split; if it does not, the frozen probe is the cheaper recipe.")
+    from .finetune import STRATEGY_TITLES
+
+    title = STRATEGY_TITLES.get(rec.strategy, rec.strategy)
+    return Recipe(rec.strategy, f"Fine-tune: {title}", cut, tuple(steps), another, other_reason, savings)
+
+
+__all__ = ["CAUTION", "GO", "INFO", "NO_GO", "DECISIONS", "Comparison", "DivergenceEvidence", "EfficiencyEvidence",
+           "Evidence", "FinetuneEvidence", "Missing", "ProbeEvidence", "Recipe", "Rules", "Signal",
+           "TransferabilityEvidence", "Verdict", "decide", "load_rules", "RULES_FILE"]
