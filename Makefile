@@ -62,4 +62,4 @@ bench: install
 # caches only: jobs, their checkpoints and the registry of fine-tuned models stay
 clean-cache:
 	H="$${TLDIAG_HOME:-$$HOME/.cache/tldiag}"; rm -rf "$$H/embeddings" "$$H/projections" "$$H/leaderboard" \
-		"$$H/scans" "$$H/throughput.json"
+		"$$H/scans" "$$H/analyses" "$$H/throughput.json"

@@ -67,7 +67,9 @@ elif strategy == "freeze-unfreeze":
 elif strategy == "l2-sp":
     alpha = st.number_input("L2-SP strength α", 0.0, 100.0, base.l2sp_alpha, format="%.3g", key="w_ft_alpha",
                             help="Penalty α/2 ‖w − w₀‖² pulling the backbone toward its pretrained weights w₀.")
-config = replace(base, strategy=strategy, epochs=int(epochs), lr=float(lr), backbone_lr_mult=float(mult),
+# the warm-up must end before the last epoch: a one-epoch run warms up for half of it
+config = replace(base, strategy=strategy, epochs=int(epochs), warmup_epochs=min(base.warmup_epochs, int(epochs) / 2),
+                 lr=float(lr), backbone_lr_mult=float(mult),
                  batch_size=int(batch_size), augment=augment, label_smoothing=float(smoothing),
                  patience=int(patience), frozen_stages=frozen if strategy == "partial" else None,
                  head_epochs=int(head_epochs), l2sp_alpha=float(alpha))

@@ -107,6 +107,7 @@ def test_the_record_reopens_from_the_cache_and_exports_everything():
     assert m["datasets"]["source"]["spec"] == "demo:digits?limit=4"
     assert m["taps"] == model.default_taps() and m["seeds"]["shift"] == 0 and m["seeds"]["probes"] == 0
     assert m["analyses"]["shift"]["settings"]["n_permutations"] == 1000
+    assert m["timings"]["computed_seconds"]["shift"] > 0 and m["timings"]["computed_seconds"]["efficiency"] is None
     assert m["analyses"]["probes"]["settings"]["C_grid"][0] == pytest.approx(1e-4)
     assert all(m["libraries"][k] for k in ("torch", "timm", "scikit-learn", "numpy"))
     assert m["verdict"]["decision"] == v.decision and v.signal("probe") is not None

@@ -18,6 +18,11 @@ Public API::
     from tldiag import efficiency        # labels saved by transfer: accuracy vs labels, scratch vs transfer
     result = efficiency.run_experiment(efficiency.EfficiencyConfig(target="demo:printed-digits?limit=50"))
     efficiency.readouts(result).summary
+
+    from tldiag.setup import Setup      # the go/no-go verdict and its decision record
+    from tldiag.report import gather, build_record
+    record = build_record(gather(Setup(), compute=("shift", "probes")))
+    record.verdict.decision, record.verdict.recipe, record.html(), record.manifest
 """
 from __future__ import annotations
 

@@ -476,12 +476,16 @@ class _Bars:
             bar.close()
 
 
-def _run_job(store, kind: str, submit, setup) -> str | None:
+def _run_job(store, kind: str, submit, setup) -> str:
     """Follow the setup's running ``kind`` job, or submit one with ``submit()``, until it ends; its status."""
     from .report import matching_jobs
 
     active = matching_jobs(setup, kind, store, done=False)
-    job = active[0] if active else submit()
+    try:
+        job = active[0] if active else submit()
+    except TldiagError as exc:  # e.g. a random-init model has no transfer to measure: the report goes on
+        print(f"{kind}: not run: {exc}", file=sys.stderr)
+        return "not run"
     print(f"{kind}: {'following' if active else 'launched'} job {job.id} (log: {job.log_path})", file=sys.stderr)
     bars = _Bars()
     try:
@@ -527,18 +531,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         config = efficiency_config(setup, profile=args.profile)
         from .efficiency import submit as submit_efficiency
 
-        if _run_job(store, "efficiency", lambda: submit_efficiency(config, store=store), setup) != "done":
+        if _run_job(store, "efficiency", lambda: submit_efficiency(config, store=store), setup) in ("failed",
+                                                                                                  "cancelled"):
             failed.append("efficiency")
     if "finetune" not in skip and analyses.finetune is None:
         from .finetune import submit as submit_finetune
 
         ran = True
-        config = finetune_config(setup, epochs=args.epochs)
-        if _run_job(store, "finetune", lambda: submit_finetune(config, store=store), setup) != "done":
+        def launch_finetune():
+            return submit_finetune(finetune_config(setup, epochs=args.epochs), store=store)
+
+        if _run_job(store, "finetune", launch_finetune, setup) in ("failed", "cancelled"):
             failed.append("finetune")
     if ran:
         analyses = gather(setup, store=store)  # read back what the jobs wrote
-    record = build_record(analyses, rules, base_url=args.base_url or "")
+    record = build_record(analyses, rules, base_url=args.base_url or "",
+                          timings={"report_wall_seconds": round(time.perf_counter() - t0, 3)})
     v = record.verdict
     out = sys.stderr if args.json == "-" else sys.stdout
 

@@ -444,9 +444,23 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _compute_seconds(a: Analyses) -> dict[str, float | None]:
+    """How long each analysis took when it was computed (its summary's record; not this read)."""
+    out: dict[str, float | None] = {}
+    for name in ANALYSES:
+        got = getattr(a, name)
+        if name == "projection":
+            value = None if got is None else got.seconds.get("total")
+        else:
+            value = None if got is None else got.get("seconds")
+        out[name] = None if value is None else round(float(value), 3)
+    return out
+
+
 def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: str = "",
-                 created: str | None = None) -> DecisionRecord:
-    """Decide on ``analyses`` and assemble the manifest."""
+                 created: str | None = None, timings: Mapping[str, float] | None = None) -> DecisionRecord:
+    """Decide on ``analyses`` and assemble the manifest (``timings``: more wall times to record, e.g. the whole
+    headless run's)."""
     from . import __version__
     from ._config import device_name
 
@@ -462,7 +476,8 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
         "seeds": _seeds(a),
         "analyses": {"shift": a.shift, "probes": a.probes, "projection": _projection_summary(a.projection),
                      "efficiency": a.efficiency, "finetune": a.finetune},
-        "computed": list(a.computed), "timings": dict(a.timings),
+        "computed": list(a.computed),
+        "timings": {"computed_seconds": _compute_seconds(a), "read_seconds": dict(a.timings), **(timings or {})},
         "evidence": a.evidence.to_dict(), "verdict": verdict.to_dict(),
     }
     return DecisionRecord(a, verdict, json.loads(json.dumps(manifest, default=_json_default)))

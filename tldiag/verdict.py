@@ -679,13 +679,13 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
         reasons.append("Signals disagree; they are shown side by side, not averaged.")
     against = [s for s in voting if s.status != GO]
     if decision == GO:
-        headline = "GO: transfer pays here. " + ("Every signal computed agrees." if not against else
+        headline = "Transfer pays here. " + ("Every signal computed agrees." if not against else
                                                  "Caveats: " + listing(against) + ".")
     elif decision == NO_GO:
-        headline = "NO-GO: transfer from this model does not pay here: " + listing([s for s in voting
+        headline = "Transfer from this model does not pay here: " + listing([s for s in voting
                                                                                      if s.status == NO_GO]) + "."
     else:
-        headline = "CAUTION: transfer is not a clear win here: " + listing(against) + "."
+        headline = "Transfer is not a clear win here: " + listing(against) + "."
     if provisional:
         headline += " (Provisional: no measured signal yet.)"
     recipe = _recipe(evidence, {s.key: s for s in signals}, decision, rules)
@@ -789,7 +789,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
                      "(L2-SP) if validation accuracy is unstable with few labels.")
     if ft is not None:
         steps.append(f"Your run: {ft.strategy} at lr {ft.lr:g} (backbone ×{ft.backbone_lr_mult:g}) reached "
-                     f"{ft.test_accuracy:.3f}" + ("" if ft_gain is None else f", {_pts(ft_gain)} over the frozen probe")
+                     f"{ft.test_accuracy:.3f}" + ("" if ft_gain is None else f" ({_pts(ft_gain)} against the frozen probe)")
                      + f"; best epoch {ft.best_epoch} of {ft.epochs_run}.")
         if ft.best_epoch == ft.epochs_run and not ft.stopped_early:
             steps.append(f"It was still improving at its last epoch: give it more than {ft.epochs} epochs.")

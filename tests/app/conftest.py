@@ -27,6 +27,21 @@ def at_repo_root(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
 
 
+@pytest.fixture
+def open_page(at_repo_root):
+    """``open_page("pages/7_verdict.py", QUERY, limit="4")``: app.py under AppTest with a setup in the URL (``QUERY``
+    updated by the keywords), switched to one page and run."""
+    from streamlit.testing.v1 import AppTest
+
+    def _open(page: str, query: dict, *, timeout: float = 180, **overrides: str) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+        for k, v in {**query, **overrides}.items():
+            at.query_params[k] = v
+        at.run()
+        return at.switch_page(page).run()
+    return _open
+
+
 def chromium_path() -> str:
     path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:

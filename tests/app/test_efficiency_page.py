@@ -1,30 +1,16 @@
 """The Data efficiency page under AppTest: the plan before launch, a real experiment, its chart and readouts."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from tldiag.jobs import JobStore
 
-ROOT = Path(__file__).resolve().parents[2]
 QUERY = dict(model="efficientnet-lite0", resolution="32", limit="12", target="demo:digits")
+PAGE = "pages/6_efficiency.py"
 
 
-pytestmark = pytest.mark.usefixtures("at_repo_root")
-
-
-def _page(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    for k, v in {**QUERY, **query}.items():
-        at.query_params[k] = v
-    at.run()
-    return at.switch_page("pages/6_efficiency.py").run()
-
-
-def test_the_form_shows_the_plan_and_the_cpu_settings():
-    at = _page()
+def test_the_form_shows_the_plan_and_the_cpu_settings(open_page):
+    at = open_page(PAGE, QUERY)
     assert not at.exception, [e.value for e in at.exception]
     captions = " ".join(c.value for c in at.caption)
     assert "80 pool, 20 validation and 20 test images in 10 classes" in captions
@@ -39,15 +25,15 @@ def test_the_form_shows_the_plan_and_the_cpu_settings():
     assert any("compare nothing" in e.value for e in at.error)
 
 
-def test_a_random_init_model_is_explained():
-    at = _page(model="random:efficientnet-lite0")
+def test_a_random_init_model_is_explained(open_page):
+    at = open_page(PAGE, QUERY, model="random:efficientnet-lite0")
     assert not at.exception
     assert any("no transfer to measure" in e.value for e in at.error)
 
 
 @pytest.mark.slow
-def test_launch_and_read_the_result():
-    at = _page()
+def test_launch_and_read_the_result(open_page):
+    at = open_page(PAGE, QUERY)
     at.multiselect(key="w_eff_arms").set_value(["small-cnn", "linear-probe"]).run()
     at.multiselect(key="w_eff_budgets").set_value([1]).run()
     at.number_input(key="w_eff_repeats").set_value(2).run()

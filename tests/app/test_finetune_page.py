@@ -1,32 +1,18 @@
 """The Fine-tune page under AppTest: launch a real job, see it live, see the result card, register the model."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from tldiag.finetune import FinetuneConfig, submit
 from tldiag.jobs import JobStore
 from tldiag.models import list_models
 
-ROOT = Path(__file__).resolve().parents[2]
 QUERY = dict(model="random:timm:test_resnet", resolution="32", limit="3", target="demo:digits")
+PAGE = "pages/5_finetune.py"
 
 
-pytestmark = pytest.mark.usefixtures("at_repo_root")
-
-
-def _page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    for k, v in QUERY.items():
-        at.query_params[k] = v
-    at.run()
-    return at.switch_page("pages/5_finetune.py").run()
-
-
-def test_the_form_shows_the_recommendation_and_the_plan():
-    at = _page()
+def test_the_form_shows_the_recommendation_and_the_plan(open_page):
+    at = open_page(PAGE, QUERY)
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="w_ft_strategy").value == "full"  # random init: train everything from scratch
     captions = " ".join(c.value for c in at.caption)
@@ -40,8 +26,8 @@ def test_the_form_shows_the_recommendation_and_the_plan():
 
 
 @pytest.mark.slow
-def test_launch_follow_and_register(tmp_path):
-    at = _page()
+def test_launch_follow_and_register(open_page, tmp_path):
+    at = open_page(PAGE, QUERY)
     at.number_input(key="w_ft_epochs").set_value(2).run()
     at.button(key="launch_ft").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -66,12 +52,12 @@ def test_launch_follow_and_register(tmp_path):
     assert list(table["status"]) == ["done"] and list(table["id"]) == [job.id]
 
 
-def test_failed_and_cancelled_jobs_show_why():
+def test_failed_and_cancelled_jobs_show_why(open_page):
     store = JobStore()
     bad = store.submit("finetune", {**FinetuneConfig(model="random:timm:test_resnet", target="demo:digits?limit=3",
                                                      resolution=32).to_dict(), "lr": -1.0})
     store.wait(bad.id, timeout=120)
-    at = _page()
+    at = open_page(PAGE, QUERY)
     assert not at.exception, [e.value for e in at.exception]
     assert any("lr=-1.0 must be a number" in e.value for e in at.error)  # the job's own check, from its record
     queued = submit(FinetuneConfig(model="random:timm:test_resnet", target="demo:digits?limit=3", resolution=32,
@@ -80,3 +66,11 @@ def test_failed_and_cancelled_jobs_show_why():
     at.run()
     at.selectbox(key="w_ft_job").set_value(queued.id).run()
     assert any("Cancelled after" in w.value for w in at.warning)
+
+
+def test_a_one_epoch_run_can_be_planned(open_page):
+    """The warm-up shrinks to half an epoch (it must end before the last epoch)."""
+    at = open_page(PAGE, QUERY)
+    at.number_input(key="w_ft_epochs").set_value(1).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "launch_ft" in {b.key for b in at.button}

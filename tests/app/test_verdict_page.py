@@ -1,27 +1,14 @@
 """The Verdict page under AppTest: what is missing and its buttons, a verdict from what exists, the export."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[2]
 QUERY = dict(model="efficientnet-lite0", resolution="32", limit="4", target="demo:printed-digits")
-
-pytestmark = pytest.mark.usefixtures("at_repo_root")
-
-
-def _page(**query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-    for k, v in {**QUERY, **query}.items():
-        at.query_params[k] = v
-    at.run()
-    return at.switch_page("pages/7_verdict.py").run()
+PAGE = "pages/7_verdict.py"
 
 
-def test_nothing_computed_lists_what_is_missing_with_buttons():
-    at = _page()
+def test_nothing_computed_lists_what_is_missing_with_buttons(open_page):
+    at = open_page(PAGE, QUERY, timeout=300)
     assert not at.exception, [e.value for e in at.exception]
     assert any(i.value.startswith("No verdict yet") for i in at.info)
     text = " ".join(m.value for m in at.markdown)
@@ -32,8 +19,8 @@ def test_nothing_computed_lists_what_is_missing_with_buttons():
 
 
 @pytest.mark.slow
-def test_running_the_shift_tests_gives_a_provisional_verdict_and_a_record():
-    at = _page()
+def test_running_the_shift_tests_gives_a_provisional_verdict_and_a_record(open_page):
+    at = open_page(PAGE, QUERY, timeout=300)
     at.button(key="v_run_shift").click().run()
     assert not at.exception, [e.value for e in at.exception]
     boxes = [b.value for b in (*at.success, *at.warning, *at.error)]
@@ -42,7 +29,7 @@ def test_running_the_shift_tests_gives_a_provisional_verdict_and_a_record():
     assert "**Divergence at the penultimate layer** · MMD" in text
     assert "v_run_shift" not in {b.key for b in at.button}
     # a new session (the permalink opened later) reads the stored summary: no button, the same verdict
-    again = _page()
+    again = open_page(PAGE, QUERY, timeout=300)
     assert not again.exception
     assert [b.value for b in (*again.success, *again.warning, *again.error)][:1] == \
         [b for b in boxes if b.startswith("### ")][:1]
