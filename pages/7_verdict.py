@@ -78,10 +78,14 @@ def _launch(what: str, launch) -> None:
 
 def _compute(what: tuple[str, ...]) -> None:
     try:
-        app_state.analyses(setup, compute=what)
+        result = app_state.analyses(setup, compute=what)
     except TldiagError as exc:
         app_state.show_error(exc)
-    else:
+        return
+    for name in what:
+        if name in result.errors:
+            st.error(f"{decision.ANALYSIS_TITLES[name]} could not run: {result.errors[name]}", icon="⚠️")
+    if not any(name in result.errors for name in what):
         st.rerun()
 
 

@@ -151,3 +151,15 @@ def test_cli_report_headless(tmp_path, capsys):
     assert "not computed: Data-efficiency experiment" in out.out
     assert "shift" in out.err and "permalink: /verdict?model=efficientnet-lite0" in out.err  # progress on stderr
     assert embedded_manifest(html.read_text()) == m
+
+
+def test_an_unlabelled_target_still_gets_the_divergence(make_folder, tiny_model_id):
+    """Probes need labels: they are reported as not run, and the shift tests still give a provisional verdict."""
+    folder = make_folder(flat=12)
+    setup = Setup(model=tiny_model_id, source="demo:digits", target=f"folder:{folder}", resolution=32, limit=10)
+    a = gather(setup, compute=("shift", "probes"))
+    assert a.computed == ("shift",) and "label" in a.errors["probes"]
+    record = build_record(a)
+    assert record.manifest["errors"] == {"probes": a.errors["probes"]}
+    assert record.verdict.provisional and record.verdict.signal("divergence") is not None
+    assert "Could not run" in record.html()

@@ -525,6 +525,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                           progress=bars)
     finally:
         bars.close()
+    for name, message in analyses.errors.items():
+        print(f"{name}: not run: {message}", file=sys.stderr)
     failed, ran = [], False
     if "efficiency" not in skip and analyses.efficiency is None:
         ran = True
@@ -571,6 +573,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         say(f"  label savings: {v.recipe.label_savings}")
     for m in v.missing:
         say(f"not computed: {m.title} (would add {m.adds})")
+    for name, message in analyses.errors.items():
+        say(f"could not run: {name}: {message}")
     if args.html:
         from pathlib import Path
 

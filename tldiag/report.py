@@ -300,6 +300,7 @@ class Analyses:
     finetune: Mapping[str, Any] | None = None
     evidence: Evidence = Evidence()
     timings: Mapping[str, float] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def computed(self) -> tuple[str, ...]:
@@ -367,9 +368,13 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
         pair = ctx.pair(progress=step("embeddings"))
         timings["embeddings"] = time.perf_counter() - t
     parts: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     for name, fn in (("shift", shift), ("probes", probes), ("projection", projection)):
         t = time.perf_counter()
-        parts[name] = fn(ctx, compute=name in compute, pair=pair, progress=step(name))
+        try:
+            parts[name] = fn(ctx, compute=name in compute, pair=pair, progress=step(name))
+        except TldiagError as exc:  # e.g. probes of an unlabelled target: the other analyses still count
+            parts[name], errors[name] = None, str(exc)
         timings[name] = time.perf_counter() - t
     for name, fn in (("efficiency", efficiency), ("finetune", finetune)):
         t = time.perf_counter()
@@ -382,7 +387,8 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
                     datasets={"source": _dataset_info(ctx.source), "target": _dataset_info(ctx.target)},
                     taps=ctx.taps, embedded=pair is not None or ctx.embedded(), shift=parts["shift"],
                     probes=parts["probes"], projection=parts["projection"], efficiency=parts["efficiency"],
-                    finetune=parts["finetune"], evidence=ev, timings={k: round(v, 3) for k, v in timings.items()})
+                    finetune=parts["finetune"], evidence=ev, timings={k: round(v, 3) for k, v in timings.items()},
+                    errors=errors)
 
 
 # ----------------------------------------------------------------------------- the record
@@ -476,7 +482,7 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
         "seeds": _seeds(a),
         "analyses": {"shift": a.shift, "probes": a.probes, "projection": _projection_summary(a.projection),
                      "efficiency": a.efficiency, "finetune": a.finetune},
-        "computed": list(a.computed),
+        "computed": list(a.computed), "errors": dict(a.errors),
         "timings": {"computed_seconds": _compute_seconds(a), "read_seconds": dict(a.timings), **(timings or {})},
         "evidence": a.evidence.to_dict(), "verdict": verdict.to_dict(),
     }
@@ -556,6 +562,9 @@ def render_html(record: DecisionRecord) -> str:
                      f"{_e(s.status)}'>{_e(s.status)}</span></td><td>{_e(s.value)}</td><td>{_e(s.evidence)}</td>"
                      f"<td>{_e(s.rule)}</td></tr>")
     parts.append("</table>")
+    if a.errors:
+        parts += ["<h2>Could not run</h2><ul>"] + [f"<li><b>{_e(ANALYSIS_TITLES[k])}</b>: {_e(msg)}</li>"
+                                                   for k, msg in a.errors.items()] + ["</ul>"]
     if v.missing:
         parts += ["<h2>Not computed yet</h2><ul>"] + [f"<li><b>{_e(x.title)}</b>: would add {_e(x.adds)}.</li>"
                                                       for x in v.missing] + ["</ul>"]
