@@ -481,6 +481,11 @@ class Verdict:
         return asdict(self)
 
 
+def _lower_first(text: str) -> str:
+    """'Divergence at ...' -> 'divergence at ...' for a title inside a sentence (acronyms like LogME stay)."""
+    return text[:1].lower() + text[1:]
+
+
 def _pts(x: float) -> str:
     return f"{100 * x:+.1f} pts"
 
@@ -657,7 +662,7 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
                        (), signals, disagreements, missing, None, True, rules)
 
     def listing(items: Sequence[Signal]) -> str:
-        return ", ".join(f"{s.title.lower()} {s.status} ({s.value})" for s in items)
+        return ", ".join(f"{_lower_first(s.title)} {s.status} ({s.value})" for s in items)
 
     reasons = []
     provisional = not measured
@@ -728,7 +733,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
     for key in ("probe", "transferability", "efficiency", "finetune"):
         s = by.get(key)
         if s is not None and s.status == NO_GO:
-            other.append(f"{s.title.lower()} is NO-GO ({s.value})")
+            other.append(f"{_lower_first(s.title)} is NO-GO ({s.value})")
     another = bool(other)
     if another:
         other_reason = ("Look for another source model: " + "; ".join(other) + ". Compare candidates on the Probes "
