@@ -913,8 +913,8 @@ def run_job(config: Mapping[str, Any], context) -> dict[str, Any]:
             context.log(message)
 
     def on_epoch(row: dict[str, Any]) -> None:
-        context.report(metrics=row, message=f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, "
-                                            f"val accuracy {row['val_accuracy']:.3f}")
+        context.report(metrics=row, message=f"epoch {row['epoch']}/{cfg.epochs} done: train loss "
+                                            f"{row['train_loss']:.3f}, val accuracy {row['val_accuracy']:.3f}")
 
     result = finetune(cfg, context.folder, progress=progress, on_epoch=on_epoch)
     context.log(f"test accuracy {result.test_accuracy:.3f} (best epoch {result.best_epoch})")

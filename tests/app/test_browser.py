@@ -127,10 +127,11 @@ def test_a_running_job_updates_live_and_cancels(page: Page, fresh_streamlit_url,
 
     store = JobStore(tmp_path / "home" / "jobs")  # the server's TLDIAG_HOME
     job = submit(FinetuneConfig(model="random:timm:test_resnet", target="demo:digits?limit=3", resolution=32,
-                                epochs=500, patience=0, num_workers=0), store=store, name="long tiny run")
+                                epochs=5000, patience=0, num_workers=0), store=store, name="long tiny run")
     page.set_viewport_size({"width": 1400, "height": 1800})
     page.goto(f"{fresh_streamlit_url}/finetune?model=random:timm:test_resnet&resolution=32&limit=3&target=demo:digits")
-    status = page.get_by_text(re.compile(r"^running: epoch \d+/500"))
+    # both the per-step and the end-of-epoch status read "running: epoch N/5000 ..."
+    status = page.get_by_text(re.compile(r"^running: epoch \d+/5000"))
     expect(status).to_be_visible(timeout=180_000)
     first = status.inner_text()
     expect(status).not_to_have_text(first, timeout=30_000)  # it moved on by itself
