@@ -62,7 +62,9 @@ class TransferabilityRules:
 
 
 @dataclass(frozen=True)
-class ProbeRules:
+class GainRules:
+    """An accuracy gain (measured): GO from ``gain_go``, NO-GO below ``gain_no_go`` (the probe and the fine-tune)."""
+
     gain_go: float = 0.05
     gain_no_go: float = 0.0
 
@@ -70,12 +72,6 @@ class ProbeRules:
 @dataclass(frozen=True)
 class EfficiencyRules:
     labels_saved_go: float = 2.0
-
-
-@dataclass(frozen=True)
-class FinetuneRules:
-    gain_go: float = 0.05
-    gain_no_go: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,9 +90,9 @@ class Rules:
 
     divergence: DivergenceRules = DivergenceRules()
     transferability: TransferabilityRules = TransferabilityRules()
-    probe: ProbeRules = ProbeRules()
+    probe: GainRules = GainRules()
     efficiency: EfficiencyRules = EfficiencyRules()
-    finetune: FinetuneRules = FinetuneRules()
+    finetune: GainRules = GainRules()
     recipe: RecipeRules = RecipeRules()
     origin: str = "defaults"
 
@@ -309,14 +305,16 @@ class EfficiencyEvidence:
     @classmethod
     def from_readouts(cls, readouts: Any, result: Any, job: str | None = None) -> "EfficiencyEvidence":
         """From a :class:`tldiag.efficiency.Readouts` and its :class:`~tldiag.efficiency.EfficiencyResult`."""
+        from .efficiency import SCRATCH_ARMS, TRANSFER_ARMS  # loaded already: readouts come from it
+
         def comp(c: Any) -> Comparison:
             return Comparison(per_class=float(c.per_class), transfer_arm=c.transfer_arm, scratch_arm=c.scratch_arm,
                               transfer=float(c.transfer), scratch=float(c.scratch), gain=float(c.gain),
                               low=float(c.low), high=float(c.high), verdict=c.verdict, text=c.describe())
 
         reach = readouts.reach
-        transfer = [r for a, r in reach.items() if a in ("linear-probe", "fine-tuned") and r.reached]
-        scratch = [r for a, r in reach.items() if a in ("scratch", "small-cnn")]
+        transfer = [r for a, r in reach.items() if a in TRANSFER_ARMS and r.reached]
+        scratch = [r for a, r in reach.items() if a in SCRATCH_ARMS]
         rt = min((r.per_class for r in transfer), default=None)
         rs = min((r.per_class for r in scratch if r.reached), default=None)
         return cls(job=job, profile=result.config.profile, repeats=int(result.config.repeats),
@@ -537,7 +535,7 @@ def _transferability(ev: TransferabilityEvidence, r: TransferabilityRules) -> Si
                       f"LogME {ev.logme:.3f} at {ev.tap}; {knn}",
                       "LogME has no absolute scale; without the random-init features to compare with, it does not vote")
     gap = ev.logme - ev.logme_random
-    status = GO if gap >= r.logme_gap_go else NO_GO if gap < r.logme_gap_no_go else CAUTION
+    status = _by_gain(gap, r.logme_gap_go, r.logme_gap_no_go)
     rule = {GO: f"LogME gap {gap:+.3f} ≥ {r.logme_gap_go:+g}: GO",
             NO_GO: f"LogME gap {gap:+.3f} < {r.logme_gap_no_go:+g}: random features explain the labels better: NO-GO",
             CAUTION: f"{r.logme_gap_no_go:+g} ≤ LogME gap {gap:+.3f} < {r.logme_gap_go:+g}: CAUTION"}[status]
@@ -546,7 +544,7 @@ def _transferability(ev: TransferabilityEvidence, r: TransferabilityRules) -> Si
                   f"{ev.tap} (nats per image, higher is better); {knn}", rule)
 
 
-def _probe(ev: ProbeEvidence, r: ProbeRules) -> Signal | None:
+def _probe(ev: ProbeEvidence, r: GainRules) -> Signal | None:
     if ev.floor_accuracy is None:
         return None
     gain = ev.best_accuracy - ev.floor_accuracy
@@ -590,7 +588,7 @@ def _efficiency(ev: EfficiencyEvidence, r: EfficiencyRules) -> Signal:
                   f"{saved} labels saved", evidence, rule)
 
 
-def _finetune(ev: FinetuneEvidence, r: FinetuneRules) -> Signal:
+def _finetune(ev: FinetuneEvidence, r: GainRules) -> Signal:
     probe = "" if ev.probe_accuracy is None else (f"; linear probe of the frozen features on the same split "
                                                   f"{ev.probe_accuracy:.3f} at {ev.probe_tap}")
     base = (f"fine-tuned ({ev.strategy}, lr {ev.lr:g}, backbone ×{ev.backbone_lr_mult:g}) {ev.test_accuracy:.3f} on "
@@ -698,12 +696,14 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
 
 
 # ----------------------------------------------------------------------------- recipe
-def _strategy_steps(strategy: str, frozen: int | None, n_stages: int | None, cut: str | None,
-                    mult: float) -> list[str]:
-    lr = 1e-3
-    common = ("AdamW, a one-epoch linear warm-up then cosine decay, label smoothing 0.1, early stopping on a "
-              "validation split (patience 3); keep the pretrained BatchNorm statistics fixed (small target batches "
-              "would overwrite them)")
+def _strategy_steps(strategy: str, frozen: int | None, n_stages: int | None, cut: str | None, mult: float,
+                    defaults: Any) -> list[str]:
+    """The steps of a fine-tuning ``strategy`` with ``defaults`` (a :class:`tldiag.finetune.FinetuneConfig`: the
+    Fine-tune page's settings)."""
+    lr = defaults.lr
+    common = (f"AdamW, a {defaults.warmup_epochs:g}-epoch linear warm-up then cosine decay, label smoothing "
+              f"{defaults.label_smoothing:g}, early stopping on a validation split (patience {defaults.patience}); "
+              "keep the pretrained BatchNorm statistics fixed (small target batches would overwrite them)")
     if strategy == "partial":
         frozen_text = (f"the stem and the bottom {frozen} of {n_stages} stages" if frozen is not None and n_stages
                        else "every stage but the last")
@@ -711,7 +711,7 @@ def _strategy_steps(strategy: str, frozen: int | None, n_stages: int | None, cut
                 + f"; train the last stage and a new head: head lr {lr:g}, backbone ×{mult:g} = {lr * mult:g}.",
                 common + "."]
     if strategy == "freeze-unfreeze":
-        return [f"Train a new head alone for 2 epochs at lr {lr:g} (its random first gradients would damage the "
+        return [f"Train a new head alone for {defaults.head_epochs} epochs at lr {lr:g} (its random first gradients would damage the "
                 f"pretrained features), then unfreeze every layer at ×{mult:g} = {lr * mult:g}."
                 + (f" If validation overfits, keep the layers up to {cut} frozen." if cut else ""),
                 common + "."]
@@ -724,7 +724,8 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         return None
     probe, div, ft, eff = ev.probe, ev.divergence, ev.finetune, ev.efficiency
     cut = probe.recommended_tap if probe else None
-    red = div is not None and div.mmd >= rules.divergence.mmd_red and div.p_value <= rules.divergence.alpha
+    shifted = div is not None and div.mmd >= rules.divergence.mmd_green and div.p_value <= rules.divergence.alpha
+    red = shifted and div.mmd >= rules.divergence.mmd_red
 
     other = []
     if red:
@@ -774,7 +775,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
                "fine-tuning nothing to win")
         steps.append(f"Train a linear classifier on the frozen features at {cut} (standardised, L2 logistic "
                      f"regression with C chosen on validation, as the Probes page does): {why}.")
-        if div is not None and div.mmd >= rules.divergence.mmd_green and div.p_value <= rules.divergence.alpha:
+        if shifted:
             steps.append(f"The shift at {div.tap} (MMD {div.mmd:.3f}) would usually call for fine-tuning, but the probe "
                          "measured on held-out target images leaves it nothing to win; the measurement decides.")
         steps.append(f"Freezing the whole backbone makes training and serving cheap; re-check with a fine-tune if the "
@@ -782,13 +783,14 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         return Recipe("linear-probe", f"Linear probe on frozen features at {cut}", cut, tuple(steps), another,
                       other_reason, savings)
 
-    from .finetune import recommend  # the Fine-tune page's defaults by amount of data (imports torch)
+    from .finetune import STRATEGY_TITLES, FinetuneConfig, recommend  # the Fine-tune page's defaults (imports torch)
 
     n_train = probe.n_train if probe else (ft.n_train if ft else 0)
     rec = recommend(n_train, ev.n_stages or 1, pretrained=ev.pretrained)
     steps.extend(rec.reasons)
-    steps.extend(_strategy_steps(rec.strategy, rec.frozen_stages, ev.n_stages, cut, rec.backbone_lr_mult))
-    if red or (div is not None and div.mmd >= rules.divergence.mmd_green and div.p_value <= rules.divergence.alpha):
+    steps.extend(_strategy_steps(rec.strategy, rec.frozen_stages, ev.n_stages, cut, rec.backbone_lr_mult,
+                                 FinetuneConfig()))
+    if shifted:
         steps.append(f"The target is shifted at {div.tap} (MMD {div.mmd:.3f}): do not stop at a head on frozen "
                      "features; let the deep, specific layers adapt, and pull them toward the pretrained weights "
                      "(L2-SP) if validation accuracy is unstable with few labels.")
@@ -805,8 +807,6 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         steps.append("Launch the fine-tune to check it beats the linear probe"
                      + (f" ({probe.best_accuracy:.3f} at {probe.best_tap})" if probe else "")
                      + " on the same split; if it does not, the frozen probe is the cheaper recipe.")
-    from .finetune import STRATEGY_TITLES
-
     title = STRATEGY_TITLES.get(rec.strategy, rec.strategy)
     return Recipe(rec.strategy, f"Fine-tune: {title}", cut, tuple(steps), another, other_reason, savings)
 
