@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
@@ -421,10 +421,15 @@ def cancel_and_log(job: Job, *, help: str) -> None:
 
 
 # ---------------------------------------------------------------- the verdict
+def _loaded(setup: Setup) -> dict[str, Any]:
+    """This server's cached model and datasets of the setup, as keywords of the report functions."""
+    return dict(model=model(setup.model, setup.resolution), source=dataset(setup.source_spec),
+                target=dataset(setup.target_spec))
+
+
 def context(setup: Setup) -> decision.Context:
     """The setup with this server's cached model and datasets."""
-    return decision.Context.open(setup, model=model(setup.model, setup.resolution), source=dataset(setup.source_spec),
-                                 target=dataset(setup.target_spec))
+    return decision.Context.open(setup, **_loaded(setup))
 
 
 def verdict_rules() -> Rules:
@@ -441,9 +446,7 @@ def analyses(setup: Setup, compute: tuple[str, ...] = ()) -> decision.Analyses:
     def progress(name: str, done: int, total: int, message: str) -> None:
         slot.progress(min(done / max(total, 1), 1.0), text=f"{decision.ANALYSIS_TITLES.get(name, name.capitalize())}: "
                                                            f"{done}/{total} — {message}")
-    ctx = context(setup)
-    result = decision.gather(setup, compute=compute, store=job_store(), model=ctx.model, source=ctx.source,
-                             target=ctx.target, progress=progress)
+    result = decision.gather(setup, compute=compute, store=job_store(), progress=progress, **_loaded(setup))
     slot.empty()
     return result
 

@@ -6,7 +6,7 @@ import app_state
 from tldiag import report as decision
 from tldiag.errors import TldiagError
 from tldiag.finetune import scratch_config
-from tldiag.verdict import CAUTION, GO, NO_GO
+from tldiag.verdict import CAUTION, GO, NO_GO, RULES_FILE
 
 st.title("Verdict")
 st.caption("Should we transfer from this model to our data, and how? Every signal computed for this setup, read against "
@@ -155,7 +155,7 @@ st.caption("Headless, for pipelines: `tldiag report --model M --source S --targe
            "manifest.json` (the same analyses, the same caches).")
 with st.expander("Rules (thresholds) in use"):
     st.caption(f"From {rules.origin}. Change them with a TOML file named by TLDIAG_VERDICT_RULES (a file may hold only "
-               f"the values it changes); the defaults and their sources are in {decision.RULES_FILE_NAME}.")
+               f"the values it changes); the defaults and their sources are in {RULES_FILE}.")
     st.dataframe(pd.DataFrame([{"rule": f"{section}.{key}", "value": value}
                                for section, values in rules.to_dict().items() if isinstance(values, dict)
                                for key, value in values.items()]), hide_index=True, width="stretch")

@@ -158,13 +158,14 @@ class JsonStore:
             return None
 
     def put(self, key: str, payload: dict[str, Any]) -> None:
-        atomic_write_text(self.path(key), json.dumps(payload, indent=1, default=_json_default))
+        atomic_write_text(self.path(key), json.dumps(payload, indent=1, default=json_default))
 
     def discard(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=)`` for results: numpy scalars and arrays as numbers and lists; anything else refused."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -23,18 +23,17 @@ import json
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
-from .cache import JsonStore, make_key
+from .cache import JsonStore, json_default, make_key
 from .errors import TldiagError
 from .setup import Setup
 from .verdict import (DivergenceEvidence, EfficiencyEvidence, Evidence, FinetuneEvidence, ProbeEvidence, Rules,
                       TransferabilityEvidence, Verdict, decide)
 
-RULES_FILE_NAME = "tldiag/verdict_rules.toml"
 ANALYSES = ("shift", "probes", "projection", "efficiency", "finetune")
 ANALYSIS_TITLES = {"shift": "Shift tests", "probes": "Linear probes and transferability scores",
                    "projection": "UMAP map", "efficiency": "Data-efficiency experiment", "finetune": "Fine-tuning"}
@@ -91,8 +90,6 @@ def _store() -> JsonStore:
 
 
 def _probe_settings(config) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return {**asdict(config), "random_init_floor": True}
 
 
@@ -112,19 +109,26 @@ def remember_shift(ctx: Context, report, *, n_permutations: int, max_samples: in
         _store().put(ctx.key("shift", SHIFT_SETTINGS), shift_summary(ctx, report))
 
 
+def _stored(ctx: Context, kind: str, settings: Mapping[str, Any], compute: bool,
+            summarise: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """The stored summary of ``kind``; when there is none and ``compute``, ``summarise()`` it and store it."""
+    store, key = _store(), ctx.key(kind, settings)
+    hit = store.get(key)
+    if hit is not None or not compute:
+        return hit
+    payload = summarise()
+    store.put(key, payload)
+    return payload
+
+
 def shift(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None) -> dict[str, Any] | None:
     """The setup's shift summary: stored, or (``compute``) computed from the embeddings and stored; else None."""
     from .metrics import shift_report
 
-    store, key = _store(), ctx.key("shift", SHIFT_SETTINGS)
-    hit = store.get(key)
-    if hit is not None or not compute:
-        return hit
-    pair = pair or ctx.pair()
-    report = shift_report(pair, random_state=ctx.setup.seed, progress=progress, **SHIFT_SETTINGS)
-    payload = shift_summary(ctx, report)
-    store.put(key, payload)
-    return payload
+    def summarise() -> dict[str, Any]:
+        report = shift_report(pair or ctx.pair(), random_state=ctx.setup.seed, progress=progress, **SHIFT_SETTINGS)
+        return shift_summary(ctx, report)
+    return _stored(ctx, "shift", SHIFT_SETTINGS, compute, summarise)
 
 
 def _transferability(report, floor, headline: str) -> dict[str, Any]:
@@ -179,17 +183,14 @@ def probes(ctx: Context, *, compute: bool, pair=None, progress: Progress | None 
     from .probes import ProbeConfig, probe_report
 
     config = ProbeConfig()
-    store, key = _store(), ctx.key("probes", _probe_settings(config))
-    hit = store.get(key)
-    if hit is not None or not compute:
-        return hit
-    pair = pair or ctx.pair()
-    floor = random_floor(ctx, pair.target.taps)
-    report = probe_report(pair, floor, depths=ctx.model.depths, config=config, random_state=ctx.setup.seed,
-                          progress=progress)
-    payload = probes_summary(ctx, report, floor)
-    store.put(key, payload)
-    return payload
+
+    def summarise() -> dict[str, Any]:
+        embedded = pair or ctx.pair()
+        floor = random_floor(ctx, embedded.target.taps)
+        report = probe_report(embedded, floor, depths=ctx.model.depths, config=config, random_state=ctx.setup.seed,
+                              progress=progress)
+        return probes_summary(ctx, report, floor)
+    return _stored(ctx, "probes", _probe_settings(config), compute, summarise)
 
 
 def projection(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None):
@@ -307,15 +308,7 @@ class Analyses:
         return tuple(k for k in ANALYSES if getattr(self, k) is not None)
 
 
-def _n_stages(model) -> int | None:
-    from .finetune import stage_count
-
-    return stage_count(model)
-
-
 def _model_info(model) -> dict[str, Any]:
-    from dataclasses import asdict
-
     params = sum(p.numel() for p in model.module.parameters())
     return {"id": model.id, "weights_hash": model.weights_hash, "preprocessing": asdict(model.preprocessing),
             "parameters": int(params), "num_classes": model.num_classes}
@@ -353,6 +346,7 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
     if unknown:
         raise TldiagError(f"gather(compute=...) computes shift, probes and projection; {unknown} are jobs or unknown. "
                           "Launch efficiency and fine-tuning as jobs (tldiag efficiency / tldiag finetune).")
+    from .finetune import stage_count
     from .models import random_init_id
 
     t0 = time.perf_counter()
@@ -381,7 +375,7 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
         got = fn(ctx.setup, store)
         parts[name], parts[f"{name}_evidence"] = got if got else (None, None)
         timings[name] = time.perf_counter() - t
-    ev = evidence_of(parts, n_stages=_n_stages(ctx.model), pretrained=random_init_id(ctx.model.id) is not None)
+    ev = evidence_of(parts, n_stages=stage_count(ctx.model), pretrained=random_init_id(ctx.model.id) is not None)
     timings["total"] = time.perf_counter() - t0
     return Analyses(setup=ctx.setup, model=_model_info(ctx.model),
                     datasets={"source": _dataset_info(ctx.source), "target": _dataset_info(ctx.target)},
@@ -418,8 +412,6 @@ def _seeds(a: Analyses) -> dict[str, Any]:
 def _projection_summary(p) -> dict[str, Any] | None:
     if p is None:
         return None
-    from dataclasses import asdict
-
     return {"settings": asdict(p.params), "result": p.summary(), "seconds": p.seconds.get("total")}
 
 
@@ -432,22 +424,20 @@ class DecisionRecord:
     manifest: Mapping[str, Any]
 
     def json(self) -> str:
-        return json.dumps(self.manifest, indent=1, default=_json_default)
+        return json.dumps(self.manifest, indent=1)
 
     def html(self) -> str:
         return render_html(self)
 
 
 def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
+    """The stores' encoding (numpy scalars and arrays), sets as lists, anything else as its text."""
+    if isinstance(value, (set, frozenset)):
         return list(value)
-    return str(value)
+    try:
+        return json_default(value)
+    except TypeError:
+        return str(value)
 
 
 def _compute_seconds(a: Analyses) -> dict[str, float | None]:
@@ -595,8 +585,8 @@ def render_html(record: DecisionRecord) -> str:
         s = m["analyses"].get(name)
         if s and s.get("settings") is not None:
             parts.append(f"<p class='muted'><b>{_e(ANALYSIS_TITLES[name])}</b> settings: "
-                         f"<code>{_e(json.dumps(s['settings'], default=str))}</code></p>")
-    manifest = json.dumps(record.manifest, default=_json_default).replace("</", "<\\/")
+                         f"<code>{_e(json.dumps(s['settings']))}</code></p>")
+    manifest = json.dumps(record.manifest).replace("</", "<\\/")
     parts.append(f"<p class='muted'>The full manifest (every metric with its settings) is embedded in this file as "
                  f"JSON: <code>document.getElementById('tldiag-manifest')</code>.</p>"
                  f"<script type='application/json' id='tldiag-manifest'>{manifest}</script></body></html>")
