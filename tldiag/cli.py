@@ -8,7 +8,8 @@ import argparse
 import json
 import sys
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 from .errors import TldiagError
 
@@ -32,8 +33,9 @@ def _write_json(path: str | None, payload: object) -> None:
     if path == "-":
         print(text)
     else:
-        with open(path, "w") as f:
-            f.write(text + "\n")
+        from .cache import atomic_write_text
+
+        atomic_write_text(Path(path), text + "\n")  # an interrupted run leaves no half-written file
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -454,26 +456,25 @@ def _check_output(path: str | None, flag: str) -> None:
 
 
 class _Bars:
-    """One tqdm bar per named step on stderr, for progress(name, done, total, message) callbacks."""
+    """A :class:`_stderr_progress` bar per named step (one at a time), for progress(name, done, total, message)
+    callbacks."""
 
     def __init__(self) -> None:
-        self.bars: dict = {}
+        self.name: str | None = None
+        self.bar: _stderr_progress | None = None
+        self.update: Callable[[float, int, str], None] | None = None
 
     def __call__(self, name: str, done: float, total: int, message: str) -> None:
-        from tqdm import tqdm
-
-        bar = self.bars.get(name)
-        if bar is None:
-            for other in self.bars.values():
-                other.close()
-            bar = self.bars[name] = tqdm(desc=name, total=total, file=sys.stderr, leave=False)
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(message[:60], refresh=True)
+        if name != self.name:
+            self.close()
+            self.name, self.bar = name, _stderr_progress(name)
+            self.update = self.bar.__enter__()
+        self.update(done, total, message[:60])
 
     def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.name = self.bar = self.update = None
 
 
 def _run_job(store, kind: str, submit, setup) -> str:
@@ -487,12 +488,9 @@ def _run_job(store, kind: str, submit, setup) -> str:
         print(f"{kind}: not run: {exc}", file=sys.stderr)
         return "not run"
     print(f"{kind}: {'following' if active else 'launched'} job {job.id} (log: {job.log_path})", file=sys.stderr)
-    bars = _Bars()
-    try:
-        job = store.wait(job.id, poll_s=1.0, on_update=lambda j: bars(f"{kind} job", round(100 * j.progress), 100,
-                                                                      j.message or j.status))
-    finally:
-        bars.close()
+    with _stderr_progress(f"{kind} job", unit="%") as progress:
+        job = store.wait(job.id, poll_s=1.0, on_update=lambda j: progress(round(100 * j.progress), 100,
+                                                                          (j.message or j.status)[:60]))
     if job.status != "done":
         print(f"{kind}: job {job.id} {job.status}{': ' + job.error if job.error else ''}; the report goes on "
               "without it", file=sys.stderr)
@@ -576,8 +574,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name, message in analyses.errors.items():
         say(f"could not run: {name}: {message}")
     if args.html:
-        from pathlib import Path
-
         from .cache import atomic_write_text
 
         atomic_write_text(Path(args.html), record.html())  # a killed run leaves no half-written report
