@@ -55,7 +55,7 @@ def _apply_preset() -> None:
 
 st.radio("Datasets", preset_names, index=preset_names.index(current_preset), key="w_preset",
          horizontal=True, on_change=_apply_preset)
-col_s, col_t, col_l = st.columns([2, 2, 1])
+col_s, col_t, col_l, col_b = st.columns([2, 2, 1, 1])
 source = col_s.text_input("Source dataset", value=setup.source, key="w_source",
                           help="folder:/path (one subfolder per class), torchvision:MNIST?split=test, "
                                "demo:digits; add ?shift=blur&severity=3 for a graded shift.")
@@ -64,9 +64,15 @@ limit = col_l.number_input("Images per class (0 = all)", min_value=0, max_value=
                            value=setup.limit or 0, key="w_limit",
                            help="A seeded per-class subsample (N in all for unlabelled data) keeps the demo fast; "
                                 "raise it for real runs.")
+budget = col_b.number_input("Label budget per class (0 = all)", min_value=0, max_value=1_000_000, step=5,
+                            value=setup.budget or 0, key="w_budget",
+                            help="How many labelled target images per class your team has or can afford. The verdict "
+                                 "answers for this budget: transfer against the best model trained from scratch on "
+                                 "the same number of labels, and where the answer would change.")
 
 new = Setup(model=typed.strip() or picked, source=source.strip(), target=target.strip(),
-            resolution=int(resolution) or None, limit=int(limit) or None, taps=setup.taps, seed=setup.seed)
+            resolution=int(resolution) or None, limit=int(limit) or None, taps=setup.taps, seed=setup.seed,
+            budget=int(budget) or None)
 try:
     new.validate()
     if new != setup:
@@ -79,6 +85,7 @@ try:
     model = app_state.model(setup.model, setup.resolution)
     src = app_state.dataset(setup.source_spec)
     tgt = app_state.dataset(setup.target_spec)
+    setup.check_budget(tgt)
 except TldiagError as exc:
     app_state.show_error(exc)
     st.stop()

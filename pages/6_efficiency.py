@@ -22,10 +22,10 @@ store = app_state.job_store()
 
 # ---------------------------------------------------------------- form
 base = EfficiencyConfig(model=setup.model, target=setup.target_spec, source=setup.source_spec,
-                        resolution=setup.resolution, seed=setup.seed)
+                        resolution=setup.resolution, seed=setup.seed, budget=setup.budget)
 st.subheader("New experiment")
-st.markdown(f"`{setup.model}` on `{setup.target_spec}` · {setup.resolution or 'native'} px · seed {setup.seed} "
-            "(change them on the Setup page)")
+st.markdown(f"`{setup.model}` on `{setup.target_spec}` · {setup.resolution or 'native'} px · seed {setup.seed} · "
+            f"your label budget: {setup.budget or 'all'} per class (always run; change them on the Setup page)")
 c1, c2 = st.columns([3, 2])
 arms = c1.multiselect("Arms", ARMS, default=list(ARMS), format_func=ARM_TITLES.get, key="w_eff_arms",
                       help="At least one scratch arm and one transfer arm.")

@@ -30,6 +30,8 @@ if v.decision:
     BOX[v.decision](f"### {v.decision}{' (provisional)' if v.provisional else ''}\n{v.headline}", icon=ICON[v.decision])
 else:
     st.info(v.headline + " Run the analyses listed below.", icon="ℹ️")
+st.markdown(f"**Label budget:** {v.budget} (set it on the Setup page)"
+            + (f" · {v.break_even}" if v.break_even else ""))
 for reason in v.reasons:
     st.markdown("- " + reason)
 if v.disagreements:
@@ -49,6 +51,21 @@ for s in v.signals:
         c2.markdown(f"**{s.title}** · {s.value}")
         c2.markdown(s.evidence)
         c2.caption("Rule: " + s.rule)
+
+# ---------------------------------------------------------------- the fair baselines
+b = analyses.evidence.baseline
+if b is not None:
+    st.subheader(f"Transfer against training from scratch at {v.budget}")
+    st.caption(f"Every arm learns from the same label subsets ({b.repeats} repeats, {b.per_class:.3g} labels per class on "
+               f"average) and is scored on the same {b.n_test} held-out test images; 95% intervals from a bootstrap over "
+               "repeats and test images. An arm whose validation accuracy was still at chance when its schedule ended "
+               "did not converge and does not vote.")
+    st.dataframe(pd.DataFrame([{"arm": a.title, "test accuracy": round(a.mean, 3),
+                                "95% interval": f"{a.low:.3f}–{a.high:.3f}",
+                                "converged": "yes" if a.converged else "no (does not vote)", "settings": a.settings}
+                               for a in b.arms]),
+                 hide_index=True, width="stretch", column_config={"settings": st.column_config.TextColumn(width="large")})
+    st.caption(b.comparison.text)
 
 # ---------------------------------------------------------------- recipe
 if v.recipe:
@@ -108,6 +125,10 @@ for m in v.missing:
             _compute(("shift",))
         elif m.key == "probes" and c2.button("Run the probes", key="v_run_probes", type="primary"):
             _compute(("probes",))
+        elif m.key == "baselines" and c2.button("Run the scratch baselines", key="v_run_baselines", type="primary",
+                                                help="Seconds to a minute on a CPU: a linear model and k-NN on the "
+                                                     "pixels and a small CNN at your budget."):
+            _compute(("baselines",))
         elif m.key == "efficiency" and c2.button("Launch the data-efficiency experiment", key="v_run_eff",
                                                  help="The Data efficiency page's defaults, as a background job."):
             _launch("the data-efficiency experiment",

@@ -123,7 +123,7 @@ def test_efficiency_runs_prints_the_readouts_and_writes_json(capsys, tmp_path):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "pool 80, validation 20, test 20 images" in out
-    assert "budgets per class: 1, all x 2 repeats; 4 trained runs; cpu settings on cpu" in out
+    assert "budgets per class: 1, all x 2 repeats; 6 trained runs; cpu settings on cpu" in out
     assert "note: Budgets 50 per class are at or above the 8 pool images" in out
     assert "status done" in out and "Scratch (small CNN)" in out and "Transfer, frozen (linear probe)" in out
     assert "- At all (8) labels per class, transfer − scratch" in out

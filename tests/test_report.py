@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tldiag.cli import main
+from tldiag.errors import TldiagError
 from tldiag.efficiency import EfficiencyResult, Run, default_schedules
 from tldiag.finetune import FinetuneConfig, FinetuneResult
 from tldiag.jobs import JobStore
@@ -85,7 +86,7 @@ def test_finished_jobs_of_the_setup_make_measured_signals(store):
     e = v.signal("efficiency")
     assert e.kind == "measured" and e.status == "CAUTION" and "catches up" in e.rule  # level at 'all'
     assert v.decision == "CAUTION" and v.provisional is False
-    assert [m.key for m in v.missing] == ["shift", "probes"]
+    assert [m.key for m in v.missing] == ["shift", "probes", "baselines"]
     assert list(figures(a)) == ["Data efficiency: test accuracy against labels per class",
                                 "Fine-tuning: training curves", "Fine-tuning: which layers changed most (1 − CKA)"]
 
@@ -127,7 +128,13 @@ def test_the_record_reopens_from_the_cache_and_exports_everything():
 
 def test_cli_refuses_bad_input_before_computing(tmp_path, capsys):
     assert main(["report", *ARGS, "--skip", "umap"]) == 2
-    assert "--skip 'umap': unknown analysis umap; choose from shift, probes, projection" in capsys.readouterr().err
+    assert "--skip 'umap': unknown analysis umap; choose from shift, probes, baselines, projection" in \
+        capsys.readouterr().err
+    assert main(["report", *ARGS, "--budget", "0"]) == 2
+    assert "budget=0 must be a whole number of labelled images per class, at least 1" in capsys.readouterr().err
+    assert main(["report", *ARGS, "--budget", "999"]) == 2
+    assert "budget=999 labels per class is more than the target holds: its largest class has" in \
+        capsys.readouterr().err
     bad = tmp_path / "rules.toml"
     bad.write_text("[probe]\ngain = 0.1\n")
     assert main(["report", *ARGS, "--rules", str(bad)]) == 2
@@ -153,6 +160,14 @@ def test_cli_report_headless(tmp_path, capsys):
     assert embedded_manifest(html.read_text()) == m
 
 
+def test_a_budget_needs_a_labelled_target(make_folder, tiny_model_id):
+    folder = make_folder(flat=12)
+    setup = Setup(model=tiny_model_id, source="demo:digits", target=f"folder:{folder}", resolution=32, limit=10,
+                  budget=5)
+    with pytest.raises(TldiagError, match="budget=5 labels per class, but the target .* has no labels"):
+        gather(setup)
+
+
 def test_an_unlabelled_target_still_gets_the_divergence(make_folder, tiny_model_id):
     """Probes need labels: they are reported as not run, and the shift tests still give a provisional verdict."""
     folder = make_folder(flat=12)
@@ -161,5 +176,6 @@ def test_an_unlabelled_target_still_gets_the_divergence(make_folder, tiny_model_
     assert a.computed == ("shift",) and "label" in a.errors["probes"]
     record = build_record(a)
     assert record.manifest["errors"] == {"probes": a.errors["probes"]}
-    assert record.verdict.provisional and record.verdict.signal("divergence") is not None
-    assert "Could not run" in record.html()
+    # the tiny model has random weights: nothing to transfer, NO-GO by definition, the divergence still shown
+    assert record.verdict.decision == "NO-GO" and record.verdict.signal("candidate").value == "random weights"
+    assert record.verdict.signal("divergence") is not None and "Could not run" in record.html()

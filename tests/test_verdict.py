@@ -6,9 +6,9 @@ import json
 import pytest
 
 from tldiag.errors import TldiagError
-from tldiag.verdict import (CAUTION, GO, INFO, NO_GO, RULES_FILE, Comparison, DivergenceEvidence, EfficiencyEvidence,
-                            Evidence, FinetuneEvidence, ProbeEvidence, Rules, TransferabilityEvidence, _read_toml,
-                            decide, load_rules)
+from tldiag.verdict import (CAUTION, GO, INFO, NO_GO, RULES_FILE, ArmScore, BaselineEvidence, Comparison,
+                            DivergenceEvidence, EfficiencyEvidence, Evidence, FinetuneEvidence, ProbeEvidence, Rules,
+                            TransferabilityEvidence, _read_toml, decide, load_rules)
 
 
 def div(mmd=0.05, p=0.001, ci=None) -> DivergenceEvidence:
@@ -21,6 +21,19 @@ def probe(best=0.95, floor=0.6, n_train=300) -> ProbeEvidence:
     return ProbeEvidence(best_tap="blocks.4", best_accuracy=best, best_se=0.01, recommended_tap="blocks.4",
                          recommended_accuracy=best, floor_accuracy=floor, floor_se=0.02, chance=0.1, n_train=n_train,
                          n_val=100, n_test=100, n_splits=3, taps=("blocks.0", "blocks.4", "pre_logits"))
+
+
+def base(gain=0.2, low=None, high=None, budget=10, scratch_arm="small-cnn", stuck=()) -> BaselineEvidence:
+    low = gain - 0.05 if low is None else low
+    high = gain + 0.05 if high is None else high
+    c = Comparison(per_class=budget or 30, transfer_arm="linear-probe", scratch_arm=scratch_arm, transfer=0.6 + gain,
+                   scratch=0.6, gain=gain, low=low, high=high, verdict="transfer better" if low > 0 else
+                   "scratch better" if high < 0 else "tie", text=f"at {budget} labels per class: ...")
+    arms = (ArmScore("small-cnn", "Scratch (small CNN)", 0.6, 0.5, 0.7, "32 px", "small-cnn" not in stuck),
+            ArmScore("pixel-knn", "Scratch (k-NN on pixels)", 0.4, 0.3, 0.5, "k=3"),
+            ArmScore("linear-probe", "Transfer, frozen (linear probe)", 0.6 + gain, 0.5 + gain, 0.7 + gain, "tap"))
+    return BaselineEvidence(budget=budget, per_class=budget or 30, repeats=3, n_test=100, chance=0.1, comparison=c,
+                            arms=arms)
 
 
 def comp(per_class, gain, low, high, verdict) -> Comparison:
@@ -58,18 +71,63 @@ def test_a_borderline_interval_is_said():
     assert s.status == NO_GO and "crosses 0.5" in s.rule
 
 
-@pytest.mark.parametrize("best, floor, status", [(0.95, 0.60, GO), (0.65, 0.60, GO), (0.64, 0.60, CAUTION),
-                                                 (0.60, 0.60, CAUTION), (0.55, 0.60, NO_GO)])
-def test_probe_gain_over_the_random_floor(best, floor, status):
+@pytest.mark.parametrize("best, floor", [(0.95, 0.60), (0.64, 0.60), (0.55, 0.60)])
+def test_the_random_init_floor_is_context_and_never_votes(best, floor):
     s = decide(Evidence(probe=probe(best, floor))).signal("probe")
-    assert s.status == status and s.kind == "measured"
-    assert f"{best:.3f}" in s.evidence and f"{floor:.3f}" in s.evidence
+    assert s.status == INFO and s.kind == "measured" and "does not vote" in s.rule
+    assert f"{best:.3f}" in s.evidence and f"{floor:.3f}" in s.evidence and "own best tap" in s.evidence
+    assert decide(Evidence(probe=probe(best, floor))).decision is None  # nothing that votes yet
 
 
-def test_probe_without_a_floor_does_not_vote_and_is_listed_missing():
+def test_probe_without_a_floor_shows_no_floor():
     v = decide(Evidence(probe=probe(floor=None)))
     assert v.signal("probe") is None and v.decision is None
-    assert "floor" in [m.key for m in v.missing]
+    assert "baselines" in [m.key for m in v.missing]
+
+
+@pytest.mark.parametrize("gain, low, status", [(0.20, 0.10, GO), (0.03, 0.01, GO), (0.029, 0.01, CAUTION),
+                                               (0.10, -0.02, CAUTION), (0.0, -0.1, NO_GO), (-0.1, -0.2, NO_GO)])
+def test_baseline_at_the_budget(gain, low, status):
+    s = decide(Evidence(baseline=base(gain, low))).signal("baseline")
+    assert s.status == status and s.kind == "measured"
+    assert "Scratch (k-NN on pixels) 0.400" in s.evidence and "at 10 labels per class" in s.evidence
+
+
+def test_a_scratch_arm_that_did_not_converge_is_named_and_does_not_vote():
+    s = decide(Evidence(baseline=base(0.2, stuck=("small-cnn",), scratch_arm="pixel-knn"))).signal("baseline")
+    assert "Scratch (small CNN) 0.600 (0.500–0.700), did not converge" in s.evidence
+    assert "Not voting (did not converge): Scratch (small CNN)" in s.evidence
+
+
+def test_random_weights_have_nothing_to_transfer():
+    v = decide(Evidence(probe=probe(best=0.7, floor=None), divergence=div(0.05), pretrained=False,
+                        model="random:efficientnet-lite0"))
+    assert v.decision == NO_GO and v.signal("candidate").status == NO_GO and "Nothing to transfer" in v.headline
+    assert "random:efficientnet-lite0 has random weights" in v.reasons[0]
+    r = v.recipe
+    assert r.approach == "scratch" and r.another_source
+    text = " ".join(r.steps) + r.another_source_reason
+    assert "pretrained BatchNorm" not in text and "L2-SP" not in text and "No need to look" not in text
+    assert "baselines" not in [m.key for m in v.missing]
+
+
+def test_features_at_chance_have_nothing_to_transfer():
+    # an all-constant checkpoint: the best probe stays at chance (0.1 of 100 test images, 2 se = 0.06)
+    v = decide(Evidence(probe=probe(best=0.15, floor=0.6), baseline=base(-0.4)))
+    assert v.decision == NO_GO and v.signal("candidate").value == "features carry no information"
+    assert decide(Evidence(probe=probe(best=0.17, floor=0.6))).signal("candidate") is None
+
+
+def test_the_verdict_answers_for_the_budget_and_says_where_it_changes():
+    v = decide(Evidence(baseline=base(0.2), budget=10))
+    assert v.headline.startswith("At 10 labels per class: Transfer pays here.")
+    assert v.budget == "10 labels per class" and "unknown until the data-efficiency experiment" in v.break_even
+    caught = [comp(1, 0.3, 0.2, 0.4, "transfer better"), comp(10, 0.12, 0.05, 0.2, "transfer better"),
+              comp(30, -0.02, -0.05, 0.01, "tie")]
+    v = decide(Evidence(baseline=base(0.2), efficiency=eff(caught, break_even=27.5), budget=10))
+    assert "from about 27.5 labels per class scratch catches up" in v.break_even and "below it" in v.break_even
+    assert decide(Evidence(baseline=base(0.2, budget=None))).headline.startswith("With all labelled images (30 per "
+                                                                                 "class to train on): Transfer pays")
 
 
 @pytest.mark.parametrize("gap, status", [(0.5, GO), (0.1, GO), (0.05, CAUTION), (0.0, CAUTION), (-0.1, NO_GO)])
@@ -112,65 +170,69 @@ def test_finetune_votes_only_against_scratch():
 
 
 def test_measured_signals_decide_and_predicted_ones_temper():
-    v = decide(Evidence(divergence=div(0.3), probe=probe()))
+    v = decide(Evidence(divergence=div(0.3), probe=probe(), baseline=base(0.2)))
     assert v.decision == GO and not v.provisional  # amber divergence is a caveat, not a veto
     assert "Caveats" in v.headline and "CAUTION" in v.headline
-    v = decide(Evidence(divergence=div(0.7), probe=probe()))
+    v = decide(Evidence(divergence=div(0.7), probe=probe(), baseline=base(0.2)))
     assert v.decision == CAUTION  # a predicted NO-GO turns a measured GO into CAUTION
-    assert v.disagreements == ("Divergence at the penultimate layer says NO-GO (MMD 0.700) but Linear probe vs "
-                               "random-init floor says GO (+35.0 pts).",)
-    v = decide(Evidence(divergence=div(0.05), probe=probe(0.55, 0.6)))
+    assert v.disagreements == ("Transfer vs the best scratch baseline at your budget says GO (+20.0 pts) but "
+                               "Divergence at the penultimate layer says NO-GO (MMD 0.700).",)
+    v = decide(Evidence(divergence=div(0.05), probe=probe(), baseline=base(-0.05)))
     assert v.decision == NO_GO  # measured outranks predicted
     assert len(v.disagreements) == 1 and "shown side by side" in " ".join(v.reasons)
 
 
 def test_measured_signals_that_disagree_give_caution():
     worse = [comp(1, -0.2, -0.3, -0.1, "scratch better"), comp(10, -0.1, -0.2, -0.05, "scratch better")]
-    v = decide(Evidence(probe=probe(), efficiency=eff(worse, saved=None)))
+    v = decide(Evidence(probe=probe(), baseline=base(0.2), efficiency=eff(worse, saved=None)))
     assert v.decision == CAUTION and len(v.disagreements) == 1
-    assert {s.status for s in v.signals} == {GO, NO_GO}  # each keeps its own status: nothing is averaged
+    assert {s.status for s in v.signals} == {GO, NO_GO, INFO}  # each keeps its own status: nothing is averaged
 
 
 def test_only_predictors_give_a_provisional_verdict():
     v = decide(Evidence(divergence=div(0.05)))
     assert v.decision == GO and v.provisional and "Provisional" in v.headline
-    assert [m.key for m in v.missing] == ["probes", "efficiency", "finetune"]
+    assert [m.key for m in v.missing] == ["probes", "baselines", "efficiency", "finetune"]
 
 
 def test_nothing_computed_is_no_verdict():
     v = decide(Evidence())
     assert v.decision is None and v.recipe is None
-    assert [m.key for m in v.missing] == ["shift", "probes", "efficiency", "finetune"]
+    assert [m.key for m in v.missing] == ["shift", "probes", "baselines", "efficiency", "finetune"]
 
 
 def test_recipe_linear_probe_when_the_probe_leaves_no_headroom():
-    v = decide(Evidence(divergence=div(0.3), probe=probe(best=0.995)))
+    v = decide(Evidence(divergence=div(0.3), baseline=base(0.2), probe=probe(best=0.995)))
     r = v.recipe
     assert r.approach == "linear-probe" and r.freeze_up_to == "blocks.4" and not r.another_source
     assert any("would usually call for fine-tuning" in s for s in r.steps)
     # a fine-tune that beats the probe by more than a point: fine-tune
-    r = decide(Evidence(probe=probe(best=0.90), finetune=ft(acc=0.95, probe_acc=0.90), n_stages=5)).recipe
+    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.90), finetune=ft(acc=0.95, probe_acc=0.90), n_stages=5)).recipe
     assert r.approach == "freeze-unfreeze" and any("0.0001" in s for s in r.steps)
     # one that adds nothing over the probe: the probe is the cheaper recipe
-    assert decide(Evidence(probe=probe(best=0.9), finetune=ft(acc=0.905, probe_acc=0.9))).recipe.approach == \
+    assert decide(Evidence(baseline=base(0.2), probe=probe(best=0.9), finetune=ft(acc=0.905, probe_acc=0.9))).recipe.approach == \
         "linear-probe"
 
 
 def test_recipe_strategy_follows_the_amount_of_data_and_reads_the_run():
-    r = decide(Evidence(probe=probe(best=0.8, n_train=60), n_stages=5)).recipe
+    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.8, n_train=60), n_stages=5)).recipe
     assert r.approach == "partial" and any("bottom 4 of 5 stages (up to blocks.4" in s for s in r.steps)
-    r = decide(Evidence(probe=probe(best=0.8, n_train=20_000), n_stages=5)).recipe
+    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.8, n_train=20_000), n_stages=5)).recipe
     assert r.approach == "full"
-    r = decide(Evidence(probe=probe(best=0.8), finetune=ft(acc=0.9, probe_acc=0.8, best_epoch=10, epochs_run=10),
+    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.8), finetune=ft(acc=0.9, probe_acc=0.8, best_epoch=10, epochs_run=10),
                         n_stages=5)).recipe
-    assert any("still improving" in s for s in r.steps)
-    r = decide(Evidence(probe=probe(best=0.8), finetune=ft(acc=0.9, probe_acc=0.8, best_epoch=1, epochs_run=5),
+    assert any("had not converged: its best epoch was its last (10 of 10)" in s for s in r.steps)
+    # an unconverged run that trails the probe does not decide for the probe: the headroom rule does
+    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.94), finetune=ft(acc=0.89, probe_acc=0.94, best_epoch=10, epochs_run=10),
+                        n_stages=5)).recipe
+    assert r.approach == "freeze-unfreeze" and not any("fine-tuning added" in s for s in r.steps)
+    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.8), finetune=ft(acc=0.9, probe_acc=0.8, best_epoch=1, epochs_run=5),
                         n_stages=5)).recipe
     assert any("lower the learning rate" in s for s in r.steps)
 
 
 def test_recipe_no_go_looks_for_another_source_and_states_the_savings():
-    v = decide(Evidence(divergence=div(0.8), probe=probe(0.55, 0.6)))
+    v = decide(Evidence(divergence=div(0.8), probe=probe(0.55, 0.6), baseline=base(-0.1)))
     assert v.decision == NO_GO and v.recipe.approach == "another-source" and v.recipe.another_source
     assert "MMD at pre_logits is 0.800" in v.recipe.another_source_reason
     better = [comp(1, 0.3, 0.2, 0.4, "transfer better"), comp(10, 0.12, 0.05, 0.2, "transfer better")]
@@ -181,7 +243,7 @@ def test_recipe_no_go_looks_for_another_source_and_states_the_savings():
 def test_evidence_round_trips_through_json():
     ev = Evidence(divergence=div(0.3), probe=probe(), efficiency=eff([comp(10, 0.1, 0.05, 0.2, "transfer better")]),
                   finetune=ft(scratch=0.4), transferability=TransferabilityEvidence("pre_logits", 1.0, 0.1, 0.9, 0.6),
-                  n_stages=5)
+                  n_stages=5, baseline=base(0.1, stuck=("small-cnn",)), budget=10, model="efficientnet-lite0")
     back = Evidence.from_dict(json.loads(json.dumps(ev.to_dict())))
     assert back == ev and decide(back) == decide(ev)
 

@@ -341,7 +341,7 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
         source=with_options(args.source, limit=args.limit, seed=args.seed or None) if args.source else None,
         resolution=args.resolution, budgets=ints(args.budgets, "budgets"), include_all=not args.no_all,
         repeats=args.repeats, arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()), profile=args.profile,
-        augment=args.augment, seed=args.seed, device=args.device)
+        augment=args.augment, seed=args.seed, device=args.device, budget=args.budget)
     dataset = load_dataset(config.target)
     p = plan_experiment(config, dataset=dataset)
     c = p.config
@@ -499,11 +499,13 @@ def _run_job(store, kind: str, submit, setup) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .jobs import JobStore
-    from .report import ANALYSES, build_record, efficiency_config, finetune_config, gather
+    from .report import ANALYSES, COMPUTED_HERE, build_record, efficiency_config, finetune_config, gather
     from .setup import Setup
     from .verdict import load_rules
 
     skip = tuple(a.strip() for a in (args.skip or "").split(",") if a.strip())
+    if args.fast:
+        skip += ("projection", "efficiency", "finetune")
     unknown = [a for a in skip if a not in ANALYSES]
     if unknown:
         raise TldiagError(f"--skip {args.skip!r}: unknown analysis {', '.join(unknown)}; choose from "
@@ -514,13 +516,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     _check_output(args.json, "--json")
     rules = load_rules(args.rules)  # a bad rules file fails before anything is computed
     setup = Setup(model=args.model, source=args.source, target=args.target, resolution=args.resolution,
-                  limit=args.limit, taps=tuple(t for t in (args.layers or "").split(",") if t), seed=args.seed).validate()
+                  limit=args.limit, taps=tuple(t for t in (args.layers or "").split(",") if t), seed=args.seed,
+                  budget=args.budget).validate()
     store = JobStore()
     bars = _Bars()
     t0 = time.perf_counter()
     try:
-        analyses = gather(setup, compute=[a for a in ("shift", "probes", "projection") if a not in skip], store=store,
-                          progress=bars)
+        analyses = gather(setup, compute=[a for a in COMPUTED_HERE if a not in skip], store=store, progress=bars)
     finally:
         bars.close()
     for name, message in analyses.errors.items():
@@ -554,6 +556,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(*parts, file=out)
 
     say(f"{v.decision or 'NO VERDICT'}  {v.headline}")
+    if v.break_even:
+        say(f"  {v.break_even}")
     for reason in v.reasons:
         say(f"  {reason}")
     say()
@@ -768,6 +772,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)),
                    help=f"labels per class to try (default {','.join(map(str, BUDGETS))}; those at or above the pool "
                         "become 'all')")
+    p.add_argument("--budget", type=int, help="your label budget (labels per class): always run, and the budget "
+                                              "the readouts answer for")
     p.add_argument("--no-all", action="store_true", help="do not add the run on every pool image")
     p.add_argument("--repeats", type=int, default=e.repeats, help=f"random subsets per budget (default {e.repeats})")
     p.add_argument("--profile", choices=PROFILES, default="auto",
@@ -784,8 +790,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the whole analysis headless: go/no-go verdict, HTML report, JSON manifest")
     _add_pair_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the subsampling and every analysis (default 0)")
-    p.add_argument("--skip", metavar="NAMES", help="comma-separated analyses to leave out: shift, probes, projection, "
-                                                 "efficiency, finetune (those already computed are still read)")
+    p.add_argument("--budget", type=int, help="labelled target images per class you have or can afford: the verdict "
+                                              "answers for this budget (default: every labelled target image)")
+    p.add_argument("--skip", metavar="NAMES", help="comma-separated analyses to leave out: shift, probes, baselines, "
+                                                 "projection, efficiency, finetune (those already computed are still "
+                                                 "read)")
+    p.add_argument("--fast", action="store_true", help="the fast verdict: shift tests, probes and the scratch "
+                                                       "baselines at your budget, no fine-tuning and no data-efficiency "
+                                                       "experiment (same as --skip projection,efficiency,finetune)")
     p.add_argument("--profile", choices=PROFILES, default="auto", help="settings of the data-efficiency experiment")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs of the fine-tuning run (default {d.epochs})")
     p.add_argument("--rules", metavar="FILE", help="verdict thresholds (TOML; default: tldiag/verdict_rules.toml, or "

@@ -57,21 +57,31 @@ from .models import DEFAULT_MODEL, LOGITS, PRE_LOGITS, Model, Preprocessing, Tap
 ProgressFn = Callable[[int, int, str], None]
 BUDGETS = (1, 2, 5, 10, 20, 50, 100)
 """Labels per class tried (those below the pool size), always followed by the whole pool ("all")."""
-ARMS = ("scratch", "small-cnn", "linear-probe", "fine-tuned")
+ARMS = ("scratch", "small-cnn", "pixel-linear", "pixel-knn", "linear-probe", "fine-tuned")
 ARM_TITLES = {
     "scratch": "Scratch (same architecture, random init)",
     "small-cnn": "Scratch (small CNN)",
+    "pixel-linear": "Scratch (linear model on pixels)",
+    "pixel-knn": "Scratch (k-NN on pixels)",
     "linear-probe": "Transfer, frozen (linear probe)",
     "fine-tuned": "Transfer, fine-tuned",
 }
 ARM_NAMES = {"scratch": "the same architecture from scratch", "small-cnn": "the small CNN from scratch",
+             "pixel-linear": "a linear model on the raw pixels", "pixel-knn": "k-NN on the raw pixels",
              "linear-probe": "the linear probe", "fine-tuned": "fine-tuning"}
 """How an arm reads inside a sentence."""
-SCRATCH_ARMS = ("scratch", "small-cnn")
+SCRATCH_ARMS = ("scratch", "small-cnn", "pixel-linear", "pixel-knn")
 TRANSFER_ARMS = ("linear-probe", "fine-tuned")
 TRAINED_ARMS = ("scratch", "small-cnn", "fine-tuned")
+FITTED_ARMS = ("pixel-linear", "pixel-knn", "linear-probe")
+"""Arms fitted in closed form or by a convex solver on fixed features (seconds), not trained by gradient steps."""
+PIXEL_SIZE = 16
+"""The pixel baselines read each image downsampled to this many pixels a side (RGB, area-averaged)."""
+KNN_GRID = (1, 3, 5, 9, 15)
+LR_GRID = (0.3, 1.0, 3.0)
+"""Every trained arm tries its learning rate times each of these on validation (the same search for every arm)."""
 PROFILES = ("auto", "cpu", "full")
-RUN_VERSION = 2
+RUN_VERSION = 3
 _PRELOAD_BYTES = 1 << 30
 
 
@@ -137,7 +147,7 @@ def small_cnn(n_classes: int, *, resolution: int = 32, seed: int = 0) -> Model:
 # ----------------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
 class ArmSchedule:
-    """How one trained arm trains (the linear probe has no schedule).
+    """How one trained arm trains (the fitted arms have no schedule).
 
     Attributes:
         resolution: Input size in pixels (None: the model's own).
@@ -150,6 +160,8 @@ class ArmSchedule:
         patience: Epochs without a better validation accuracy before stopping.
         min_epochs: Early stopping never ends a run before this epoch.
         min_epoch_images: An epoch draws at least this many images (small budgets repeat theirs).
+        lr_grid: ``lr`` times each of these is tried on validation (first repeat at the experiment's reference
+            budget); the best is used for every run of the arm. ``(1.0,)`` searches nothing.
         note: Why these settings, shown with the results (e.g. "CPU setting").
     """
 
@@ -162,45 +174,68 @@ class ArmSchedule:
     patience: int = 3
     min_epochs: int = 0
     min_epoch_images: int = 64
+    lr_grid: tuple[float, ...] = (1.0,)
     note: str = ""
 
     @property
+    def max_steps(self) -> int:
+        """The cap in optimiser steps of a run whose budget is at most ``min_epoch_images`` images."""
+        return self.epochs * math.ceil(self.min_epoch_images / self.batch_size)
+
+    @property
     def summary(self) -> str:
-        """The settings in one line: ``64 px, ≤ 5 epochs (early stop after 3), partial, lr 0.01``."""
+        """The settings in one line: ``64 px, ≤ 6 epochs (early stop after 3, patience 2), partial, lr 0.01 ×
+        {0.3, 1, 3} on validation``."""
         res = f"{self.resolution} px" if self.resolution else "native resolution"
-        stop = f" (early stop after {self.min_epochs})" if self.min_epochs else ""
+        stop = f" (early stop after {self.min_epochs}, patience {self.patience})" if self.min_epochs else \
+            f" (patience {self.patience})"
         mult = f" (backbone × {self.backbone_lr_mult:g})" if self.backbone_lr_mult != 1 else ""
-        return f"{res}, ≤ {self.epochs} epochs{stop}, {self.strategy}, lr {self.lr:g}{mult}"
+        grid = "" if tuple(self.lr_grid) == (1.0,) else \
+            f" × {{{', '.join(f'{g:g}' for g in self.lr_grid)}}} searched on validation"
+        return (f"{res}, ≤ {self.epochs} epochs of ≥ {self.min_epoch_images} images{stop}, {self.strategy}, "
+                f"lr {self.lr:g}{grid}{mult}")
 
     @property
     def title(self) -> str:
         """:attr:`summary` with the note."""
         return self.summary + (f" ({self.note})" if self.note else "")
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ArmSchedule":
+        d = dict(d)
+        if "lr_grid" in d:
+            d["lr_grid"] = tuple(float(g) for g in d["lr_grid"])
+        return cls(**d)
+
+
+CPU_SCRATCH_NOTE = ("left out on a CPU: the same architecture from random weights needs tens of epochs at the model's "
+                    "resolution to be a fair baseline (hours here), and a starved run would only flatter transfer; "
+                    "the full profile (on a GPU) trains it")
+
 
 def default_schedules(profile: str, resolution: int | None) -> dict[str, ArmSchedule]:
-    """The trained arms' settings of a profile (``cpu`` or ``full``) for the transfer arms' ``resolution``."""
+    """The trained arms' settings of a profile (``cpu`` or ``full``) for the transfer arms' ``resolution``.
+
+    Within a profile every trained arm gets the same tuning effort: the same learning-rate search
+    (:data:`LR_GRID`), the same patience and minimum epochs, and the same cap in optimiser steps."""
     if profile == "cpu":
         low = min(resolution or 64, 64)
+        effort = dict(epochs=6, patience=2, min_epochs=3, min_epoch_images=256, lr_grid=LR_GRID)
         return {
-            "scratch": ArmSchedule(32, 4, "full", 2e-3, patience=2, min_epochs=3, min_epoch_images=64,
-                                   note=f"CPU setting: 32 px and at most 4 epochs, far too little for this "
-                                        f"architecture from scratch (an underestimate); the full profile trains it at "
-                                        f"{resolution or 'the native'} px for up to 40 epochs"),
-            "small-cnn": ArmSchedule(32, 12, "full", 3e-3, patience=4, min_epochs=6, min_epoch_images=192),
-            "fine-tuned": ArmSchedule(low, 5, "partial", 1e-2, backbone_lr_mult=0.1, patience=2, min_epochs=3,
-                                      min_epoch_images=256,
-                                      note=f"CPU setting: {low} px, the last stage and a new head, at most 5 epochs; "
-                                           "the full profile fine-tunes at the model's resolution for up to 15 "
-                                           "epochs"),
+            "scratch": ArmSchedule(32, strategy="full", lr=2e-3, note=CPU_SCRATCH_NOTE, **effort),
+            "small-cnn": ArmSchedule(32, strategy="full", lr=3e-3, **effort),
+            "fine-tuned": ArmSchedule(low, strategy="partial", lr=1e-2, backbone_lr_mult=0.1,
+                                      note=f"CPU setting: {low} px, the last stage and a new head; the full profile "
+                                           "fine-tunes at the model's resolution with the strategy for the budget",
+                                      **effort),
         }
     if profile == "full":
+        effort = dict(epochs=30, patience=6, min_epochs=8, min_epoch_images=256, lr_grid=LR_GRID)
         return {
-            "scratch": ArmSchedule(resolution, 40, "full", 2e-3, patience=8, min_epochs=15, min_epoch_images=256),
-            "small-cnn": ArmSchedule(32, 40, "full", 3e-3, patience=8, min_epochs=15, min_epoch_images=256),
-            "fine-tuned": ArmSchedule(resolution, 15, "auto", 1e-3, backbone_lr_mult=0.1, patience=4, min_epochs=5,
-                                      min_epoch_images=256,
-                                      note="strategy by budget, as recommended on the Fine-tune page"),
+            "scratch": ArmSchedule(resolution, strategy="full", lr=2e-3, **effort),
+            "small-cnn": ArmSchedule(32, strategy="full", lr=3e-3, **effort),
+            "fine-tuned": ArmSchedule(resolution, strategy="auto", lr=1e-3, backbone_lr_mult=0.1,
+                                      note="strategy by budget, as recommended on the Fine-tune page", **effort),
         }
     raise SpecError(f"Unknown profile {profile!r}; valid: cpu, full (or auto).")
 
@@ -215,6 +250,9 @@ class EfficiencyConfig:
         source: Source dataset spec, kept for the record.
         resolution: Input size of the transfer arms (None: the model's own).
         budgets: Labels per class to try; those at or above a class's pool are replaced by "all".
+        budget: The team's label budget (labels per class it has or can afford): always run, and the budget the
+            readouts and the verdict answer for; None: the whole pool.
+        trained_budgets: Budgets at which the trained arms run (the fitted arms run at every budget); None: all.
         include_all: Also run every arm on the whole pool.
         repeats: Random label subsets per budget (>= 3 gives a confidence band).
         arms: Which of :data:`ARMS` to run.
@@ -231,6 +269,8 @@ class EfficiencyConfig:
     source: str | None = None
     resolution: int | None = 128
     budgets: tuple[int, ...] = BUDGETS
+    budget: int | None = None
+    trained_budgets: tuple[int, ...] | None = None
     include_all: bool = True
     repeats: int = 3
     arms: tuple[str, ...] = ARMS
@@ -256,6 +296,10 @@ class EfficiencyConfig:
             raise SpecError("No label budgets: give budgets (e.g. 1,5,10,50) or include all labels.")
         for b in self.budgets:
             _check_int("budget", b, 1, 1_000_000)
+        if self.budget is not None:
+            _check_int("budget", self.budget, 1, 1_000_000)
+        for b in self.trained_budgets or ():
+            _check_int("trained budget", b, 0, 1_000_000)
         _check_int("repeats", self.repeats, 1, 100)
         _check_int("seed", self.seed, 0, 2**32 - 1)
         if self.profile not in PROFILES:
@@ -283,7 +327,9 @@ class EfficiencyConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["budgets"], d["arms"] = list(self.budgets), list(self.arms)
-        d["schedules"] = {k: dict(v) for k, v in self.schedules.items()}
+        d["trained_budgets"] = None if self.trained_budgets is None else list(self.trained_budgets)
+        d["schedules"] = {k: {n: list(x) if isinstance(x, tuple) else x for n, x in v.items()}
+                          for k, v in self.schedules.items()}
         return d
 
     @classmethod
@@ -293,8 +339,8 @@ class EfficiencyConfig:
         if unknown:
             raise SpecError(f"Unknown data-efficiency settings {unknown}; valid: {', '.join(sorted(known))}.")
         d = dict(d)
-        for key in ("budgets", "arms"):
-            if key in d:
+        for key in ("budgets", "arms", "trained_budgets"):
+            if d.get(key) is not None:
                 d[key] = tuple(d[key])
         if "schedules" in d:
             d["schedules"] = {k: dict(v) for k, v in (d["schedules"] or {}).items()}
@@ -313,8 +359,10 @@ class ExperimentPlan:
         budgets: Labels per class that will run, ``0`` standing for "all of the pool".
         pool_per_class: The smallest and largest number of pool images of a class.
         schedules: Resolved settings of each trained arm that runs.
-        n_runs: Trained runs in all (the probe's fits are not counted).
+        n_runs: Trained runs in all, the learning-rate search included (the fitted arms are not counted).
         notes: Budgets left out, arms dropped, and anything else the user should know.
+        reference: The budget the readouts answer for (the team's budget; 0 = all of the pool).
+        trained_budgets: The budgets at which the trained arms run.
     """
 
     config: EfficiencyConfig
@@ -328,6 +376,8 @@ class ExperimentPlan:
     n_runs: int
     augment_reason: str
     notes: tuple[str, ...] = ()
+    reference: int = 0
+    trained_budgets: tuple[int, ...] = ()
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -373,13 +423,18 @@ def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
     profile = config.profile if config.profile != "auto" else ("cpu" if device == "cpu" else "full")
     augment, reason = auto_augmentation(config.target) if config.augment == "auto" else (config.augment, "")
     resolved = replace(config, profile=profile, device=device, augment=augment)
-    budgets = sorted({int(b) for b in config.budgets if b < large})
+    asked = set(config.budgets) | ({config.budget} if config.budget else set())
+    budgets = sorted({int(b) for b in asked if b < large})
     notes = []
     dropped = sorted({int(b) for b in config.budgets if b >= large})
     if dropped:
         notes.append(f"Budgets {', '.join(map(str, dropped))} per class are at or above the {large} pool images of "
                      f"the largest class: the whole pool ('all') stands for them.")
-    if config.include_all or dropped:
+    reference = 0 if config.budget is None or config.budget >= large else int(config.budget)
+    if config.budget is not None and config.budget >= large:
+        notes.append(f"Your budget of {config.budget} labels per class is at or above the pool of {large} per class "
+                     f"(20% of each class is held out for validation and 20% for test): the whole pool stands for it.")
+    if config.include_all or dropped or reference == 0:
         budgets.append(0)
     if any(0 < b > small for b in budgets):
         notes.append(f"Some classes have only {small} pool images: budgets above that take all of those classes' "
@@ -389,18 +444,33 @@ def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
         arms.remove("scratch")
         notes.append(f"{config.model} has no architecture to rebuild with random weights (a TorchScript file); the "
                      "same-architecture scratch arm is left out.")
+    if "scratch" in arms and profile == "cpu":
+        arms.remove("scratch")
+        notes.append(f"The same-architecture scratch arm is {CPU_SCRATCH_NOTE}. The small CNN and the pixel baselines "
+                     "stand for training from scratch.")
+    if not any(a in SCRATCH_ARMS for a in arms):
+        raise SpecError(f"arms={list(config.arms)} leave no scratch arm to compare with on this {profile} profile; add "
+                        f"small-cnn, pixel-linear or pixel-knn.")
     schedules = default_schedules(profile, config.resolution)
     for arm, over in config.schedules.items():
-        schedules[arm] = replace(schedules[arm], **dict(over))
+        schedules[arm] = replace(schedules[arm], **{k: tuple(v) if k == "lr_grid" else v for k, v in over.items()})
     schedules = {a: s for a, s in schedules.items() if a in arms}
     for arm, schedule in schedules.items():
         _check_schedule(arm, schedule, resolved)
-    n_runs = len(budgets) * config.repeats * sum(a in TRAINED_ARMS for a in arms)
+    if config.trained_budgets is None:
+        trained_at = tuple(budgets)
+    else:
+        wanted = {0 if b == 0 or b >= large else int(b) for b in config.trained_budgets}
+        trained_at = tuple(b for b in budgets if b in wanted)
+        if any(a in TRAINED_ARMS for a in arms) and not trained_at:
+            raise SpecError(f"trained_budgets={list(config.trained_budgets)} matches none of the budgets run "
+                            f"({', '.join(budget_label(b) for b in budgets)}).")
+    n_runs = sum(len(trained_at) * config.repeats + len(schedules[a].lr_grid) - 1 for a in arms if a in TRAINED_ARMS)
     resolved = replace(resolved, arms=tuple(arms))
     if len(rows) < len(dataset):
         notes.append(f"{len(dataset) - len(rows)} of {len(dataset)} target images have no label and are left out.")
     the_plan = ExperimentPlan(resolved, names, len(tr), len(va), len(te), tuple(budgets), (small, large),
-                              schedules, n_runs, reason, tuple(notes))
+                              schedules, n_runs, reason, tuple(notes), reference=reference, trained_budgets=trained_at)
     return the_plan, rows, y, (tr, va, te)
 
 
@@ -465,11 +535,15 @@ class Run:
         val_accuracy: On the validation set (what chose the epoch, or the tap and C).
         epochs: Epochs trained (0 for the probe).
         best_epoch: The epoch whose weights were kept.
-        detail: Arm-specific choices: the strategy, or the probe's tap and C.
+        detail: Arm-specific choices: the strategy and learning rate, the probe's tap and C, the k of k-NN.
         seconds: Wall time of the run.
         reused: Whether it was read from the run store instead of trained now.
         correct: Which test images it got right, "1"/"0" in the test set's order (for confidence intervals that
             count the test set's own sampling noise).
+        converged: False when a trained run ended with its validation accuracy still at chance. A scratch arm's
+            run that never learned does not vote: it says nothing about what training from scratch can do.
+        lr: The peak learning rate it trained with (trained arms; chosen on validation by the search).
+        steps: Optimiser steps it took (trained arms).
     """
 
     arm: str
@@ -486,9 +560,18 @@ class Run:
     seconds: float = 0.0
     reused: bool = False
     correct: str = ""
+    converged: bool = True
+    lr: float | None = None
+    steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def at_chance(val_accuracy: float, chance: float, n_val: int) -> bool:
+    """Whether a validation accuracy is within two binomial standard errors of always answering the most common
+    class: a run that ends there has not learned anything (it did not converge)."""
+    return val_accuracy <= chance + 2 * math.sqrt(max(chance * (1 - chance), 1e-12) / max(n_val, 1)) + 1e-12
 
 
 def _bits(correct: np.ndarray) -> str:
@@ -511,6 +594,7 @@ class EfficiencyResult:
         device: Where the trained arms ran.
         seconds: Wall time of the experiment.
         notes: What the plan and the runs noticed.
+        reference: The budget the readouts answer for by default (the team's budget; 0 = all of the pool).
     """
 
     config: EfficiencyConfig
@@ -526,6 +610,7 @@ class EfficiencyResult:
     device: str
     seconds: float
     notes: tuple[str, ...] = ()
+    reference: int = 0
 
     @property
     def arms(self) -> list[str]:
@@ -546,16 +631,16 @@ class EfficiencyResult:
                 "runs": [r.to_dict() for r in self.runs],
                 "schedules": {a: asdict(s) for a, s in self.schedules.items()},
                 "augment_reason": self.augment_reason, "device": self.device, "seconds": self.seconds,
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "reference": self.reference}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EfficiencyResult":
         return cls(config=EfficiencyConfig.from_dict(d["config"]), classes=tuple(d["classes"]), n_pool=d["n_pool"],
                    n_val=d["n_val"], n_test=d["n_test"], chance=d["chance"], budgets=tuple(d["budgets"]),
                    runs=tuple(Run(**r) for r in d["runs"]),
-                   schedules={a: ArmSchedule(**s) for a, s in d["schedules"].items()},
+                   schedules={a: ArmSchedule.from_dict(s) for a, s in d["schedules"].items()},
                    augment_reason=d.get("augment_reason", ""), device=d["device"], seconds=d["seconds"],
-                   notes=tuple(d.get("notes", ())))
+                   notes=tuple(d.get("notes", ())), reference=int(d.get("reference", 0)))
 
 
 def budget_label(budget: int, per_class: float | None = None) -> str:
@@ -606,7 +691,8 @@ def _read_run(path: Path) -> Run | None:
 
 
 def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = None,
-                   on_run: Callable[[Run], None] | None = None, reuse: bool = True) -> EfficiencyResult:
+                   on_run: Callable[[Run], None] | None = None, reuse: bool = True,
+                   dataset: ImageDataset | None = None, model: Model | None = None) -> EfficiencyResult:
     """Run the data-efficiency experiment (see the module docstring).
 
     Args:
@@ -614,11 +700,10 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
         progress: Called as ``progress(done, total, message)`` as runs finish (and during each training).
         on_run: Called with each :class:`Run` as soon as it is known (stored runs too).
         reuse: Read runs already in the run store instead of training them again.
+        dataset, model: The opened target and the loaded model, when the caller has them.
     """
-    from .finetune import _fit, _head_name, _test, recommend, stages_of
-
     t0 = time.perf_counter()
-    dataset = load_dataset(config.target)
+    dataset = dataset or load_dataset(config.target)
     the_plan, rows, y, (tr, va, te) = _prepare_experiment(config, dataset)
     config, names = the_plan.config, the_plan.classes
     n_classes = len(names)
@@ -628,7 +713,8 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     runs: list[Run] = []
     notes = list(the_plan.notes)
     trained = [a for a in config.arms if a in TRAINED_ARMS]
-    total = the_plan.n_runs + (1 if "linear-probe" in config.arms else 0)
+    fitted = [a for a in config.arms if a in FITTED_ARMS]
+    total = the_plan.n_runs + len(fitted)
     done = 0
 
     def record(run: Run) -> None:
@@ -636,13 +722,37 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
         if on_run:
             on_run(run)
 
-    base = load_model(config.model, resolution=config.resolution)
-    if "linear-probe" in config.arms:
+    def tick(message: str) -> None:
         if progress:
-            progress(done, total, "linear probes on the frozen pretrained features")
-        for run in _probe_runs(base, dataset, rows, y, (tr, va, te), subsets, config.seed):
+            progress(done, total, message)
+
+    base = model if model is not None and model.id == config.model else None
+    if "linear-probe" in fitted:
+        from .embed import embed_dataset
+
+        base = base or load_model(config.model, resolution=config.resolution)
+        tick("linear probes on the frozen pretrained features: embedding")
+        taps = [t for t in base.default_taps() if t != LOGITS]
+        emb = embed_dataset(base, dataset, taps,
+                            progress=(lambda d, t, m: tick(f"linear probes: embedding the target ({d}/{t})")))
+        features = {t: np.asarray(emb[t])[rows] for t in taps}
+        for run in _linear_runs("linear-probe", features, y, (tr, va, te), subsets, n_classes,
+                                progress=lambda m: tick(f"linear probes: {m}")):
             record(run)
         done += 1
+    if "pixel-linear" in fitted or "pixel-knn" in fitted:
+        tick(f"pixel baselines: reading the images at {PIXEL_SIZE}x{PIXEL_SIZE} px")
+        pixels = pixel_features(dataset, rows)
+        if "pixel-linear" in fitted:
+            for run in _linear_runs("pixel-linear", {f"{PIXEL_SIZE}px": pixels}, y, (tr, va, te), subsets,
+                                    n_classes, progress=lambda m: tick(f"linear model on pixels: {m}")):
+                record(run)
+            done += 1
+        if "pixel-knn" in fitted:
+            tick("k-NN on pixels")
+            for run in _knn_runs(pixels, y, (tr, va, te), subsets):
+                record(run)
+            done += 1
     if not trained:
         return _result(the_plan, chance, runs, notes, t0)
 
@@ -652,10 +762,16 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     common = {"target": dataset.fingerprint, "classes": names, "seed": config.seed, "augment": config.augment,
               "workers": workers, "label_smoothing": config.label_smoothing,
               "split": [int(len(tr)), int(len(va)), int(len(te))]}
+    if "fine-tuned" in trained:
+        base = base or load_model(config.model, resolution=config.resolution)
+    val_counts = np.bincount(y[va], minlength=n_classes)
+    val_chance = float(val_counts.max() / val_counts.sum())
+    chance_line = val_chance + 2 * math.sqrt(val_chance * (1 - val_chance) / len(va))  # what at_chance calls chance
     arch_models: dict[tuple[str, int], Model] = {}
 
     def start_model(arm: str, repeat: int, schedule: ArmSchedule) -> Model:
         """A fresh copy of the arm's starting weights (loaded once per arm, and per repeat for random inits)."""
+        nonlocal base
         key = (arm, 0 if arm == "fine-tuned" else repeat)
         if key not in arch_models:
             if arm == "small-cnn":
@@ -666,70 +782,110 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
                 arch_models[key] = load_model(f"{rid}?seed={_init_seed(arm, config.seed, repeat)}",
                                               resolution=schedule.resolution)
             else:
+                base = base or load_model(config.model, resolution=config.resolution)
                 arch_models[key] = base if schedule.resolution == config.resolution else \
                     load_model(config.model, resolution=schedule.resolution)
         m = arch_models[key]
         return m.with_module(copy.deepcopy(m.module))
 
-    for r in range(config.repeats):
-        for b in the_plan.budgets:
-            sub = tr[subsets[(b, r)]]
-            for arm in trained:
-                schedule = the_plan.schedules[arm]
-                start = base.weights_hash if arm == "fine-tuned" else \
-                    f"random init {_init_seed(arm, config.seed, r)}"
-                key = _run_key(**common, arm=arm, model=config.model if arm != "small-cnn" else "small-cnn",
-                               weights=start, schedule=asdict(schedule), budget=b, repeat=r)
-                path = _run_store() / f"{key}.json"
-                cached = _read_run(path) if reuse and path.is_file() else None
-                label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
-                if cached is not None:
-                    record(cached)
+    def train(arm: str, b: int, r: int, lr: float, label: str) -> tuple[Run, Any]:
+        """One trained run of ``arm`` at budget ``b``, repeat ``r`` and peak rate ``lr`` (not yet tested)."""
+        from .finetune import _fit, _head_name, recommend, stages_of
+
+        schedule = the_plan.schedules[arm]
+        sub = tr[subsets[(b, r)]]
+        model = start_model(arm, r, schedule)
+        n_stages = len(stages_of(model, _head_name(model.module, model.backend))[0])
+        strategy, frozen, mult = schedule.strategy, None, schedule.backbone_lr_mult
+        if strategy == "auto":
+            rec = recommend(len(sub), n_stages, pretrained=model.pretrained)
+            strategy, frozen, mult = rec.strategy, rec.frozen_stages, rec.backbone_lr_mult
+        if strategy == "partial" and frozen is None:
+            frozen = max(n_stages - 1, 0)
+        cfg = _schedule_config(schedule, config, strategy=strategy, backbone_lr_mult=mult, lr=lr,
+                               frozen_stages=frozen, seed=_seed(config.seed, r, b, 3), num_workers=workers)
+        if strategy == "freeze-unfreeze" and schedule.epochs < 2:
+            cfg = replace(cfg, strategy="partial", frozen_stages=max(n_stages - 1, 0))
+        cfg.validate()
+        t1 = time.perf_counter()
+
+        def step(k: int, steps: int, message: str) -> None:
+            if progress:
+                progress(done + k / max(steps, 1), total, f"{label}: {message}")
+
+        out = _fit(model, images, (rows[sub], y[sub]), (rows[va], y[va]), cfg, n_classes, workers=workers,
+                  progress=step, min_epoch_images=schedule.min_epoch_images, keep_pretrained=False,
+                  learning_above=chance_line)
+        run = Run(arm=arm, budget=b, repeat=r, n_train=len(sub), per_class=len(sub) / n_classes, accuracy=0.0,
+                  macro_f1=0.0, val_accuracy=round(out.val_accuracy, 6), epochs=out.epochs_run,
+                  best_epoch=out.best_epoch,
+                  detail=cfg.strategy + (f", {cfg.frozen_stages} stages frozen" if cfg.strategy == "partial" else "")
+                  + f", lr {lr:g}",
+                  seconds=round(time.perf_counter() - t1, 3), lr=float(lr), steps=int(out.steps_done),
+                  converged=not at_chance(out.val_accuracy, val_chance, len(va)))
+        return run, (out, model, cfg)
+
+    def finish(run: Run, trained_: Any, path: Path) -> Run:
+        from .cache import atomic_write_text
+        from .finetune import _test
+
+        out, model, cfg = trained_
+        acc, f1, pred = _test(out.module, model, images, (rows[te], y[te]), cfg, n_classes, workers)
+        run = replace(run, accuracy=round(acc, 6), macro_f1=round(f1, 6), correct=_bits(pred == y[te]))
+        atomic_write_text(path, json.dumps(run.to_dict()))
+        return run
+
+    def key_path(arm: str, b: int, r: int, lr: float | str) -> Path:
+        schedule = the_plan.schedules[arm]
+        weights = base.weights_hash if arm == "fine-tuned" else f"random init {_init_seed(arm, config.seed, r)}"
+        key = _run_key(**common, arm=arm, model=config.model if arm != "small-cnn" else "small-cnn",
+                       weights=weights, schedule=asdict(schedule), budget=b, repeat=r, lr=lr)
+        return _run_store() / f"{key}.json"
+
+    ref = the_plan.reference if the_plan.reference in the_plan.trained_budgets else the_plan.trained_budgets[-1]
+    chosen_lr: dict[str, float] = {}
+    order = [(ref, 0)] + [(b, r) for r in range(config.repeats) for b in the_plan.trained_budgets if (b, r) != (ref, 0)]
+    for b, r in order:
+        for arm in trained:
+            schedule = the_plan.schedules[arm]
+            label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
+            search = (b, r) == (ref, 0)
+            path = key_path(arm, b, r, "search" if search else chosen_lr[arm])
+            cached = _read_run(path) if reuse and path.is_file() else None
+            if cached is not None:
+                if search:
+                    chosen_lr[arm] = float(cached.lr or schedule.lr)
+                record(cached)
+                done += len(schedule.lr_grid) if search else 1
+                tick(f"{label}: reused")
+                continue
+            if search:
+                tried = []
+                for g in schedule.lr_grid:
+                    lr = schedule.lr * g
+                    run, state = train(arm, b, r, lr, f"{label} · learning-rate search, lr {lr:g}")
+                    tried.append((run.val_accuracy, -abs(math.log(g)), lr, run, state))
                     done += 1
-                    if progress:
-                        progress(done, total, f"{label}: reused")
-                    continue
-                model = start_model(arm, r, schedule)
-                head = _head_name(model.module, model.backend)
-                n_stages = len(stages_of(model, head)[0])
-                strategy, frozen, mult = schedule.strategy, None, schedule.backbone_lr_mult
-                if strategy == "auto":
-                    rec = recommend(len(sub), n_stages, pretrained=model.pretrained)
-                    strategy, frozen, mult = rec.strategy, rec.frozen_stages, rec.backbone_lr_mult
-                if strategy == "partial" and frozen is None:
-                    frozen = max(n_stages - 1, 0)
-                cfg = _schedule_config(schedule, config, strategy=strategy, backbone_lr_mult=mult,
-                                       frozen_stages=frozen, seed=_seed(config.seed, r, b, 3), num_workers=workers)
-                if strategy == "freeze-unfreeze" and schedule.epochs < 2:
-                    cfg = replace(cfg, strategy="partial", frozen_stages=max(n_stages - 1, 0))
-                cfg.validate()
-                t1 = time.perf_counter()
-
-                def tick(step: int, steps: int, message: str, _label: str = label) -> None:
-                    if progress:
-                        progress(done + step / max(steps, 1), total, f"{_label}: {message}")
-
-                fitted = _fit(model, images, (rows[sub], y[sub]), (rows[va], y[va]), cfg, n_classes,
-                              workers=workers, progress=tick, min_epoch_images=schedule.min_epoch_images,
-                              keep_pretrained=False)
-                acc, f1, pred = _test(fitted.module, model, images, (rows[te], y[te]), cfg, n_classes, workers)
-                run = Run(arm=arm, budget=b, repeat=r, n_train=len(sub), per_class=len(sub) / n_classes,
-                          accuracy=round(acc, 6), macro_f1=round(f1, 6), val_accuracy=round(fitted.val_accuracy, 6),
-                          epochs=fitted.epochs_run, best_epoch=fitted.best_epoch,
-                          detail=cfg.strategy + (f", {cfg.frozen_stages} stages frozen"
-                                                 if cfg.strategy == "partial" else ""),
-                          seconds=round(time.perf_counter() - t1, 3), correct=_bits(pred == y[te]))
-                from .cache import atomic_write_text
-
-                atomic_write_text(path, json.dumps(run.to_dict()))
-                del fitted, model
-                record(run)
+                    tick(f"{label}: lr {lr:g} → validation accuracy {run.val_accuracy:.3f}")
+                _, _, lr, run, state = max(tried, key=lambda t: t[:2])
+                chosen_lr[arm] = lr
+                run = replace(run, detail=run.detail + " (chosen on validation from "
+                              + ", ".join(f"{t[2]:g}: {t[0]:.3f}" for t in tried) + ")")
+                del tried
+            else:
+                run, state = train(arm, b, r, chosen_lr[arm], label)
                 done += 1
-                if progress:
-                    progress(done, total, f"{label}: test accuracy {acc:.3f}")
-    reused = sum(r.reused for r in runs)
+            run = finish(run, state, path)
+            del state
+            record(run)
+            tick(f"{label}: test accuracy {run.accuracy:.3f}" + ("" if run.converged else " (did not converge)"))
+    reused = sum(r.reused for r in runs if r.arm in TRAINED_ARMS)
     if reused:
-        notes.append(f"{reused} of {the_plan.n_runs} trained runs were read from earlier runs of the same settings.")
+        notes.append(f"{reused} trained runs were read from earlier runs of the same settings.")
+    stuck = sorted({(r.arm, r.budget) for r in runs if not r.converged}, key=lambda ab: (ab[0], _budget_order(ab[1])))
+    if stuck:
+        notes.append("Did not converge (validation accuracy still at chance when the schedule ended; these points do "
+                     "not vote): " + "; ".join(f"{ARM_TITLES[a]} at {labels_per_class(b)}" for a, b in stuck) + ".")
     return _result(the_plan, chance, runs, notes, t0)
 
 
@@ -755,44 +911,102 @@ def _result(the_plan: ExperimentPlan, chance: float, runs: list[Run], notes: lis
                             n_val=the_plan.n_val, n_test=the_plan.n_test, chance=chance, budgets=the_plan.budgets,
                             runs=_in_order(runs), schedules=dict(the_plan.schedules),
                             augment_reason=the_plan.augment_reason, device=str(the_plan.config.device),
-                            seconds=time.perf_counter() - t0, notes=tuple(notes))
+                            seconds=time.perf_counter() - t0, notes=tuple(notes), reference=the_plan.reference)
 
 
-def _probe_runs(model: Model, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray, split: tuple,
-                subsets: Mapping[tuple[int, int], np.ndarray], seed: int) -> list[Run]:
-    """The linear-probe arm: for every budget and repeat, a logistic regression per tap fitted on the budget's
-    images only (no refit on validation), the tap and C with the best validation accuracy, scored on test."""
-    from .embed import embed_dataset
+def pixel_features(dataset: ImageDataset, rows: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarray:
+    """The raw pixels of some images as features: RGB, area-averaged down to ``size`` x ``size``, in [0, 1];
+    shape ``(len(rows), 3 * size * size)``. What the pixel baselines learn from."""
+    from PIL import Image
+
+    out = np.empty((len(rows), 3 * size * size), dtype=np.float32)
+    for i, r in enumerate(rows):
+        img = dataset[int(r)].convert("RGB").resize((size, size), Image.BOX)
+        out[i] = np.asarray(img, dtype=np.float32).reshape(-1) / 255.0
+    return out
+
+
+def _by_budget(subsets: Mapping[tuple[int, int], np.ndarray]) -> dict[int, list[int]]:
+    by: dict[int, list[int]] = {}
+    for (b, r) in subsets:
+        by.setdefault(b, []).append(r)
+    return by
+
+
+def _linear_runs(arm: str, features: Mapping[str, np.ndarray], y: np.ndarray, split: tuple,
+                 subsets: Mapping[tuple[int, int], np.ndarray], n_classes: int,
+                 progress: Callable[[str], None] | None = None) -> list[Run]:
+    """A fitted linear arm (the probe on frozen features, or the linear model on pixels): for every budget and
+    repeat, a logistic regression per feature set fitted on the budget's images only (no refit on validation),
+    the feature set and C with the best validation accuracy, scored on test."""
     from .metrics._checks import metric_device
     from .probes import ProbeConfig, _probe_tap
 
     t0 = time.perf_counter()
     tr, va, te = split
-    taps = [t for t in model.default_taps() if t != LOGITS]
-    emb = embed_dataset(model, dataset, taps)
-    features = {t: np.asarray(emb[t])[rows] for t in taps}
     dev = metric_device(None)
-    n_classes = int(y.max()) + 1
     config = ProbeConfig()
-    by_budget: dict[int, list[int]] = {}
-    for (b, r) in subsets:
-        by_budget.setdefault(b, []).append(r)
     runs = []
-    for b, repeats in by_budget.items():
+    for b, repeats in _by_budget(subsets).items():
+        if progress:
+            progress(labels_per_class(b))
         splits = [(tr[subsets[(b, r)]], va, te) for r in repeats]
         scores = []
-        for t in taps:
-            acc, f1, chosen, val_acc, _, pred = _probe_tap(features[t], y, splits, n_classes, config, dev,
-                                                           refit=False)
-            best_val = [max(v) for v in val_acc]
-            scores.append((t, acc, f1, chosen, best_val, pred))
+        for t, X in features.items():
+            acc, f1, chosen, val_acc, _, pred = _probe_tap(X, y, splits, n_classes, config, dev, refit=False)
+            scores.append((t, acc, f1, chosen, [max(v) for v in val_acc], pred))
         for i, r in enumerate(repeats):
             # the best validation accuracy; ties go to the deeper tap (taps run shallow to deep)
             t, acc, f1, chosen, best_val, pred = max(reversed(scores), key=lambda s: s[4][i])
             n = len(splits[i][0])
-            runs.append(Run(arm="linear-probe", budget=b, repeat=r, n_train=n, per_class=n / n_classes,
+            what = f"tap {t}" if arm == "linear-probe" else f"{t} RGB"
+            runs.append(Run(arm=arm, budget=b, repeat=r, n_train=n, per_class=n / n_classes,
                             accuracy=round(acc[i], 6), macro_f1=round(f1[i], 6), val_accuracy=round(best_val[i], 6),
-                            detail=f"tap {t}, C={chosen[i]:.3g}", correct=_bits(pred[i] == y[te])))
+                            detail=f"{what}, C={chosen[i]:.3g}", correct=_bits(pred[i] == y[te])))
+    seconds = (time.perf_counter() - t0) / max(len(runs), 1)
+    return [replace(r, seconds=round(seconds, 3)) for r in runs]
+
+
+def knn_predict(X_train: np.ndarray, y_train: np.ndarray, X_eval: np.ndarray, k: int) -> np.ndarray:
+    """k-NN by cosine similarity of mean-centred features (the mean of the training rows); each of the k
+    nearest votes with its similarity, so ties between classes go to the closer images."""
+    mu = X_train.mean(0, keepdims=True)
+
+    def unit(X: np.ndarray) -> np.ndarray:
+        Z = X - mu
+        return Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+
+    S = unit(X_eval) @ unit(X_train).T
+    k = min(k, len(X_train))
+    idx = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    n_classes = int(max(y_train.max(), 0)) + 1
+    votes = np.zeros((len(X_eval), n_classes))
+    np.add.at(votes, (np.arange(len(X_eval))[:, None], y_train[idx]), 1.0 + 1e-3 * np.take_along_axis(S, idx, 1))
+    return votes.argmax(1)
+
+
+def _knn_runs(X: np.ndarray, y: np.ndarray, split: tuple, subsets: Mapping[tuple[int, int], np.ndarray]
+              ) -> list[Run]:
+    """The k-NN arm on pixels: for every budget and repeat, k chosen on validation from :data:`KNN_GRID`
+    (ties: the smaller k), scored on test."""
+    from sklearn.metrics import f1_score
+
+    t0 = time.perf_counter()
+    tr, va, te = split
+    n_classes = int(y.max()) + 1
+    runs = []
+    for (b, r), pos in subsets.items():
+        sub = tr[pos]
+        grid = [k for k in KNN_GRID if k <= len(sub)] or [1]
+        val = [float(np.mean(knn_predict(X[sub], y[sub], X[va], k) == y[va])) for k in grid]
+        k = grid[int(np.argmax(val))]
+        pred = knn_predict(X[sub], y[sub], X[te], k)
+        runs.append(Run(arm="pixel-knn", budget=b, repeat=r, n_train=len(sub), per_class=len(sub) / n_classes,
+                        accuracy=round(float(np.mean(pred == y[te])), 6),
+                        macro_f1=round(float(f1_score(y[te], pred, labels=np.unique(y[te]), average="macro",
+                                                      zero_division=0)), 6),
+                        val_accuracy=round(max(val), 6), detail=f"{PIXEL_SIZE}px RGB, k={k}",
+                        correct=_bits(pred == y[te])))
     seconds = (time.perf_counter() - t0) / max(len(runs), 1)
     return [replace(r, seconds=round(seconds, 3)) for r in runs]
 
@@ -877,11 +1091,16 @@ class ArmCurve:
 
 
 def curves(result: EfficiencyResult) -> dict[str, ArmCurve]:
-    """One :class:`ArmCurve` per arm that ran, budgets in increasing order ("all" last)."""
+    """One :class:`ArmCurve` per arm that ran, budgets in increasing order ("all" last). A budget where a scratch
+    arm did not converge in some repeat is left out of its curve: it does not vote (see :attr:`Run.converged`; a
+    stunted scratch run would only flatter transfer). A transfer arm at chance stays: that is what transfer gave."""
     out = {}
     for arm in result.arms:
         runs = [r for r in result.runs if r.arm == arm]
-        budgets = sorted({r.budget for r in runs}, key=_budget_order)
+        stuck = {r.budget for r in runs if not r.converged} if arm in SCRATCH_ARMS else set()
+        budgets = sorted({r.budget for r in runs} - stuck, key=_budget_order)
+        if not budgets:
+            continue
         per_class, mean, low, high, accs, correct = [], [], [], [], [], []
         for b in budgets:
             at = sorted((r for r in runs if r.budget == b), key=lambda r: r.repeat)
@@ -1012,9 +1231,10 @@ class Readouts:
         return asdict(self)
 
 
-def _compare(cs: Mapping[str, ArmCurve], k: int, budget: int) -> Comparison:
+def _compare(cs: Mapping[str, ArmCurve], budget: int) -> Comparison:
     def best(family: Sequence[str]) -> ArmCurve:
-        return max((cs[a] for a in family if a in cs), key=lambda c: c.mean[c.budgets.index(budget)])
+        return max((cs[a] for a in family if a in cs and budget in cs[a].budgets),
+                   key=lambda c: c.mean[c.budgets.index(budget)])
 
     t, s = best(TRANSFER_ARMS), best(SCRATCH_ARMS)
     i, j = t.budgets.index(budget), s.budgets.index(budget)
@@ -1035,7 +1255,8 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
         result: A finished experiment with at least one transfer and one scratch arm.
         target_accuracy: Accuracy for "labels needed"; default: the best mean accuracy that both the best transfer
             arm and the best scratch arm reach (scratch's best, when transfer is better).
-        budget: Budget of the gain readout; default 10 labels per class when run, else the middle budget.
+        budget: Budget of the gain readout; default the experiment's reference budget (the team's budget), else 10
+            labels per class when run, else the middle budget.
         arm_curves: ``curves(result)`` when the caller has it already (its bootstrap intervals are the slow part).
     """
     cs = arm_curves if arm_curves is not None else curves(result)
@@ -1044,10 +1265,11 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
     if not transfer or not scratch:
         raise TldiagError(f"The experiment has arms {list(cs)}; the readouts need a transfer arm "
                           f"({', '.join(TRANSFER_ARMS)}) and a scratch arm ({', '.join(SCRATCH_ARMS)}).")
-    shared = [b for b in result.budgets if all(b in cs[a].budgets for a in transfer + scratch)]
+    shared = [b for b in result.budgets if any(b in cs[a].budgets for a in transfer)
+              and any(b in cs[a].budgets for a in scratch)]
     if not shared:
-        raise TldiagError("No budget has runs of every arm (was the experiment cancelled early?); run it again to "
-                          "complete it (finished runs are reused).")
+        raise TldiagError("No budget has runs of a transfer arm and of a scratch arm that converged (was the "
+                          "experiment cancelled early?); run it again to complete it (finished runs are reused).")
     best_t = max((cs[a] for a in transfer), key=lambda c: c.area)
     best_s = max((cs[a] for a in scratch), key=lambda c: c.area)
     if target_accuracy is None:
@@ -1055,7 +1277,8 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
     elif not 0.0 < target_accuracy <= 1.0:
         raise TldiagError(f"target_accuracy={target_accuracy!r} must be an accuracy in (0, 1], e.g. 0.9.")
     if budget is None:
-        budget = 10 if 10 in shared else shared[len(shared) // 2]
+        budget = result.reference if result.reference in shared and (result.reference or result.config.budget) \
+            else 10 if 10 in shared else shared[len(shared) // 2]
     elif budget not in shared:
         raise TldiagError(f"budget={budget!r} was not run for every arm; choose one of {shared} (0 = all).")
     reach = {a: labels_to_reach(c, target_accuracy) for a, c in cs.items()}
@@ -1065,7 +1288,7 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
     if rt.reached:
         saved = rs.per_class / rt.per_class
         saved_bound = "≥" if (not rs.reached or rt.bound == "≤") and rs.bound != "≤" else ""
-    comparisons = tuple(_compare(cs, k, b) for k, b in enumerate(shared))
+    comparisons = tuple(_compare(cs, b) for b in shared)
     evidence = tuple(c for c in comparisons if c.scratch >= c.transfer)
     break_even, be_bound = None, ""
     for k, c in enumerate(comparisons):

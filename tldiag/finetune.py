@@ -669,19 +669,22 @@ class _Fitted:
     epochs_run: int
     stopped_early: bool
     total_steps: int
+    steps_done: int = 0
 
 
 def _fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
          config: FinetuneConfig, n_classes: int, *, workers: int, progress: ProgressFn | None = None,
          on_epoch: Callable[[dict[str, Any]], None] | None = None, min_epoch_images: int = 0,
-         keep_pretrained: bool = True) -> _Fitted:
+         keep_pretrained: bool = True, learning_above: float | None = None) -> _Fitted:
     """Train ``model`` (a new head for ``n_classes``, then ``config.strategy``) on the ``train`` rows of ``dataset``
     with early stopping on the ``val`` rows: the one training loop of fine-tuning and of the data-efficiency arms.
 
     ``config`` must be resolved (:func:`plan`: device, augmentation, frozen stages). An epoch covers every training
     image once, or ``min_epoch_images`` draws when that is more (tiny label budgets repeat their images, so that an
     epoch is more than one step and early stopping has something to compare). ``keep_pretrained=False`` skips the
-    copy of the starting weights (``_Fitted.pretrained`` is then None) unless L2-SP needs it.
+    copy of the starting weights (``_Fitted.pretrained`` is then None) unless L2-SP needs it. With
+    ``learning_above``, patience only counts once the validation accuracy has risen above it (chance level): a model
+    trained from scratch often sits at chance for its first epochs, and stopping it there would measure nothing.
     """
     dev = torch.device(config.device or "cpu")
     generator = torch.Generator().manual_seed(config.seed)
@@ -757,14 +760,14 @@ def _fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: 
                     best = {"acc": val_acc, "loss": val_loss, "epoch": epoch,
                             "state": {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}}
                     stale = 0
-                elif final_phase:
+                elif final_phase and (learning_above is None or best["acc"] > learning_above):
                     stale += 1
                 if final_phase and config.patience and stale >= config.patience and epoch >= config.min_epochs:
                     stopped = epoch < config.epochs
                     break  # the final phase is the last one, so this ends the training
         module.load_state_dict(best["state"])
     return _Fitted(module, pretrained, best["state"], history, float(best["acc"]), int(best["epoch"]), epoch,
-                   stopped, total_steps)
+                   stopped, total_steps, step_done)
 
 
 def _test(module: nn.Module, model: Model, dataset: Any, test: tuple[np.ndarray, np.ndarray],

@@ -164,6 +164,12 @@ class ProbeCurve:
         return max(self.taps, key=lambda t: t.mean)
 
     @property
+    def best_on_validation(self) -> TapProbe:
+        """The tap with the highest mean validation accuracy (each split's best C), the choice a practitioner can
+        make without the test set; ties go to the deeper tap."""
+        return max(reversed(self.taps), key=lambda t: float(np.mean([max(r) for r in t.val_accuracy])))
+
+    @property
     def recommended(self) -> TapProbe:
         """The shallowest tap whose mean accuracy is within one standard error of the best."""
         best = self.best

@@ -34,9 +34,15 @@ from .setup import Setup
 from .verdict import (DivergenceEvidence, EfficiencyEvidence, Evidence, FinetuneEvidence, ProbeEvidence, Rules,
                       TransferabilityEvidence, Verdict, decide)
 
-ANALYSES = ("shift", "probes", "projection", "efficiency", "finetune")
+ANALYSES = ("shift", "probes", "baselines", "projection", "efficiency", "finetune")
+COMPUTED_HERE = ("shift", "probes", "baselines", "projection")
+"""The analyses :func:`gather` computes in-process (the others are background jobs)."""
+FAST = ("shift", "probes", "baselines")
+"""The fast verdict: no training beyond the seconds-long baselines."""
 ANALYSIS_TITLES = {"shift": "Shift tests", "probes": "Linear probes and transferability scores",
-                   "projection": "UMAP map", "efficiency": "Data-efficiency experiment", "finetune": "Fine-tuning"}
+                   "baselines": "Scratch baselines at your budget", "projection": "UMAP map",
+                   "efficiency": "Data-efficiency experiment", "finetune": "Fine-tuning"}
+BASELINE_ARMS = ("small-cnn", "pixel-linear", "pixel-knn", "linear-probe")
 SUMMARY_VERSION = 1
 RECORD_VERSION = 1
 SHIFT_SETTINGS = {"n_permutations": 1000, "max_samples": 5000}  # the Shift page's defaults
@@ -65,6 +71,7 @@ class Context:
         model = model or load_model(setup.model, resolution=setup.resolution)
         source = source or load_dataset(setup.source_spec)
         target = target or load_dataset(setup.target_spec)
+        setup.check_budget(target)
         taps = tuple(setup.taps) if setup.taps else tuple(model.default_taps())
         return cls(setup, model, source, target, taps)
 
@@ -193,6 +200,45 @@ def probes(ctx: Context, *, compute: bool, pair=None, progress: Progress | None 
     return _stored(ctx, "probes", _probe_settings(config), compute, summarise)
 
 
+def baselines_config(setup: Setup):
+    """The fast verdict's budget comparison as a data-efficiency experiment: the frozen-feature probe against a
+    linear model and k-NN on the raw pixels and the small CNN (the CPU profile's tuned schedule), at the setup's
+    budget only, 3 repeats. Its trained runs land in the run store, so the full experiment reuses them."""
+    from .efficiency import EfficiencyConfig
+
+    b = setup.budget
+    return EfficiencyConfig(model=setup.model, target=setup.target_spec, source=setup.source_spec,
+                            resolution=setup.resolution, seed=setup.seed, arms=BASELINE_ARMS,
+                            budgets=(b,) if b else (), budget=b, include_all=b is None, profile="cpu")
+
+
+def baselines(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None
+              ) -> dict[str, Any] | None:
+    """The setup's budget comparison (see :func:`baselines_config`): stored, or computed and stored; else None."""
+    from .efficiency import readouts, run_experiment
+
+    if not ctx.model.pretrained:  # nothing to transfer: the verdict says so without measuring
+        return None
+    config = baselines_config(ctx.setup)
+    settings = config.to_dict()
+
+    def summarise() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        result = run_experiment(config, progress=progress, dataset=ctx.target, model=ctx.model)
+        ro = readouts(result)
+        return {"settings": settings, "result": result.to_dict(), "readouts": ro.to_dict(),
+                "seconds": time.perf_counter() - t0}
+    return _stored(ctx, "baselines", settings, compute, summarise)
+
+
+def baseline_evidence(summary: Mapping[str, Any]):
+    from .efficiency import EfficiencyResult, readouts
+    from .verdict import BaselineEvidence
+
+    result = EfficiencyResult.from_dict(summary["result"])
+    return BaselineEvidence.from_result(result, readouts(result))
+
+
 def projection(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None):
     """The UMAP map of the headline tap (the Explorer's defaults): from the cache, or computed; else None."""
     from .metrics.layers import headline_layer
@@ -223,13 +269,27 @@ def matching_jobs(setup: Setup, kind: str, store=None, *, model_id: str | None =
             and ((j.status == "done" and j.result) if done else j.active)]
 
 
-def efficiency_of(job) -> tuple[dict[str, Any], EfficiencyEvidence] | None:
-    """The summary and evidence of a finished data-efficiency job; None when its arms cannot be compared."""
+def _run_budget(result, budget: int | None) -> int | None:
+    """The budget of an experiment that answers for the team's ``budget`` (0 = all of the pool), or None when it
+    did not run it."""
+    if budget is None:
+        return None
+    if budget in result.budgets:
+        return budget
+    return result.reference if result.config.budget == budget else -1
+
+
+def efficiency_of(job, budget: int | None = None) -> tuple[dict[str, Any], EfficiencyEvidence] | None:
+    """The summary and evidence of a finished data-efficiency job, read at the team's ``budget``; None when its arms
+    cannot be compared there (or it did not run that budget)."""
     from .efficiency import curves, readouts, result_of
 
     result = result_of(job)
+    at = _run_budget(result, budget)
+    if at == -1:
+        return None
     try:
-        ro = readouts(result, arm_curves=curves(result))
+        ro = readouts(result, arm_curves=curves(result), budget=at)
     except TldiagError:
         return None
     summary = {"job": job.id, "settings": result.config.to_dict(), "result": result.to_dict(),
@@ -240,7 +300,7 @@ def efficiency_of(job) -> tuple[dict[str, Any], EfficiencyEvidence] | None:
 def efficiency(setup: Setup, store=None):
     """The newest finished data-efficiency experiment of the setup that has readouts: (summary, evidence) or None."""
     for job in matching_jobs(setup, "efficiency", store):
-        got = efficiency_of(job)
+        got = efficiency_of(job, setup.budget)
         if got is not None:
             return got
     return None
@@ -270,7 +330,7 @@ def efficiency_config(setup: Setup, **overrides: Any):
     from .efficiency import EfficiencyConfig
 
     return EfficiencyConfig(model=setup.model, target=setup.target_spec, source=setup.source_spec,
-                            resolution=setup.resolution, seed=setup.seed, **overrides)
+                            resolution=setup.resolution, seed=setup.seed, budget=setup.budget, **overrides)
 
 
 def finetune_config(setup: Setup, *, model=None, dataset=None, **overrides: Any):
@@ -297,6 +357,7 @@ class Analyses:
     shift: Mapping[str, Any] | None
     probes: Mapping[str, Any] | None
     projection: Any = field(default=None, repr=False)
+    baselines: Mapping[str, Any] | None = None
     efficiency: Mapping[str, Any] | None = None
     finetune: Mapping[str, Any] | None = None
     evidence: Evidence = Evidence()
@@ -319,35 +380,39 @@ def _dataset_info(ds) -> dict[str, Any]:
             "class_counts": ds.class_counts(), "description": ds.description}
 
 
-def evidence_of(analyses_parts: Mapping[str, Any], *, n_stages: int | None, pretrained: bool) -> Evidence:
-    """The verdict's :class:`~tldiag.verdict.Evidence` from the summaries."""
-    sh, pr = analyses_parts.get("shift"), analyses_parts.get("probes")
+def evidence_of(analyses_parts: Mapping[str, Any], *, n_stages: int | None, pretrained: bool,
+                budget: int | None = None, model: str = "") -> Evidence:
+    """The verdict's :class:`~tldiag.verdict.Evidence` from the summaries (read back into their typed results)."""
+    from .probes import ProbeReport
+
+    sh, pr, bl = (analyses_parts.get(k) for k in ("shift", "probes", "baselines"))
     tr = pr.get("transferability") if pr else None
     transfer = None
     if tr and tr.get("logme") is not None:
         transfer = TransferabilityEvidence(tap=tr["tap"], logme=float(tr["logme"]), logme_random=tr.get("logme_random"),
                                            knn_accuracy=float(tr["knn_accuracy"]), knn_random=tr.get("knn_random"))
     return Evidence(divergence=DivergenceEvidence.from_shift(sh["result"]) if sh else None,
-                    transferability=transfer, probe=ProbeEvidence.from_probes(pr["result"]) if pr else None,
+                    transferability=transfer,
+                    probe=ProbeEvidence.from_report(ProbeReport.from_dict(pr["result"])) if pr else None,
                     efficiency=analyses_parts.get("efficiency_evidence"), finetune=analyses_parts.get("finetune_evidence"),
-                    n_stages=n_stages, pretrained=pretrained)
+                    n_stages=n_stages, pretrained=pretrained, baseline=baseline_evidence(bl) if bl else None,
+                    budget=budget, model=model)
 
 
 def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None, source=None, target=None,
            progress: Callable[[str, int, int, str], None] | None = None) -> Analyses:
-    """Everything that exists for ``setup``; the analyses named in ``compute`` (of ``shift``, ``probes``,
-    ``projection``) are computed when missing. Jobs (``efficiency``, ``finetune``) are only read: see
-    :func:`tldiag.efficiency.submit` and :func:`tldiag.finetune.submit` to run them.
+    """Everything that exists for ``setup``; the analyses named in ``compute`` (of :data:`COMPUTED_HERE`: ``shift``,
+    ``probes``, ``baselines``, ``projection``) are computed when missing. Jobs (``efficiency``, ``finetune``) are
+    only read: see :func:`tldiag.efficiency.submit` and :func:`tldiag.finetune.submit` to run them.
 
     Args:
         progress: ``progress(analysis, done, total, message)``.
     """
-    unknown = [c for c in compute if c not in ("shift", "probes", "projection")]
+    unknown = [c for c in compute if c not in COMPUTED_HERE]
     if unknown:
-        raise TldiagError(f"gather(compute=...) computes shift, probes and projection; {unknown} are jobs or unknown. "
+        raise TldiagError(f"gather(compute=...) computes {', '.join(COMPUTED_HERE)}; {unknown} are jobs or unknown. "
                           "Launch efficiency and fine-tuning as jobs (tldiag efficiency / tldiag finetune).")
     from .finetune import stage_count
-    from .models import random_init_id
 
     t0 = time.perf_counter()
     ctx = Context.open(setup, model=model, source=source, target=target)
@@ -363,7 +428,7 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
         timings["embeddings"] = time.perf_counter() - t
     parts: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for name, fn in (("shift", shift), ("probes", probes), ("projection", projection)):
+    for name, fn in (("shift", shift), ("probes", probes), ("baselines", baselines), ("projection", projection)):
         t = time.perf_counter()
         try:
             parts[name] = fn(ctx, compute=name in compute, pair=pair, progress=step(name))
@@ -375,12 +440,14 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
         got = fn(ctx.setup, store)
         parts[name], parts[f"{name}_evidence"] = got if got else (None, None)
         timings[name] = time.perf_counter() - t
-    ev = evidence_of(parts, n_stages=stage_count(ctx.model), pretrained=random_init_id(ctx.model.id) is not None)
+    ev = evidence_of(parts, n_stages=stage_count(ctx.model), pretrained=ctx.model.pretrained, budget=setup.budget,
+                     model=ctx.model.id)
     timings["total"] = time.perf_counter() - t0
     return Analyses(setup=ctx.setup, model=_model_info(ctx.model),
                     datasets={"source": _dataset_info(ctx.source), "target": _dataset_info(ctx.target)},
                     taps=ctx.taps, embedded=pair is not None or ctx.embedded(), shift=parts["shift"],
-                    probes=parts["probes"], projection=parts["projection"], efficiency=parts["efficiency"],
+                    probes=parts["probes"], baselines=parts["baselines"], projection=parts["projection"],
+                    efficiency=parts["efficiency"],
                     finetune=parts["finetune"], evidence=ev, timings={k: round(v, 3) for k, v in timings.items()},
                     errors=errors)
 
@@ -405,6 +472,7 @@ def _seeds(a: Analyses) -> dict[str, Any]:
     return {"setup": a.setup.seed, "shift": a.shift["settings"]["random_state"] if a.shift else None,
             "probes": a.probes["settings"]["random_state"] if a.probes else None,
             "projection": a.projection.params.random_state if a.projection is not None else None,
+            "baselines": a.baselines["settings"]["seed"] if a.baselines else None,
             "efficiency": a.efficiency["settings"]["seed"] if a.efficiency else None,
             "finetune": a.finetune["settings"]["seed"] if a.finetune else None}
 
@@ -470,8 +538,10 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
         "setup": a.setup.as_dict(), "permalink": permalink(a.setup, base_url),
         "model": dict(a.model), "datasets": {k: dict(v) for k, v in a.datasets.items()}, "taps": list(a.taps),
         "seeds": _seeds(a),
-        "analyses": {"shift": a.shift, "probes": a.probes, "projection": _projection_summary(a.projection),
-                     "efficiency": a.efficiency, "finetune": a.finetune},
+        "budget": a.setup.budget,
+        "analyses": {"shift": a.shift, "probes": a.probes, "baselines": a.baselines,
+                     "projection": _projection_summary(a.projection), "efficiency": a.efficiency,
+                     "finetune": a.finetune},
         "computed": list(a.computed), "errors": dict(a.errors),
         "timings": {"computed_seconds": _compute_seconds(a), "read_seconds": dict(a.timings), **(timings or {})},
         "evidence": a.evidence.to_dict(), "verdict": verdict.to_dict(),

@@ -33,6 +33,8 @@ class Setup:
         limit: At most this many images per class from each dataset; None takes all.
         taps: Tap names; empty means the model's default handful.
         seed: Seed for subsampling and every randomised analysis.
+        budget: Labelled target images per class the team has or can afford (the label budget the verdict answers
+            for); None: every labelled target image.
     """
 
     model: str = DEFAULT_MODEL
@@ -42,6 +44,7 @@ class Setup:
     limit: int | None = DEMO_LIMIT
     taps: tuple[str, ...] = ()
     seed: int = 0
+    budget: int | None = None
 
     def validate(self) -> "Setup":
         parse_model_id(self.model)
@@ -49,7 +52,26 @@ class Setup:
         parse_dataset_spec(self.target)
         if self.limit is not None and self.limit < 1:
             raise SpecError(f"limit={self.limit} must be at least 1 image per class (or empty for all images).")
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
+                                        or self.budget < 1):
+            raise SpecError(f"budget={self.budget!r} must be a whole number of labelled images per class, at least 1 "
+                            "(or empty for every labelled target image).")
         return self
+
+    def check_budget(self, target) -> None:
+        """Refuse a label budget the opened ``target`` dataset cannot hold: no labels, or fewer images per class."""
+        if self.budget is None:
+            return
+        counts = {c: k for c, k in target.class_counts().items() if k > 0} if target.is_labelled else {}
+        if not counts:
+            raise SpecError(f"budget={self.budget} labels per class, but the target {target.spec} has no labels; a "
+                            "label budget needs a labelled target (a folder with one sub-folder per class), or leave "
+                            "the budget empty.")
+        most = max(counts.values())
+        if self.budget > most:
+            raise SpecError(f"budget={self.budget} labels per class is more than the target holds: its largest class "
+                            f"has {most} labelled images ({target.spec}). Lower the budget to at most {most}, raise "
+                            "the per-class limit, or leave it empty for every labelled image.")
 
     def with_limit(self, spec: str) -> str:
         """``spec`` with this setup's per-class limit and seed, unless it sets its own."""
@@ -70,6 +92,8 @@ class Setup:
              "resolution": str(self.resolution or ""), "limit": str(self.limit or ""), "seed": str(self.seed)}
         if self.taps:
             q["taps"] = ",".join(self.taps)
+        if self.budget is not None:
+            q["budget"] = str(self.budget)
         return q
 
     @classmethod
@@ -91,7 +115,8 @@ class Setup:
         taps = tuple(t for t in params.get("taps", "").split(",") if t)
         return cls(model=params.get("model", d.model), source=params.get("source", d.source),
                    target=params.get("target", d.target), resolution=as_int("resolution", d.resolution),
-                   limit=as_int("limit", d.limit), taps=taps, seed=as_int("seed", d.seed) or 0)
+                   limit=as_int("limit", d.limit), taps=taps, seed=as_int("seed", d.seed) or 0,
+                   budget=as_int("budget", d.budget))
 
     def as_dict(self) -> dict:
         return asdict(self)

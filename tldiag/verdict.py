@@ -70,6 +70,16 @@ class GainRules:
 
 
 @dataclass(frozen=True)
+class BaselineRules:
+    """Frozen features against the best cheap scratch baseline at the team's budget (measured): GO when transfer is
+    ahead by at least ``gain_go`` with its paired interval above 0, NO-GO when the gain is at most ``gain_no_go``
+    (scratch at or above transfer), CAUTION between."""
+
+    gain_go: float = 0.03
+    gain_no_go: float = 0.0
+
+
+@dataclass(frozen=True)
 class EfficiencyRules:
     labels_saved_go: float = 2.0
 
@@ -91,6 +101,7 @@ class Rules:
     divergence: DivergenceRules = DivergenceRules()
     transferability: TransferabilityRules = TransferabilityRules()
     probe: GainRules = GainRules()
+    baseline: BaselineRules = BaselineRules()
     efficiency: EfficiencyRules = EfficiencyRules()
     finetune: GainRules = GainRules()
     recipe: RecipeRules = RecipeRules()
@@ -99,6 +110,7 @@ class Rules:
     def validate(self) -> "Rules":
         d, t, p, e, f, r = (self.divergence, self.transferability, self.probe, self.efficiency, self.finetune,
                             self.recipe)
+        b = self.baseline
         checks = [
             (0 <= d.mmd_green < d.mmd_red, f"divergence.mmd_green={d.mmd_green!r} must be >= 0 and below "
                                            f"divergence.mmd_red={d.mmd_red!r} (defaults 0.1 and 0.5)"),
@@ -106,6 +118,8 @@ class Rules:
             (t.logme_gap_no_go <= t.logme_gap_go, f"transferability.logme_gap_no_go={t.logme_gap_no_go!r} must not "
                                                   f"exceed transferability.logme_gap_go={t.logme_gap_go!r}"),
             (p.gain_no_go <= p.gain_go, f"probe.gain_no_go={p.gain_no_go!r} must not exceed probe.gain_go={p.gain_go!r}"),
+            (b.gain_no_go <= b.gain_go, f"baseline.gain_no_go={b.gain_no_go!r} must not exceed "
+                                        f"baseline.gain_go={b.gain_go!r}"),
             (e.labels_saved_go >= 1, f"efficiency.labels_saved_go={e.labels_saved_go!r} must be at least 1 (a ratio "
                                      "of labels; the default 2.0 asks transfer to halve them)"),
             (f.gain_no_go <= f.gain_go, f"finetune.gain_no_go={f.gain_no_go!r} must not exceed "
@@ -211,17 +225,10 @@ class DivergenceEvidence:
                    layers=tuple((r["layer"], float(r["mmd"])) for r in report["layers"]))
 
 
-def _tap_mean_se(tap: Mapping[str, Any]) -> tuple[float, float]:
-    acc = [float(a) for a in tap["accuracy"]]
-    k = len(acc)
-    mean = sum(acc) / k
-    se = math.sqrt(sum((a - mean) ** 2 for a in acc) / (k - 1) / k) if k > 1 else 0.0
-    return mean, se
-
-
 @dataclass(frozen=True)
 class ProbeEvidence:
-    """The probe curves: the best tap and the recommended cut of the target curve, and the random-init floor."""
+    """The probe curves: the best tap (chosen on validation) and the recommended cut of the target curve, and the
+    random-init floor at its own best tap."""
 
     best_tap: str
     best_accuracy: float
@@ -236,24 +243,21 @@ class ProbeEvidence:
     n_test: int
     n_splits: int
     taps: tuple[str, ...]
+    floor_tap: str | None = None
 
     @classmethod
-    def from_probes(cls, report: Mapping[str, Any]) -> "ProbeEvidence":
-        """From :meth:`tldiag.probes.ProbeReport.to_dict`."""
-        target = report["target"]
-        taps = {t["tap"]: t for t in target["taps"]}
-        best, rec = taps[target["best"]], taps[target["recommended"]]
-        floor = floor_se = None
-        random_init = report.get("random_init")
-        if random_init:
-            at = {t["tap"]: t for t in random_init["taps"]}.get(best["tap"])
-            if at is not None:
-                floor, floor_se = _tap_mean_se(at)
-        (b, bse), (r, _) = _tap_mean_se(best), _tap_mean_se(rec)
-        return cls(best_tap=best["tap"], best_accuracy=b, best_se=bse, recommended_tap=rec["tap"],
-                   recommended_accuracy=r, floor_accuracy=floor, floor_se=floor_se, chance=float(target["chance"]),
-                   n_train=int(target["n_train"]), n_val=int(target["n_val"]), n_test=int(target["n_test"]),
-                   n_splits=len(best["accuracy"]), taps=tuple(taps))
+    def from_report(cls, report: Any) -> "ProbeEvidence":
+        """From a :class:`tldiag.probes.ProbeReport`. The floor is the random-init curve's own best tap: best
+        against best, each side choosing its tap (comparing at the pretrained model's best tap flatters it)."""
+        target, floor = report.target, report.random_init
+        best, rec = target.best_on_validation, target.recommended
+        fbest = floor.best_on_validation if floor is not None else None
+        return cls(best_tap=best.tap, best_accuracy=best.mean, best_se=best.se, recommended_tap=rec.tap,
+                   recommended_accuracy=rec.mean, floor_accuracy=None if fbest is None else fbest.mean,
+                   floor_se=None if fbest is None else fbest.se, chance=float(target.chance),
+                   n_train=int(target.n_train), n_val=int(target.n_val), n_test=int(target.n_test),
+                   n_splits=len(best.accuracy), taps=tuple(t.tap for t in target.taps),
+                   floor_tap=None if fbest is None else fbest.tap)
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,73 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class ArmScore:
+    """One arm of the budget comparison: its mean test accuracy over the repeats, 95% interval, settings."""
+
+    arm: str
+    title: str
+    mean: float
+    low: float
+    high: float
+    settings: str
+    converged: bool = True
+
+
+@dataclass(frozen=True)
+class BaselineEvidence:
+    """The fast verdict's measurement: the frozen-feature probe against the best cheap scratch baseline (a linear
+    model and k-NN on the raw pixels, the small CNN with a short tuned schedule) at the team's budget, on the same
+    split and the same label subsets.
+
+    Attributes:
+        budget: Labels per class asked for (None: all of the pool); per_class: the mean the runs really had.
+        comparison: Transfer against the best scratch arm that converged, paired over repeats and test images.
+        arms: Every arm at the budget, those that did not converge included (they do not vote).
+    """
+
+    budget: int | None
+    per_class: float
+    repeats: int
+    n_test: int
+    chance: float
+    comparison: Comparison
+    arms: tuple[ArmScore, ...]
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_result(cls, result: Any, readouts: Any) -> "BaselineEvidence":
+        """From the fast experiment's :class:`tldiag.efficiency.EfficiencyResult` and its readouts."""
+        from .efficiency import ARM_TITLES, curves
+
+        g = readouts.gain
+        cs = curves(result)
+        arms = []
+        for arm in result.arms:
+            runs = [r for r in result.runs if r.arm == arm and r.budget == g.budget]
+            if not runs:
+                continue
+            c = cs.get(arm)
+            converged = c is not None and g.budget in c.budgets
+            if converged:
+                i = c.budgets.index(g.budget)
+                mean, low, high = c.mean[i], c.low[i], c.high[i]
+            else:
+                mean = low = high = sum(r.accuracy for r in runs) / len(runs)
+            sched = result.schedules.get(arm)
+            settings = sched.summary if sched is not None else "; ".join(sorted({r.detail for r in runs}))[:200]
+            arms.append(ArmScore(arm, ARM_TITLES[arm], float(mean), float(low), float(high), settings, converged))
+        return cls(budget=result.config.budget, per_class=float(g.per_class), repeats=int(result.config.repeats),
+                   n_test=int(result.n_test), chance=float(result.chance), comparison=_comparison(g),
+                   arms=tuple(arms), notes=tuple(result.notes))
+
+
+def _comparison(c: Any) -> Comparison:
+    return Comparison(per_class=float(c.per_class), transfer_arm=c.transfer_arm, scratch_arm=c.scratch_arm,
+                      transfer=float(c.transfer), scratch=float(c.scratch), gain=float(c.gain), low=float(c.low),
+                      high=float(c.high), verdict=c.verdict, text=c.describe())
+
+
+@dataclass(frozen=True)
 class EfficiencyEvidence:
     """The data-efficiency readouts of a finished experiment."""
 
@@ -307,10 +378,7 @@ class EfficiencyEvidence:
         """From a :class:`tldiag.efficiency.Readouts` and its :class:`~tldiag.efficiency.EfficiencyResult`."""
         from .efficiency import SCRATCH_ARMS, TRANSFER_ARMS  # loaded already: readouts come from it
 
-        def comp(c: Any) -> Comparison:
-            return Comparison(per_class=float(c.per_class), transfer_arm=c.transfer_arm, scratch_arm=c.scratch_arm,
-                              transfer=float(c.transfer), scratch=float(c.scratch), gain=float(c.gain),
-                              low=float(c.low), high=float(c.high), verdict=c.verdict, text=c.describe())
+        comp = _comparison
 
         reach = readouts.reach
         transfer = [r for a, r in reach.items() if a in TRANSFER_ARMS and r.reached]
@@ -346,6 +414,12 @@ class FinetuneEvidence:
     scratch_accuracy: float | None = None
     scratch_job: str | None = None
 
+    @property
+    def converged(self) -> bool:
+        """False when the best epoch was the last one and early stopping never fired: validation was still improving,
+        so the run says what this schedule reached, not what fine-tuning can reach."""
+        return not (self.best_epoch >= self.epochs_run and not self.stopped_early)
+
     @classmethod
     def from_results(cls, result: Mapping[str, Any], scratch: Mapping[str, Any] | None = None, *,
                      job: str | None = None, scratch_job: str | None = None) -> "FinetuneEvidence":
@@ -366,7 +440,11 @@ class Evidence:
     """What has been computed for one setup (None: not yet).
 
     Attributes:
+        baseline: The fast verdict's budget comparison (frozen features against cheap scratch baselines).
         n_stages: Stages of the model that fine-tuning can freeze (for the strategy by amount of data).
+        pretrained: False for a model with random weights (nothing to transfer, by definition).
+        budget: The team's label budget in labels per class (None: every labelled target image).
+        model: The candidate model's id, for the reasons.
     """
 
     divergence: DivergenceEvidence | None = None
@@ -376,6 +454,9 @@ class Evidence:
     finetune: FinetuneEvidence | None = None
     n_stages: int | None = None
     pretrained: bool = True
+    baseline: BaselineEvidence | None = None
+    budget: int | None = None
+    model: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -395,13 +476,18 @@ class Evidence:
                 raw["gain"] = Comparison(**raw["gain"])
                 raw["comparisons"] = tuple(Comparison(**c) for c in raw["comparisons"])
                 raw["arms"], raw["summary"] = tuple(raw["arms"]), tuple(raw.get("summary", ()))
+            if kind is BaselineEvidence:
+                raw["comparison"] = Comparison(**raw["comparison"])
+                raw["arms"] = tuple(ArmScore(**a) for a in raw["arms"])
+                raw["notes"] = tuple(raw.get("notes", ()))
             return kind(**raw)
 
         return cls(divergence=build(DivergenceEvidence, d.get("divergence")),
                    transferability=build(TransferabilityEvidence, d.get("transferability")),
                    probe=build(ProbeEvidence, d.get("probe")), efficiency=build(EfficiencyEvidence, d.get("efficiency")),
                    finetune=build(FinetuneEvidence, d.get("finetune")), n_stages=d.get("n_stages"),
-                   pretrained=d.get("pretrained", True))
+                   pretrained=d.get("pretrained", True), baseline=build(BaselineEvidence, d.get("baseline")),
+                   budget=d.get("budget"), model=d.get("model", ""))
 
 
 # ----------------------------------------------------------------------------- signals
@@ -471,6 +557,8 @@ class Verdict:
     recipe: Recipe | None
     provisional: bool
     rules: Rules = field(default_factory=Rules)
+    budget: str = ""
+    break_even: str | None = None
 
     def signal(self, key: str) -> Signal | None:
         return next((s for s in self.signals if s.key == key), None)
@@ -545,15 +633,62 @@ def _transferability(ev: TransferabilityEvidence, r: TransferabilityRules) -> Si
 
 
 def _probe(ev: ProbeEvidence, r: GainRules) -> Signal | None:
+    """The random-init floor, as context: a probe on random features is no alternative a team would ship, so it
+    never votes (the baseline signal compares transfer with the real alternatives)."""
     if ev.floor_accuracy is None:
         return None
     gain = ev.best_accuracy - ev.floor_accuracy
-    status = _by_gain(gain, r.gain_go, r.gain_no_go)
-    return Signal("probe", "Linear probe vs random-init floor", MEASURED, status, _pts(gain),
+    return Signal("probe", "Linear probe vs random-init floor", MEASURED, INFO, _pts(gain),
                   f"linear probe at {ev.best_tap} {ev.best_accuracy:.3f} ± {ev.best_se:.3f} against the same architecture "
-                  f"with random weights {ev.floor_accuracy:.3f} ± {ev.floor_se or 0:.3f} (test accuracy, mean ± se over "
+                  f"with random weights at its own best tap {ev.floor_tap or ev.best_tap} {ev.floor_accuracy:.3f} ± "
+                  f"{ev.floor_se or 0:.3f} (each tap chosen on validation; test accuracy, mean ± se over "
                   f"{ev.n_splits} splits of {ev.n_train}/{ev.n_val}/{ev.n_test} images; chance {ev.chance:.3f})",
-                  _gain_rule("gain over the floor", gain, r.gain_go, r.gain_no_go, status))
+                  "context only: how much pretraining adds over the same architecture untrained; it does not vote "
+                  "(random features are no alternative anyone would ship)")
+
+
+def _at_chance(accuracy: float, chance: float, n: int) -> bool:
+    return accuracy <= chance + 2 * math.sqrt(max(chance * (1 - chance), 1e-12) / max(n, 1)) + 1e-12
+
+
+def _candidate(ev: Evidence) -> Signal | None:
+    """NO-GO by definition when the candidate has nothing to transfer: random weights, or features that carry no
+    information about the target (a frozen probe at chance, as an all-constant or damaged checkpoint gives)."""
+    name = ev.model or "this model"
+    if not ev.pretrained:
+        return Signal("candidate", "Something to transfer", MEASURED, NO_GO, "random weights",
+                      f"{name} has random weights: it was never trained, so there is no knowledge to transfer",
+                      "a candidate with random weights is NO-GO by definition: train from scratch instead")
+    p = ev.probe
+    if p is not None and _at_chance(p.best_accuracy, p.chance, p.n_test):
+        return Signal("candidate", "Something to transfer", MEASURED, NO_GO, "features carry no information",
+                      f"the best linear probe of {name}'s frozen features reaches {p.best_accuracy:.3f} at {p.best_tap}, "
+                      f"at chance ({p.chance:.3f}, {p.n_test} test images): the features carry nothing about the target "
+                      "(an all-constant or damaged checkpoint looks like this)",
+                      "frozen features whose best probe stays within two standard errors of chance: NO-GO")
+    return None
+
+
+def _baseline(ev: BaselineEvidence, r: BaselineRules) -> Signal:
+    c = ev.comparison
+    at = "all" if ev.budget is None else f"{ev.budget}"
+    if c.gain >= r.gain_go and c.low > 0:
+        status, rule = GO, (f"transfer − best scratch baseline {_pts(c.gain)} ≥ {_pts(r.gain_go)} with its 95% "
+                            f"interval above 0: GO")
+    elif c.gain <= r.gain_no_go:
+        status, rule = NO_GO, (f"transfer − best scratch baseline {_pts(c.gain)} ≤ {_pts(r.gain_no_go)}: a cheap model "
+                               "trained from scratch does at least as well at this budget: NO-GO")
+    else:
+        why = "its interval includes 0" if c.low <= 0 else f"under {_pts(r.gain_go)}"
+        status, rule = CAUTION, f"transfer − best scratch baseline {_pts(c.gain)}, {why}: CAUTION (within noise)"
+    stuck = [a.title for a in ev.arms if not a.converged]
+    scores = "; ".join(f"{a.title} {a.mean:.3f} ({a.low:.3f}–{a.high:.3f}){'' if a.converged else ', did not converge'}"
+                       for a in ev.arms)
+    evidence = (f"at {at} labels per class (mean {ev.per_class:.3g} per class in each of {ev.repeats} repeats, the same "
+                f"label subsets and the same {ev.n_test} test images for every arm; chance {ev.chance:.3f}): {scores}. "
+                f"{c.text}" + (f". Not voting (did not converge): {', '.join(stuck)}" if stuck else ""))
+    return Signal("baseline", "Transfer vs the best scratch baseline at your budget", MEASURED, status,
+                  _pts(c.gain), evidence, rule)
 
 
 def _efficiency(ev: EfficiencyEvidence, r: EfficiencyRules) -> Signal:
@@ -620,11 +755,13 @@ def _missing(ev: Evidence) -> tuple[Missing, ...]:
         out.append(Missing("shift", "Shift tests", "the divergence signal: MMD with its permutation test and the "
                                                   "domain classifier at the penultimate layer"))
     if ev.probe is None:
-        out.append(Missing("probes", "Linear probes", "the probe-vs-random-init signal, the transferability score and "
-                                                      "the layer to freeze up to"))
-    elif ev.probe.floor_accuracy is None and ev.pretrained:
-        out.append(Missing("floor", "Random-init floor", "the probe signal needs the same architecture with random "
-                                                         "weights (this model has no random-init twin)"))
+        out.append(Missing("probes", "Linear probes", "the transferability score, the check that the features carry "
+                                                      "information, the random-init context and the layer to freeze "
+                                                      "up to"))
+    if ev.baseline is None and ev.pretrained:
+        out.append(Missing("baselines", "Scratch baselines at your budget",
+                           "the fast verdict's measured signal: the frozen-feature probe against a linear model and "
+                           "k-NN on the raw pixels and a small CNN, at your label budget, in seconds"))
     if ev.efficiency is None:
         out.append(Missing("efficiency", "Data-efficiency experiment",
                            "the strongest measured signal: labels saved, the gain at a budget, the break-even point "
@@ -641,6 +778,8 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
     """The verdict on ``evidence`` (see the module docstring for the rules and how they combine)."""
     rules = (rules or Rules()).validate()
     candidates = [
+        _candidate(evidence),
+        _baseline(evidence.baseline, rules.baseline) if evidence.baseline else None,
         _divergence(evidence.divergence, rules.divergence) if evidence.divergence else None,
         _transferability(evidence.transferability, rules.transferability) if evidence.transferability else None,
         _probe(evidence.probe, rules.probe) if evidence.probe else None,
@@ -655,9 +794,10 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
     disagreements = tuple(
         f"{a.title} says {a.status} ({a.value}) but {b.title} says {b.status} ({b.value})."
         for a, b in combinations(voting, 2) if {a.status, b.status} == {GO, NO_GO})
+    budget = budget_text(evidence)
     if not voting:
         return Verdict(None, "No verdict yet: nothing that votes has been computed for this setup.",
-                       (), signals, disagreements, missing, None, True, rules)
+                       (), signals, disagreements, missing, None, True, rules, budget, None)
 
     def listing(items: Sequence[Signal]) -> str:
         return ", ".join(f"{_lower_first(s.title)} {s.status} ({s.value})" for s in items)
@@ -678,10 +818,16 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
         decision = _combine([s.status for s in predicted])
         reasons.append(f"Only predictors so far: {listing(predicted)} → {decision}, provisional until a measured "
                        "signal (probes, data efficiency, fine-tuning) confirms it.")
+    nothing = next((s for s in signals if s.key == "candidate"), None)
+    if nothing is not None:
+        decision = NO_GO
+        reasons.insert(0, f"Nothing to transfer: {nothing.evidence}. That is NO-GO whatever the other signals say.")
     if disagreements:
         reasons.append("Signals disagree; they are shown side by side, not averaged.")
     against = [s for s in voting if s.status != GO]
-    if decision == GO:
+    if nothing is not None:
+        headline = f"Nothing to transfer: {nothing.value}. Train from scratch."
+    elif decision == GO:
         headline = "Transfer pays here. " + ("Every signal computed agrees." if not against else
                                                  "Caveats: " + listing(against) + ".")
     elif decision == NO_GO:
@@ -691,8 +837,41 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
         headline = "Transfer is not a clear win here: " + listing(against) + "."
     if provisional:
         headline += " (Provisional: no measured signal yet.)"
+    headline = f"{'At' if evidence.budget is not None else 'With'} {budget}: {headline}"
+    change = break_even_text(evidence)
     recipe = _recipe(evidence, {s.key: s for s in signals}, decision, rules)
-    return Verdict(decision, headline, tuple(reasons), signals, disagreements, missing, recipe, provisional, rules)
+    return Verdict(decision, headline, tuple(reasons), signals, disagreements, missing, recipe, provisional, rules,
+                   budget, change)
+
+
+def budget_text(ev: Evidence) -> str:
+    """The budget the verdict answers for, in words: ``20 labels per class`` or ``all labelled images (30 per class
+    to train on)``."""
+    if ev.budget is not None:
+        return f"{ev.budget} label{'' if ev.budget == 1 else 's'} per class"
+    per_class = ev.baseline.per_class if ev.baseline else None
+    return "all labelled images" + (f" ({per_class:.3g} per class to train on)" if per_class else "")
+
+
+def break_even_text(ev: Evidence) -> str | None:
+    """Where the answer would change with the budget (the data-efficiency experiment's break-even), or None when
+    nothing measured it."""
+    eff = ev.efficiency
+    if eff is None:
+        if ev.baseline is not None and ev.pretrained:
+            return ("Where the answer would change with more labels is unknown until the data-efficiency experiment "
+                    "runs (it measures the break-even budget).")
+        return None
+    top = eff.comparisons[-1] if eff.comparisons else eff.gain
+    if eff.break_even is None:
+        return (f"Break-even: scratch does not catch up with transfer within the budgets tried (up to "
+                f"{top.per_class:.3g} labels per class), so the answer holds for larger budgets up to there.")
+    here = eff.gain.per_class
+    side = "below" if here < eff.break_even else "at or above"
+    return (f"Break-even: from about {eff.break_even_bound or ''}{eff.break_even:.3g} labels per class scratch catches "
+            f"up with transfer; your budget ({here:.3g} per class) is {side} it"
+            + (", so transfer pays less the more you label." if side == "below" else
+               ", where transfer no longer pays over training from scratch."))
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -719,7 +898,28 @@ def _strategy_steps(strategy: str, frozen: int | None, n_stages: int | None, cut
             "general early features move least).", common + "."]
 
 
+def _scratch_recipe(ev: Evidence, signal: Signal) -> Recipe:
+    """The recipe when the candidate has nothing to transfer: train from scratch, and look for a real source."""
+    steps = []
+    b = ev.baseline
+    if b is not None:
+        best = max((a for a in b.arms if a.converged and a.arm != "linear-probe"), key=lambda a: a.mean, default=None)
+        if best is not None:
+            steps.append(f"Start from the best scratch baseline measured at {budget_text(ev)}: {best.title} at "
+                         f"{best.mean:.3f} test accuracy ({best.settings}).")
+    steps.append("Train a model from random weights with every layer at one learning rate (AdamW, a short warm-up "
+                 "then cosine decay, early stopping on a validation split); its BatchNorm statistics train with it, "
+                 "since random ones mean nothing.")
+    steps.append("Give it the schedule it needs: a from-scratch model needs many more epochs than a fine-tune, so "
+                 "stop on validation, not on a fixed epoch count.")
+    return Recipe("scratch", "Train from scratch: this model has nothing to transfer", None, tuple(steps), True,
+                  f"Look for a pretrained source model: {signal.evidence}. Compare pretrained candidates on the Probes "
+                  "page's leaderboard.", "None: without pretrained knowledge there are no labels to save.")
+
+
 def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules) -> Recipe | None:
+    if "candidate" in by:
+        return _scratch_recipe(ev, by["candidate"])
     if ev.probe is None and ev.divergence is None:
         return None
     probe, div, ft, eff = ev.probe, ev.divergence, ev.finetune, ev.efficiency
@@ -731,7 +931,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
     if red:
         other.append(f"the MMD at {div.tap} is {div.mmd:.3f} (≥ {rules.divergence.mmd_red:g}): the background's bound "
                      "says to pick a closer source rather than force the adaptation")
-    for key in ("probe", "transferability", "efficiency", "finetune"):
+    for key in ("baseline", "transferability", "efficiency", "finetune"):
         s = by.get(key)
         if s is not None and s.status == NO_GO:
             other.append(f"{_lower_first(s.title)} is NO-GO ({s.value})")
@@ -766,7 +966,9 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
 
     steps: list[str] = []
     headroom = probe is not None and probe.best_accuracy >= 1 - rules.recipe.headroom
-    ft_gain = None if ft is None or ft.probe_accuracy is None else ft.test_accuracy - ft.probe_accuracy
+    # a run still improving at its last epoch says what its schedule reached, not what fine-tuning can: no vote
+    ft_gain = None if ft is None or ft.probe_accuracy is None or not ft.converged else \
+        ft.test_accuracy - ft.probe_accuracy
     linear = (ft_gain is not None and ft_gain < rules.recipe.finetune_over_probe) or (ft_gain is None and headroom)
     if linear and not red and cut:
         why = (f"fine-tuning added {_pts(ft_gain)} over it on the same split (< {_pts(rules.recipe.finetune_over_probe)})"
@@ -798,8 +1000,10 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         steps.append(f"Your run: {ft.strategy} at lr {ft.lr:g} (backbone ×{ft.backbone_lr_mult:g}) reached "
                      f"{ft.test_accuracy:.3f}" + ("" if ft_gain is None else f" ({_pts(ft_gain)} against the frozen probe)")
                      + f"; best epoch {ft.best_epoch} of {ft.epochs_run}.")
-        if ft.best_epoch == ft.epochs_run and not ft.stopped_early:
-            steps.append(f"It was still improving at its last epoch: give it more than {ft.epochs} epochs.")
+        if not ft.converged:
+            steps.append(f"It had not converged: its best epoch was its last ({ft.best_epoch} of {ft.epochs_run}), so "
+                         "it does not decide between fine-tuning and the frozen probe; train it until validation stops "
+                         f"improving (more than {ft.epochs} epochs).")
         elif ft.best_epoch <= 2 and ft.epochs_run >= ft.best_epoch + 2:
             steps.append("It peaked in its first epochs and then got worse on validation: lower the learning rate "
                          "(or the backbone multiplier) or freeze more stages.")

@@ -12,9 +12,10 @@ def test_nothing_computed_lists_what_is_missing_with_buttons(open_page):
     assert not at.exception, [e.value for e in at.exception]
     assert any(i.value.startswith("No verdict yet") for i in at.info)
     text = " ".join(m.value for m in at.markdown)
-    for title in ("Shift tests", "Linear probes", "Data-efficiency experiment", "Fine-tuning run"):
+    for title in ("Shift tests", "Linear probes", "Scratch baselines at your budget", "Data-efficiency experiment",
+                  "Fine-tuning run"):
         assert f"**{title}**" in text
-    assert {b.key for b in at.button} >= {"v_run_shift", "v_run_probes", "v_run_eff", "v_run_ft"}
+    assert {b.key for b in at.button} >= {"v_run_shift", "v_run_probes", "v_run_baselines", "v_run_eff", "v_run_ft"}
     assert at.code[0].value.startswith("/verdict?model=efficientnet-lite0&source=demo%3Adigits")
 
 
@@ -33,3 +34,21 @@ def test_running_the_shift_tests_gives_a_provisional_verdict_and_a_record(open_p
     assert not again.exception
     assert [b.value for b in (*again.success, *again.warning, *again.error)][:1] == \
         [b for b in boxes if b.startswith("### ")][:1]
+
+
+@pytest.mark.slow
+def test_the_baselines_at_the_budget_give_a_measured_verdict(open_page):
+    at = open_page(PAGE, {**QUERY, "limit": "10", "budget": "3"}, timeout=300)
+    assert "**Label budget:** 3 labels per class" in " ".join(m.value for m in at.markdown)
+    at.button(key="v_run_baselines").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    boxes = [b.value for b in (*at.success, *at.warning, *at.error)]
+    assert any(b.startswith("### ") and "provisional" not in b and "At 3 labels per class" in b for b in boxes), boxes
+    assert any(h.value == "Transfer against training from scratch at 3 labels per class" for h in at.subheader)
+    table = at.dataframe[0].value
+    assert set(table["arm"]) == {"Scratch (small CNN)", "Scratch (linear model on pixels)",
+                                 "Scratch (k-NN on pixels)", "Transfer, frozen (linear probe)"}
+    assert set(table["converged"]) <= {"yes", "no (does not vote)"}
+    assert any("searched on validation" in s for s in table["settings"])
+    text = " ".join(m.value for m in at.markdown)
+    assert "**Transfer vs the best scratch baseline at your budget**" in text

@@ -10,7 +10,11 @@ Conventions (all in float64):
   ``||μ_s - μ_t||² + Tr(C_s + C_t - 2 (C_s C_t)^{1/2})`` (Dowson & Landau 1982; the FID formula of
   Heusel et al. 2017). The trace of the matrix square root is computed as Σ sqrt(λ) over the
   eigenvalues λ of the symmetric PSD matrix C_s^{1/2} C_t C_s^{1/2}, which has the same spectrum
-  as C_s C_t and stays real and stable when the covariances are singular (d > n);
+  as C_s C_t and stays real and stable when the covariances are singular (d > n). When a sample has
+  fewer rows than features it is computed exactly in sample space instead: with P = (X - mean) /
+  sqrt(n - 1), so that C = Pᵀ P, those eigenvalues are the squared singular values of P_t P_sᵀ
+  (an n_t x n_s matrix), so the trace is its nuclear norm (no d x d eigensolver, which LAPACK can fail
+  to converge on for rank-deficient covariances);
 * linear CKA (Kornblith et al. 2019, eq. for the linear kernel) between two representations of the
   *same* n inputs: ``||Yᵀ X||²_F / (||Xᵀ X||_F ||Yᵀ Y||_F)`` after centring every column; 1 for
   representations equal up to rotation and isotropic scaling, 0 for orthogonal ones.
@@ -47,6 +51,20 @@ def _sqrt_psd(C: torch.Tensor) -> torch.Tensor:
     return (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
 
 
+def _trace_sqrt_product(X_source: np.ndarray, X_target: np.ndarray) -> float:
+    """Tr((C_s^{1/2} C_t C_s^{1/2})^{1/2}): in sample space when a sample has fewer rows than features (see the
+    module docstring), else from the d x d covariances."""
+    n = min(len(X_source), len(X_target))
+    if n <= X_source.shape[1]:
+        P_s = (X_source - X_source.mean(0)) / np.sqrt(len(X_source) - 1)
+        P_t = (X_target - X_target.mean(0)) / np.sqrt(len(X_target) - 1)
+        return float(torch.linalg.svdvals(torch.from_numpy(P_t @ P_s.T)).sum())
+    C_s, C_t = torch.from_numpy(_cov(X_source)), torch.from_numpy(_cov(X_target))
+    root = _sqrt_psd(C_s)
+    M = root @ C_t @ root
+    return float(torch.linalg.eigvalsh((M + M.T) / 2).clamp(min=0).sqrt().sum())
+
+
 def frechet_distance(X_source: np.ndarray, X_target: np.ndarray) -> float:
     """Fréchet (2-Wasserstein) distance squared between Gaussians fitted to the two samples.
 
@@ -56,11 +74,8 @@ def frechet_distance(X_source: np.ndarray, X_target: np.ndarray) -> float:
     """
     X_source, X_target = check_pair(X_source, X_target)
     mu = X_source.mean(0) - X_target.mean(0)
-    C_s, C_t = torch.from_numpy(_cov(X_source)), torch.from_numpy(_cov(X_target))
-    root = _sqrt_psd(C_s)
-    M = root @ C_t @ root
-    tr_sqrt = torch.linalg.eigvalsh((M + M.T) / 2).clamp(min=0).sqrt().sum()
-    value = float(mu @ mu) + float(torch.trace(C_s) + torch.trace(C_t) - 2 * tr_sqrt)
+    traces = sum(float(((X - X.mean(0)) ** 2).sum() / (len(X) - 1)) for X in (X_source, X_target))
+    value = float(mu @ mu) + traces - 2 * _trace_sqrt_product(X_source, X_target)
     return max(value, 0.0)
 
 
