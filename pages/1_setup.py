@@ -8,7 +8,7 @@ from tldiag.data import compare_classes
 from tldiag.embed import estimate_seconds
 from tldiag.errors import TldiagError
 from tldiag.models import LOGITS, list_models
-from tldiag.setup import PRESETS, Setup
+from tldiag.setup import PRESET_MODELS, PRESETS, Setup
 
 st.title("Setup")
 st.caption("Choose a pretrained model, the source data it stands for, and your target data. "
@@ -35,7 +35,8 @@ with col_model:
                                "weights are cached (TORCH_HOME) or the internet is reachable.")
     typed = st.text_input("…or any model id", value=setup.model if custom else "", key="w_model_custom",
                           placeholder="timm:convnext_tiny.fb_in1k · checkpoint:/data/model.pt?arch=timm:resnet18",
-                          help="`tldiag models --all` lists every id.")
+                          help="`tldiag models --all` lists every id. finetuned:demo-digits-lite0 is the demo's "
+                               "model trained on the handwritten digits (built on first use, about 30 s).")
 with col_res:
     resolution = st.number_input("Input size (px)", min_value=0, max_value=1024, step=16,
                                  value=setup.resolution or 0, key="w_resolution",
@@ -44,13 +45,23 @@ with col_res:
 
 # ---------------------------------------------------------------- datasets
 preset_names = list(PRESETS) + ["Custom"]
-current_preset = next((k for k, v in PRESETS.items() if v == (setup.source, setup.target)), "Custom")
+
+
+def _is_preset(name: str) -> bool:
+    """The setup's datasets are the preset's, and so is its model where the preset names one."""
+    if PRESETS[name] != (setup.source, setup.target):
+        return False
+    return setup.model == PRESET_MODELS[name] if name in PRESET_MODELS else setup.model not in PRESET_MODELS.values()
+
+
+current_preset = next((k for k in PRESETS if _is_preset(k)), "Custom")
 
 
 def _apply_preset() -> None:
     name = st.session_state["w_preset"]
     if name in PRESETS:
         st.session_state["w_source"], st.session_state["w_target"] = PRESETS[name]
+        st.session_state["w_model_custom"] = PRESET_MODELS.get(name, "")
 
 
 st.radio("Datasets", preset_names, index=preset_names.index(current_preset), key="w_preset",

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from tldiag import viz
+from tldiag import sourcehead, viz
 from tldiag.errors import TldiagError
 from tldiag.metrics import SEED_SCALE, Thresholds
 
@@ -87,6 +87,35 @@ with right:
     st.caption("Where the domains start to separate. Dots are coloured by traffic light.")
 with st.expander("All metrics by layer"):
     st.dataframe(pd.DataFrame(report.table()), hide_index=True, width="stretch")
+
+# ---------------------------------------------------------------- the source model itself
+try:
+    head = sourcehead.measure(pair, app_state.model(setup.model, setup.resolution), seed=setup.seed)
+except TldiagError as exc:
+    head = None
+    st.warning(f"Source model on the target: {exc}", icon="⚠️")
+if head is not None:
+    st.subheader("What the shift costs the source model")
+    st.caption(f"{setup.model} was trained on the source's classes ({head.head}), so the most direct measurement of "
+               "the shift is its own accuracy: on held-out source images against the target with no adaptation, on "
+               f"the {len(head.classes)} shared classes. 95% Wilson intervals.")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Held-out source accuracy", f"{head.source_accuracy:.3f}",
+              help=f"{head.n_source} source images of the source's test split (seed {setup.seed}).")
+    c1.caption(f"{head.source_ci[0]:.3f}–{head.source_ci[1]:.3f} · {head.n_source} images")
+    c2.metric("Target accuracy, no adaptation", f"{head.target_accuracy:.3f}",
+              help=f"The same classifier on {head.n_target} target images.")
+    c2.caption(f"{head.target_ci[0]:.3f}–{head.target_ci[1]:.3f} · {head.n_target} images")
+    c3.metric("What the shift costs", f"{100 * head.drop:+.1f} pts")
+    c3.caption(f"95% CI {100 * head.drop_ci[0]:+.1f} to {100 * head.drop_ci[1]:+.1f}")
+    st.dataframe(pd.DataFrame([{"class": c.name, "source acc": round(c.source, 3),
+                                "source 95%": f"{c.source_ci[0]:.2f}–{c.source_ci[1]:.2f}", "n source": c.n_source,
+                                "target acc": round(c.target, 3),
+                                "target 95%": f"{c.target_ci[0]:.2f}–{c.target_ci[1]:.2f}", "n target": c.n_target,
+                                "drop (pts)": round(100 * c.drop, 1)} for c in head.per_class]),
+                 hide_index=True, width="stretch")
+    for note in head.notes:
+        st.caption(note)
 
 # ---------------------------------------------------------------- galleries
 st.subheader("Images the domain classifier is surest about")

@@ -9,6 +9,7 @@ from tldiag.errors import TldiagError
 from tldiag.verdict import (CAUTION, GO, INFO, NO_GO, RULES_FILE, ArmScore, BaselineEvidence, Comparison,
                             DivergenceEvidence, EfficiencyEvidence, Evidence, FinetuneEvidence, ProbeEvidence, Rules,
                             TransferabilityEvidence, _read_toml, decide, load_rules)
+from tldiag.sourcehead import ClassAccuracy, SourceHeadResult
 
 
 def div(mmd=0.05, p=0.001, ci=None) -> DivergenceEvidence:
@@ -34,6 +35,15 @@ def base(gain=0.2, low=None, high=None, budget=10, scratch_arm="small-cnn", stuc
             ArmScore("linear-probe", "Transfer, frozen (linear probe)", 0.6 + gain, 0.5 + gain, 0.7 + gain, "tap"))
     return BaselineEvidence(budget=budget, per_class=budget or 30, repeats=3, n_test=100, chance=0.1, comparison=c,
                             arms=arms)
+
+
+def head(source=0.96, target=0.21) -> SourceHeadResult:
+    per_class = (ClassAccuracy("4", 10, 1.0, (0.72, 1.0), 50, 0.0, (0.0, 0.07)),
+                 ClassAccuracy("3", 10, 1.0, (0.72, 1.0), 50, 0.06, (0.02, 0.16)))
+    return SourceHeadResult(classes=tuple("0123456789"), n_source=100, source_accuracy=source,
+                            source_ci=(source - 0.05, min(source + 0.03, 1)), n_target=500, target_accuracy=target,
+                            target_ci=(target - 0.04, target + 0.04), drop=source - target,
+                            drop_ci=(source - target - 0.05, source - target + 0.05), per_class=per_class)
 
 
 def comp(per_class, gain, low, high, verdict) -> Comparison:
@@ -118,6 +128,19 @@ def test_features_at_chance_have_nothing_to_transfer():
     assert decide(Evidence(probe=probe(best=0.17, floor=0.6))).signal("candidate") is None
 
 
+def test_the_source_model_on_the_target_with_no_adaptation():
+    v = decide(Evidence(baseline=base(0.2), source_head=head(0.96, 0.21), probe=probe(best=0.9)))
+    s = v.signal("source_head")
+    assert s.status == INFO and s.value == "0.96 → 0.21" and "the shift costs +75.0 pts" in s.evidence
+    assert "largest drops '4' 1.00 → 0.00" in s.evidence
+    assert any("cannot be used as it is" in step for step in v.recipe.steps)
+    # the model as it is beats every scratch baseline at the budget: zero labels already win
+    v = decide(Evidence(baseline=base(0.2), source_head=head(0.97, 0.95), probe=probe(best=0.9)))
+    assert v.signal("source_head").status == GO and v.decision == GO
+    v = decide(Evidence(baseline=base(0.2), source_head=head(0.96, 0.95), probe=probe(best=0.9)))
+    assert any("works on the target as it is" in step for step in v.recipe.steps)
+
+
 def test_the_verdict_answers_for_the_budget_and_says_where_it_changes():
     v = decide(Evidence(baseline=base(0.2), budget=10))
     assert v.headline.startswith("At 10 labels per class: Transfer pays here.")
@@ -142,23 +165,25 @@ def test_logme_alone_has_no_scale_and_does_not_vote():
     assert v.signal("transferability").status == INFO and v.decision is None
 
 
-def test_efficiency_rules():
+def test_efficiency_rules_answer_for_the_budget():
     better = [comp(1, 0.3, 0.2, 0.4, "transfer better"), comp(10, 0.12, 0.05, 0.2, "transfer better"),
               comp(30, 0.05, 0.01, 0.1, "transfer better")]
-    assert decide(Evidence(efficiency=eff(better))).signal("efficiency").status == GO
-    # scratch catches up within the budgets tried: transfer pays only below the break-even
+    s = decide(Evidence(efficiency=eff(better))).signal("efficiency")
+    assert s.status == GO and s.value == "+12.0 pts" and "at your budget (10 labels/class)" in s.rule
+    # scratch catches up beyond the budget: still GO at this budget, and the break-even is stated
     caught = better[:2] + [comp(30, -0.02, -0.05, 0.01, "tie")]
     s = decide(Evidence(efficiency=eff(caught, break_even=27.5))).signal("efficiency")
-    assert s.status == CAUTION and "catches up at ~27.5" in s.rule
-    # too few labels saved
-    assert decide(Evidence(efficiency=eff(better, saved=1.5))).signal("efficiency").status == CAUTION
-    # scratch significantly better at a small budget: negative transfer
+    assert s.status == GO and "catches up at ~27.5" in s.rule
+    # within noise at the budget
+    noisy = [better[0], comp(10, 0.05, -0.01, 0.1, "tie"), better[2]]
+    assert decide(Evidence(efficiency=eff(noisy))).signal("efficiency").status == CAUTION
+    # scratch significantly better at a smaller budget: negative transfer
     worse = [comp(1, -0.2, -0.3, -0.1, "scratch better")] + better[1:]
     s = decide(Evidence(efficiency=eff(worse))).signal("efficiency")
-    assert s.status == NO_GO and "scratch beats transfer at 1 labels" in s.rule
-    # scratch better only beyond the reference budget is not a NO-GO by itself
-    late = better[:2] + [comp(30, -0.1, -0.2, -0.05, "scratch better")]
-    assert decide(Evidence(efficiency=eff(late, break_even=20.0))).signal("efficiency").status == CAUTION
+    assert s.status == NO_GO and "scratch at or above transfer at 1 labels" in s.rule
+    # scratch level with transfer at the budget
+    level = [better[0], comp(10, 0.0, -0.05, 0.05, "tie"), better[2]]
+    assert decide(Evidence(efficiency=eff(level))).signal("efficiency").status == NO_GO
 
 
 def test_finetune_votes_only_against_scratch():
@@ -243,7 +268,8 @@ def test_recipe_no_go_looks_for_another_source_and_states_the_savings():
 def test_evidence_round_trips_through_json():
     ev = Evidence(divergence=div(0.3), probe=probe(), efficiency=eff([comp(10, 0.1, 0.05, 0.2, "transfer better")]),
                   finetune=ft(scratch=0.4), transferability=TransferabilityEvidence("pre_logits", 1.0, 0.1, 0.9, 0.6),
-                  n_stages=5, baseline=base(0.1, stuck=("small-cnn",)), budget=10, model="efficientnet-lite0")
+                  n_stages=5, baseline=base(0.1, stuck=("small-cnn",)), budget=10, model="efficientnet-lite0",
+                  source_head=head())
     back = Evidence.from_dict(json.loads(json.dumps(ev.to_dict())))
     assert back == ev and decide(back) == decide(ev)
 

@@ -1,4 +1,4 @@
-"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap,probe,efficiency} ...``.
+"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap,probe,efficiency,verdict} ...``.
 
 ``embed``: images/s of the embedding engine on the demo data (decode, resize, normalise, all
 taps + logits, from a dataset spec) against a bare ``model(x)`` on preloaded, normalised
@@ -28,6 +28,15 @@ best of ``--repeats`` runs of each; test accuracies must agree within 1 point. T
 class, every arm, budgets 1-20 and all, 3 repeats, the ``cpu`` profile on a machine without a GPU) from an empty
 run store and embedding cache (a temporary ``TLDIAG_HOME``), with the seconds spent in each arm. Target: "a
 few minutes", read as a ratio to 300 s of at most 1.
+
+``report``: ``tldiag report`` (the whole decision: shift, probes, baselines, UMAP, the data-efficiency experiment and a
+fine-tune) and ``tldiag report --fast`` (no training beyond the baselines), each in a fresh process from empty caches,
+on the demo and on 500 + 500 images of 28x28 digits (handwritten upscaled from 8x8, and printed) at 128 px. Targets:
+the whole decision <= 300 s, the fast verdict <= 60 s, printed as ratios.
+
+``verdict``: the scenario panel of :mod:`tldiag.panel`: per scenario the realised outcome (stored; ``--realise``
+recomputes it), the fast verdict and the full verdict, and the agreement rates. Targets: full >= 90%, fast >= 75%,
+and the fast verdict never GO where the realised outcome is NO-GO.
 """
 from __future__ import annotations
 
@@ -352,6 +361,103 @@ def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, ta
             "ratio": seconds / target_s, "target_s": target_s, "torch_threads": torch.get_num_threads()}
 
 
+def _digits28_folders(root) -> tuple[str, str]:
+    """500 + 500 images of 28x28 digits as PNG class folders: the handwritten ones (scikit-learn's 8x8 digits
+    upscaled to 28 px) as source, the printed ones (DejaVu fonts) at 28 px as target."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .data import load_dataset
+
+    out = []
+    for name, spec in (("handwritten28", "demo:digits?limit=50"), ("printed28", "demo:printed-digits?limit=50")):
+        ds = load_dataset(spec)
+        folder = Path(root) / name
+        for i in range(len(ds)):
+            d = folder / ds.classes[ds.labels[i]]
+            d.mkdir(parents=True, exist_ok=True)
+            ds[i].convert("L").resize((28, 28), Image.BILINEAR).save(d / f"{i:05d}.png")
+        out.append(f"folder:{folder}")
+    return out[0], out[1]
+
+
+def bench_report(args: argparse.Namespace) -> int:
+    """The whole decision (``tldiag report``) and the fast verdict (``--fast``), each from empty caches."""
+    import os
+    import subprocess
+    import tempfile
+
+    cases = [("demo", "demo:digits", "demo:printed-digits", 50)]
+    with tempfile.TemporaryDirectory(prefix="tldiag-bench-report-") as tmp:
+        if not args.demo_only:
+            cases.append(("28x28 digits at 128 px", *_digits28_folders(tmp), None))
+        rows = []
+        for name, source, target, limit in cases:
+            for mode, target_s in (("fast", args.fast_seconds), ("full", args.full_seconds)):
+                home = tempfile.mkdtemp(prefix="home-", dir=tmp)
+                env = {**os.environ, "TLDIAG_HOME": home, "TLDIAG_DATA_ROOTS": tmp}
+                cmd = [sys.executable, "-m", "tldiag.cli", "report", "--model", args.model, "--source", source,
+                       "--target", target, "--resolution", "128", "--json", os.path.join(home, "m.json")]
+                cmd += ["--limit", str(limit)] if limit else []
+                cmd += ["--budget", str(args.budget)] if args.budget else []
+                cmd += ["--fast"] if mode == "fast" else []
+                t = time.perf_counter()
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                seconds = time.perf_counter() - t
+                decision = (done.stdout.split() or ["?"])[0]
+                rows.append((name, mode, seconds, target_s, decision, done.returncode))
+                print(f"{name:24s} {mode:4s} {seconds:7.1f} s  ratio to {target_s:.0f} s: {seconds / target_s:.2f}  "
+                      f"{'PASS' if seconds <= target_s else 'FAIL'}  ({decision}, exit {done.returncode})", flush=True)
+                if done.returncode not in (0, 3):
+                    print(done.stderr[-2000:], file=sys.stderr)
+    return 0
+
+
+def bench_verdict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from . import panel
+    from .verdict import load_rules
+
+    names = [n.strip() for n in (args.scenarios or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in {s.name for s in panel.SCENARIOS}]
+    if unknown:
+        print(f"unknown scenarios {unknown}; the panel has {', '.join(s.name for s in panel.SCENARIOS)}",
+              file=sys.stderr)
+        return 2
+    path = Path(args.outcomes) if args.outcomes else panel.OUTCOMES_FILE
+    if args.realise:
+        panel.realise_all(names or None, path, log=lambda m: print(m, flush=True))
+    outcomes = panel.load_outcomes(path)
+    if not outcomes:
+        print(f"no realised outcomes in {path}; compute them with `python -m tldiag.bench verdict --realise`",
+              file=sys.stderr)
+        return 2
+    rules = load_rules(args.rules)
+    print(f"scenario panel: {len(outcomes)} realised outcomes from {path} (seed {panel.REALISED_SEED}, long fair "
+          f"schedules); verdicts at seed 0 with the rules from {rules.origin}", flush=True)
+    t0 = time.perf_counter()
+    rows = panel.run_panel(outcomes, names or None, rules, log=lambda m: print(m, flush=True))
+    print()
+    print(f"{'scenario':20s} {'budget':>6s} {'realised':>9s} {'gain':>7s} {'fast':>8s} {'full':>8s}  fast s  full s")
+    for r in rows:
+        gain = "" if r.realised_gain is None else f"{100 * r.realised_gain:+.1f}"
+        mark = lambda v: v + ("" if v == r.realised else " ✗")  # noqa: E731
+        print(f"{r.scenario.name:20s} {r.scenario.budget:6d} {r.realised:>9s} {gain:>7s} {mark(r.fast):>8s} "
+              f"{mark(r.full):>8s}  {r.fast_seconds:6.0f}  {r.full_seconds:6.0f}")
+    a = panel.agreement(rows)
+    print(f"\nagreement with the realised outcome over {a.n} scenarios: fast {a.fast:.0%} (target >= 75%), full "
+          f"{a.full:.0%} (target >= 90%); fast GO where realised NO-GO: {a.fast_go_on_no_go} (target 0); full GO "
+          f"where realised NO-GO: {a.full_go_on_no_go}  ({'PASS' if a.ok else 'FAIL'}; "
+          f"{time.perf_counter() - t0:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": [{**r.__dict__, "scenario": r.scenario.__dict__}
+                                                        for r in rows], "agreement": a.__dict__}, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tldiag.bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -390,6 +496,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--target-seconds", type=float, default=300.0, help="what 'a few minutes' means (default 300)")
+    p = sub.add_parser("report", help="the full decision and the fast verdict from empty caches, against 300 s / 60 s")
+    p.add_argument("--model", default="efficientnet-lite0")
+    p.add_argument("--budget", type=int, default=None, help="the label budget per class (default: all)")
+    p.add_argument("--full-seconds", type=float, default=300.0)
+    p.add_argument("--fast-seconds", type=float, default=60.0)
+    p.add_argument("--demo-only", action="store_true", help="skip the 500 + 500 28x28 digits upscaled to 128 px")
+    p = sub.add_parser("verdict", help="the scenario panel: fast and full verdicts against realised outcomes")
+    p.add_argument("--realise", action="store_true",
+                   help="recompute the realised outcomes (long fair schedules, ~40 min on 2 cores) and store them in "
+                        "tldiag/panel_outcomes.json, instead of reading them")
+    p.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
+    p.add_argument("--outcomes", help="the outcomes file to read or write (default: tldiag/panel_outcomes.json)")
+    p.add_argument("--rules", help="verdict rules file (default: the shipped thresholds)")
+    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     p = sub.add_parser("umap-worker")  # internal: one side of `umap` in a fresh process
     p.add_argument("which", choices=["a", "b"])
     p.add_argument("--n", type=int, required=True)
@@ -419,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ratio (b)/(a): cold {r['ratio_cold']:.2f}x, warm {r['ratio_warm']:.2f}x; trustworthiness "
               f"difference {r['trust_diff']:+.4f}  (target <= 0.5x and within 0.01: {'PASS' if ok else 'FAIL'})")
         return 0
+    if args.what == "verdict":
+        return bench_verdict(args)
+    if args.what == "report":
+        return bench_report(args)
     if args.what == "efficiency":
         r = bench_efficiency(args.model, args.dataset, args.resolution, args.repeats, args.target_seconds)
         print(f"data-efficiency experiment: {args.model} on {args.dataset}, {r['runs']} runs (budgets "

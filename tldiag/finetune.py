@@ -593,7 +593,7 @@ def register_result(result: FinetuneResult, name: str, *, job: str | None = None
         raise TldiagError(f"The architecture of {result.config.model} is unknown (was it unregistered?), so its "
                           "fine-tune cannot be registered; register it with tldiag.models.register_model(..., arch=).")
     c = result.config
-    return register_model(name, result.checkpoint, arch, job=job,
+    return register_model(name, result.checkpoint, arch, job=job, classes=result.classes, trained_on=result.config.target,
                           description=f"{c.model} fine-tuned on {c.target} ({c.strategy}, test accuracy "
                                       f"{result.test_accuracy:.3f})")
 

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, urlencode
 
 import torch
@@ -158,7 +158,9 @@ def parse_model_id(model_id: str) -> ModelSpec:
             raise SpecError(f"'{model_id}' names no file; write checkpoint:/path/to/weights.pt?arch=<id>.")
         return ModelSpec("checkpoint", path, None, options)
     if kind == "finetuned":
-        if rest not in registered_models():
+        from .demo import DEMO_SOURCE_MODEL
+
+        if rest not in registered_models() and rest != DEMO_SOURCE_MODEL:  # the demo's is built on first use
             known = ", ".join(registered_models()) or "none yet"
             raise SpecError(f"No fine-tuned model is registered as '{rest}' (registered: {known}). Register one "
                             "from a finished fine-tuning job (Fine-tune page, or tldiag jobs register).")
@@ -667,7 +669,12 @@ def load_model(model_id: str, *, resolution: int | None = None) -> Model:
         backend = "torchvision"
     else:
         if spec.kind == "finetuned":
-            entry = registered_models()[spec.name]
+            entry = registered_models().get(spec.name)
+            if entry is None:  # the demo's source model (parse_model_id lets no other unregistered name through)
+                from .demo import ensure_source_model
+
+                ensure_source_model()
+                entry = registered_models()[spec.name]
             file_spec, trusted = ModelSpec("checkpoint", entry["checkpoint"], None, (("arch", entry["arch"]),)), True
         else:
             file_spec, trusted = spec, False
@@ -724,7 +731,8 @@ def architecture_id(model_id: str) -> str | None:
     if spec.kind == "checkpoint":
         return spec.get("arch")
     if spec.kind == "finetuned":
-        return registered_models()[spec.name]["arch"]
+        entry = registered_models().get(spec.name)
+        return entry["arch"] if entry else "efficientnet-lite0"  # unregistered: the demo's, built on first use
     return str(spec)
 
 
@@ -744,7 +752,10 @@ def model_status(model_id: str) -> str:
     if spec.kind == "timm":
         return "cached" if _timm_cached_file(spec.name) else "needs download"
     if spec.kind == "finetuned":
-        return "fine-tuned" if Path(registered_models()[spec.name]["checkpoint"]).is_file() else "missing file"
+        entry = registered_models().get(spec.name)
+        if entry is None:
+            return "built on first use"  # the demo's source model
+        return "fine-tuned" if Path(entry["checkpoint"]).is_file() else "missing file"
     return "installed" if Path(spec.name).expanduser().is_file() else "needs download"
 
 
@@ -801,7 +812,8 @@ def registered_models() -> dict[str, dict]:
 
 
 def register_model(name: str, checkpoint: str | os.PathLike[str], arch: str, *, description: str = "",
-                   job: str | None = None) -> str:
+                   job: str | None = None, classes: Sequence[str] | None = None,
+                   trained_on: str | None = None) -> str:
     """Register a state-dict checkpoint of architecture ``arch`` as ``finetuned:<name>``; returns that id.
 
     Args:
@@ -810,6 +822,8 @@ def register_model(name: str, checkpoint: str | os.PathLike[str], arch: str, *, 
         arch: A pretrained-architecture id (``efficientnet-lite0``, ``timm:...``, ``torchvision:...``).
         description: Shown in model lists.
         job: The job that produced it, for the record.
+        classes: The class name of each output of its head (the source-model check reads them).
+        trained_on: The dataset spec it was trained on.
     """
     name = str(name).strip()
     if not name or len(name) > 64 or not set(name) <= _NAME_CHARS or name[0] in "._-":
@@ -830,7 +844,8 @@ def register_model(name: str, checkpoint: str | os.PathLike[str], arch: str, *, 
         if name in entries:
             raise SpecError(f"A model is already registered as '{name}' (finetuned:{name}); choose another name.")
         entries[name] = {"checkpoint": str(path), "arch": str(arch_spec), "description": description, "job": job,
-                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "classes": list(classes) if classes else None, "trained_on": trained_on}
     return f"finetuned:{name}"
 
 

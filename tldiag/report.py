@@ -41,7 +41,8 @@ FAST = ("shift", "probes", "baselines")
 """The fast verdict: no training beyond the seconds-long baselines."""
 ANALYSIS_TITLES = {"shift": "Shift tests", "probes": "Linear probes and transferability scores",
                    "baselines": "Scratch baselines at your budget", "projection": "UMAP map",
-                   "efficiency": "Data-efficiency experiment", "finetune": "Fine-tuning"}
+                   "efficiency": "Data-efficiency experiment", "finetune": "Fine-tuning",
+                   "source_head": "Source model on the target"}
 BASELINE_ARMS = ("small-cnn", "pixel-linear", "pixel-knn", "linear-probe")
 SUMMARY_VERSION = 1
 RECORD_VERSION = 1
@@ -358,6 +359,7 @@ class Analyses:
     probes: Mapping[str, Any] | None
     projection: Any = field(default=None, repr=False)
     baselines: Mapping[str, Any] | None = None
+    source_head: Mapping[str, Any] | None = None
     efficiency: Mapping[str, Any] | None = None
     finetune: Mapping[str, Any] | None = None
     evidence: Evidence = Evidence()
@@ -381,7 +383,7 @@ def _dataset_info(ds) -> dict[str, Any]:
 
 
 def evidence_of(analyses_parts: Mapping[str, Any], *, n_stages: int | None, pretrained: bool,
-                budget: int | None = None, model: str = "") -> Evidence:
+                budget: int | None = None, model: str = "", source_head: Mapping[str, Any] | None = None) -> Evidence:
     """The verdict's :class:`~tldiag.verdict.Evidence` from the summaries (read back into their typed results)."""
     from .probes import ProbeReport
 
@@ -396,7 +398,13 @@ def evidence_of(analyses_parts: Mapping[str, Any], *, n_stages: int | None, pret
                     probe=ProbeEvidence.from_report(ProbeReport.from_dict(pr["result"])) if pr else None,
                     efficiency=analyses_parts.get("efficiency_evidence"), finetune=analyses_parts.get("finetune_evidence"),
                     n_stages=n_stages, pretrained=pretrained, baseline=baseline_evidence(bl) if bl else None,
-                    budget=budget, model=model)
+                    budget=budget, model=model, source_head=_source_head_evidence(source_head))
+
+
+def _source_head_evidence(summary: Mapping[str, Any] | None):
+    from .sourcehead import SourceHeadResult
+
+    return None if summary is None else SourceHeadResult.from_dict(summary)
 
 
 def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None, source=None, target=None,
@@ -440,13 +448,25 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
         got = fn(ctx.setup, store)
         parts[name], parts[f"{name}_evidence"] = got if got else (None, None)
         timings[name] = time.perf_counter() - t
+    source_head = None
+    if pair is not None or ctx.embedded():
+        from .sourcehead import measure
+
+        t = time.perf_counter()
+        try:
+            got = measure(pair or ctx.pair(), ctx.model, seed=ctx.setup.seed)
+            source_head = None if got is None else got.to_dict()
+        except TldiagError as exc:  # e.g. no target class the source model knows
+            errors["source_head"] = str(exc)
+        timings["source_head"] = time.perf_counter() - t
     ev = evidence_of(parts, n_stages=stage_count(ctx.model), pretrained=ctx.model.pretrained, budget=setup.budget,
-                     model=ctx.model.id)
+                     model=ctx.model.id, source_head=source_head)
     timings["total"] = time.perf_counter() - t0
     return Analyses(setup=ctx.setup, model=_model_info(ctx.model),
                     datasets={"source": _dataset_info(ctx.source), "target": _dataset_info(ctx.target)},
                     taps=ctx.taps, embedded=pair is not None or ctx.embedded(), shift=parts["shift"],
-                    probes=parts["probes"], baselines=parts["baselines"], projection=parts["projection"],
+                    probes=parts["probes"], baselines=parts["baselines"], source_head=source_head,
+                    projection=parts["projection"],
                     efficiency=parts["efficiency"],
                     finetune=parts["finetune"], evidence=ev, timings={k: round(v, 3) for k, v in timings.items()},
                     errors=errors)
@@ -539,7 +559,7 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
         "model": dict(a.model), "datasets": {k: dict(v) for k, v in a.datasets.items()}, "taps": list(a.taps),
         "seeds": _seeds(a),
         "budget": a.setup.budget,
-        "analyses": {"shift": a.shift, "probes": a.probes, "baselines": a.baselines,
+        "analyses": {"shift": a.shift, "probes": a.probes, "baselines": a.baselines, "source_head": a.source_head,
                      "projection": _projection_summary(a.projection), "efficiency": a.efficiency,
                      "finetune": a.finetune},
         "computed": list(a.computed), "errors": dict(a.errors),
@@ -611,7 +631,8 @@ def render_html(record: DecisionRecord) -> str:
              f"</code> · source <code>{_e(a.setup.source_spec)}</code> · target <code>{_e(a.setup.target_spec)}</code>"
              f" · {a.setup.resolution or 'native'} px · seed {a.setup.seed}</p>",
              f"<div class='decision {decision}'>{_e(v.decision or 'No verdict yet')}</div>",
-             f"<p><b>{_e(v.headline)}</b></p>"]
+             f"<p><b>{_e(v.headline)}</b></p>",
+             f"<p><b>Label budget:</b> {_e(v.budget)}" + (f" · {_e(v.break_even)}" if v.break_even else "") + "</p>"]
     parts += ["<ul>"] + [f"<li>{_e(r)}</li>" for r in v.reasons] + ["</ul>"]
     if v.disagreements:
         parts += ["<h2>Signals that disagree</h2><ul>"] + [f"<li>{_e(d)}</li>" for d in v.disagreements] + ["</ul>"]
@@ -622,6 +643,16 @@ def render_html(record: DecisionRecord) -> str:
                      f"{_e(s.status)}'>{_e(s.status)}</span></td><td>{_e(s.value)}</td><td>{_e(s.evidence)}</td>"
                      f"<td>{_e(s.rule)}</td></tr>")
     parts.append("</table>")
+    b = a.evidence.baseline
+    if b is not None:
+        parts.append(f"<h2>Transfer against training from scratch at {_e(v.budget)}</h2><p class='muted'>The same label "
+                     f"subsets ({b.repeats} repeats) and the same {b.n_test} test images for every arm; 95% intervals "
+                     "over repeats and test images. An arm still at chance when its schedule ended did not converge "
+                     "and does not vote.</p><table><tr><th>arm</th><th>test accuracy</th><th>95% interval</th>"
+                     "<th>converged</th><th>settings</th></tr>")
+        parts += [f"<tr><td>{_e(x.title)}</td><td>{x.mean:.3f}</td><td>{x.low:.3f}–{x.high:.3f}</td><td>"
+                  f"{'yes' if x.converged else 'no (does not vote)'}</td><td>{_e(x.settings)}</td></tr>" for x in b.arms]
+        parts.append(f"</table><p>{_e(b.comparison.text)}</p>")
     if a.errors:
         parts += ["<h2>Could not run</h2><ul>"] + [f"<li><b>{_e(ANALYSIS_TITLES[k])}</b>: {_e(msg)}</li>"
                                                    for k, msg in a.errors.items()] + ["</ul>"]

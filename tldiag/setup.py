@@ -17,6 +17,11 @@ PRESETS: dict[str, tuple[str, str]] = {
     "Digits → rotated digits (demo)": ("demo:digits", "demo:digits?shift=rotate&severity=3"),
     "Digits → blurred digits (demo)": ("demo:digits", "demo:digits?shift=blur&severity=4"),
 }
+SOURCE_MODEL_PRESET = "A model trained on handwritten digits → printed digits (demo)"
+"""The preset that tells the source-model story: the model is ``finetuned:demo-digits-lite0``, trained on the
+source (:mod:`tldiag.demo`), asked about printed digits."""
+PRESET_MODELS: dict[str, str] = {SOURCE_MODEL_PRESET: "finetuned:demo-digits-lite0"}
+PRESETS[SOURCE_MODEL_PRESET] = ("demo:digits", "demo:printed-digits")
 DEMO_RESOLUTION = 128
 DEMO_LIMIT = 50
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .errors import TldiagError
+from .sourcehead import SourceHeadResult
 
 GO, CAUTION, NO_GO, INFO = "GO", "CAUTION", "NO-GO", "INFO"
 DECISIONS = (GO, CAUTION, NO_GO)
@@ -81,7 +82,13 @@ class BaselineRules:
 
 @dataclass(frozen=True)
 class EfficiencyRules:
-    labels_saved_go: float = 2.0
+    """The data-efficiency experiment at the team's budget (measured, the long schedules): GO when the best transfer
+    arm beats the best scratch arm by at least ``gain_go`` with its interval above 0 and scratch is nowhere better at
+    or below the budget; NO-GO when the gain is at most ``gain_no_go`` there, or scratch is better (interval below 0)
+    at a budget at or below it; CAUTION otherwise."""
+
+    gain_go: float = 0.03
+    gain_no_go: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,8 @@ class Rules:
             (p.gain_no_go <= p.gain_go, f"probe.gain_no_go={p.gain_no_go!r} must not exceed probe.gain_go={p.gain_go!r}"),
             (b.gain_no_go <= b.gain_go, f"baseline.gain_no_go={b.gain_no_go!r} must not exceed "
                                         f"baseline.gain_go={b.gain_go!r}"),
-            (e.labels_saved_go >= 1, f"efficiency.labels_saved_go={e.labels_saved_go!r} must be at least 1 (a ratio "
-                                     "of labels; the default 2.0 asks transfer to halve them)"),
+            (e.gain_no_go <= e.gain_go, f"efficiency.gain_no_go={e.gain_no_go!r} must not exceed "
+                                        f"efficiency.gain_go={e.gain_go!r}"),
             (f.gain_no_go <= f.gain_go, f"finetune.gain_no_go={f.gain_no_go!r} must not exceed "
                                         f"finetune.gain_go={f.gain_go!r}"),
             (0 <= r.headroom < 1, f"recipe.headroom={r.headroom!r} must be an accuracy gap in [0, 1), e.g. 0.02"),
@@ -457,6 +464,7 @@ class Evidence:
     baseline: BaselineEvidence | None = None
     budget: int | None = None
     model: str = ""
+    source_head: SourceHeadResult | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -476,6 +484,8 @@ class Evidence:
                 raw["gain"] = Comparison(**raw["gain"])
                 raw["comparisons"] = tuple(Comparison(**c) for c in raw["comparisons"])
                 raw["arms"], raw["summary"] = tuple(raw["arms"]), tuple(raw.get("summary", ()))
+            if kind is SourceHeadResult:
+                return SourceHeadResult.from_dict(raw)
             if kind is BaselineEvidence:
                 raw["comparison"] = Comparison(**raw["comparison"])
                 raw["arms"] = tuple(ArmScore(**a) for a in raw["arms"])
@@ -487,7 +497,8 @@ class Evidence:
                    probe=build(ProbeEvidence, d.get("probe")), efficiency=build(EfficiencyEvidence, d.get("efficiency")),
                    finetune=build(FinetuneEvidence, d.get("finetune")), n_stages=d.get("n_stages"),
                    pretrained=d.get("pretrained", True), baseline=build(BaselineEvidence, d.get("baseline")),
-                   budget=d.get("budget"), model=d.get("model", ""))
+                   budget=d.get("budget"), model=d.get("model", ""),
+                   source_head=build(SourceHeadResult, d.get("source_head")))
 
 
 # ----------------------------------------------------------------------------- signals
@@ -669,6 +680,30 @@ def _candidate(ev: Evidence) -> Signal | None:
     return None
 
 
+def _source_head(ev: SourceHeadResult, baseline: BaselineEvidence | None, r: BaselineRules) -> Signal:
+    """What the shift costs the source model, measured: its held-out source accuracy against its target accuracy
+    with no adaptation. It votes GO when the model as it is already beats the best scratch baseline at the budget
+    (zero target labels against the budget's); otherwise it is shown, and the recipe reads it."""
+    lo, hi = ev.drop_ci
+    worst = ", ".join(f"'{c.name}' {c.source:.2f} → {c.target:.2f}" for c in ev.per_class[:3])
+    evidence = (f"the source model scores {ev.source_accuracy:.3f} ({ev.source_ci[0]:.3f}–{ev.source_ci[1]:.3f}) on "
+                f"{ev.n_source} held-out source images and {ev.target_accuracy:.3f} ({ev.target_ci[0]:.3f}–"
+                f"{ev.target_ci[1]:.3f}) on {ev.n_target} target images of the {len(ev.classes)} shared classes, with no "
+                f"adaptation: the shift costs {_pts(ev.drop)} (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}); largest "
+                f"drops {worst}")
+    value = f"{ev.source_accuracy:.2f} → {ev.target_accuracy:.2f}"
+    if baseline is not None:
+        best = max((a for a in baseline.arms if a.converged and a.arm != "linear-probe"), key=lambda a: a.mean,
+                   default=None)
+        if best is not None and ev.target_ci[0] > best.high and ev.target_accuracy - best.mean >= r.gain_go:
+            return Signal("source_head", "Source model on the target, no adaptation", MEASURED, GO, value, evidence,
+                          f"with no target label at all it beats the best scratch baseline at the budget ({best.title} "
+                          f"{best.mean:.3f}, interval to {best.high:.3f}): GO")
+    return Signal("source_head", "Source model on the target, no adaptation", MEASURED, INFO, value, evidence,
+                  "shown, not voting unless the model as it is beats the scratch baselines: a drop says adaptation "
+                  "is needed, not whether it pays (the baseline signal measures that)")
+
+
 def _baseline(ev: BaselineEvidence, r: BaselineRules) -> Signal:
     c = ev.comparison
     at = "all" if ev.budget is None else f"{ev.budget}"
@@ -696,31 +731,24 @@ def _efficiency(ev: EfficiencyEvidence, r: EfficiencyRules) -> Signal:
     worse = [c for c in ev.comparisons if c.verdict == "scratch better" and c.per_class <= g.per_class + 1e-9]
     top = ev.comparisons[-1]
     saved = "—" if ev.labels_saved is None else f"{ev.labels_saved_bound}{ev.labels_saved:.3g}×"
-    caught_up = ev.break_even is not None and ev.break_even <= top.per_class + 1e-9
-    if g.verdict == "scratch better" or worse:
+    at = f"{g.per_class:.3g} labels/class"
+    if worse or g.gain <= r.gain_no_go:
         c = worse[0] if worse else g
-        status, rule = NO_GO, f"scratch beats transfer {c.text}: NO-GO"
-    elif g.verdict == "transfer better" and ev.labels_saved is not None and ev.labels_saved >= r.labels_saved_go \
-            and not caught_up:
-        status, rule = GO, (f"transfer better at {g.per_class:.3g} labels/class (interval above 0), {saved} the labels "
-                            f"(≥ {r.labels_saved_go:g}×), and scratch has not caught up by {top.per_class:.3g} "
-                            "labels/class: GO")
+        status, rule = NO_GO, f"scratch at or above transfer {c.text}: NO-GO"
+    elif g.gain >= r.gain_go and g.low > 0:
+        status, rule = GO, (f"transfer − best scratch arm at your budget ({at}) {_pts(g.gain)} ≥ {_pts(r.gain_go)} "
+                            "with its 95% interval above 0: GO")
     else:
-        why = []
-        if g.verdict != "transfer better":
-            why.append(f"the gain at {g.per_class:.3g} labels/class is within noise ({g.low:+.3f} to {g.high:+.3f})")
-        if ev.labels_saved is None or ev.labels_saved < r.labels_saved_go:
-            why.append(f"transfer saves {saved} the labels (< {r.labels_saved_go:g}×)")
-        if caught_up:
-            why.append(f"scratch catches up at {ev.break_even_bound or '~'}{ev.break_even:.3g} labels/class, within "
-                       f"the {top.per_class:.3g} tried: transfer pays only below it")
-        status, rule = CAUTION, "; ".join(why) + ": CAUTION"
-    evidence = (f"{saved} fewer labels to reach {ev.target_accuracy:.1%}; transfer − scratch at {g.per_class:.3g} "
-                f"labels/class {_pts(g.gain)} (95% CI {100 * g.low:+.1f} to {100 * g.high:+.1f}); break-even "
+        why = "its interval includes 0" if g.low <= 0 else f"under {_pts(r.gain_go)}"
+        status, rule = CAUTION, f"transfer − best scratch arm at {at} {_pts(g.gain)}, {why}: CAUTION (within noise)"
+    if ev.break_even is not None and ev.break_even <= top.per_class + 1e-9:
+        rule += (f"; scratch catches up at {ev.break_even_bound or '~'}{ev.break_even:.3g} labels/class, within the "
+                 f"{top.per_class:.3g} tried")
+    evidence = (f"at {at}: {g.text}; {saved} fewer labels to reach {ev.target_accuracy:.1%}; break-even "
                 + ("not reached" if ev.break_even is None else f"{ev.break_even_bound or '~'}{ev.break_even:.3g} labels/class")
                 + f"; {ev.repeats} repeats, {ev.profile} settings, arms {', '.join(ev.arms)}")
-    return Signal("efficiency", "Data efficiency (scratch vs transfer)", MEASURED, status,
-                  f"{saved} labels saved", evidence, rule)
+    return Signal("efficiency", "Data efficiency at your budget (scratch vs transfer)", MEASURED, status,
+                  _pts(g.gain), evidence, rule)
 
 
 def _finetune(ev: FinetuneEvidence, r: GainRules) -> Signal:
@@ -780,6 +808,7 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
     candidates = [
         _candidate(evidence),
         _baseline(evidence.baseline, rules.baseline) if evidence.baseline else None,
+        _source_head(evidence.source_head, evidence.baseline, rules.baseline) if evidence.source_head else None,
         _divergence(evidence.divergence, rules.divergence) if evidence.divergence else None,
         _transferability(evidence.transferability, rules.transferability) if evidence.transferability else None,
         _probe(evidence.probe, rules.probe) if evidence.probe else None,
@@ -917,6 +946,19 @@ def _scratch_recipe(ev: Evidence, signal: Signal) -> Recipe:
                   "page's leaderboard.", "None: without pretrained knowledge there are no labels to save.")
 
 
+def _source_step(ev: Evidence, rules: Rules) -> list[str]:
+    sh = ev.source_head
+    if sh is None:
+        return []
+    if sh.drop <= rules.recipe.headroom:
+        return [f"The source model already works on the target as it is ({sh.source_accuracy:.3f} on held-out source "
+                f"images, {sh.target_accuracy:.3f} on the target): the shift costs nothing measurable, so keep its head "
+                "or retrain only the head."]
+    return [f"The shift costs the source model {_pts(sh.drop)} with no adaptation ({sh.source_accuracy:.3f} → "
+            f"{sh.target_accuracy:.3f}): its source head cannot be used as it is; retrain the head on target labels "
+            "at least, and check the classes that drop most."]
+
+
 def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules) -> Recipe | None:
     if "candidate" in by:
         return _scratch_recipe(ev, by["candidate"])
@@ -982,6 +1024,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
                          "measured on held-out target images leaves it nothing to win; the measurement decides.")
         steps.append(f"Freezing the whole backbone makes training and serving cheap; re-check with a fine-tune if the "
                      f"target grows or drifts (the probe's accuracy at {cut} is {probe.recommended_accuracy:.3f}).")
+        steps.extend(_source_step(ev, rules))
         return Recipe("linear-probe", f"Linear probe on frozen features at {cut}", cut, tuple(steps), another,
                       other_reason, savings)
 
@@ -1011,10 +1054,12 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         steps.append("Launch the fine-tune to check it beats the linear probe"
                      + (f" ({probe.best_accuracy:.3f} at {probe.best_tap})" if probe else "")
                      + " on the same split; if it does not, the frozen probe is the cheaper recipe.")
+    steps.extend(_source_step(ev, rules))
     title = STRATEGY_TITLES.get(rec.strategy, rec.strategy)
     return Recipe(rec.strategy, f"Fine-tune: {title}", cut, tuple(steps), another, other_reason, savings)
 
 
-__all__ = ["CAUTION", "GO", "INFO", "NO_GO", "DECISIONS", "Comparison", "DivergenceEvidence", "EfficiencyEvidence",
+__all__ = ["ArmScore", "BaselineEvidence", "budget_text", "break_even_text",
+           "CAUTION", "GO", "INFO", "NO_GO", "DECISIONS", "Comparison", "DivergenceEvidence", "EfficiencyEvidence",
            "Evidence", "FinetuneEvidence", "Missing", "ProbeEvidence", "Recipe", "Rules", "Signal",
            "TransferabilityEvidence", "Verdict", "decide", "load_rules", "RULES_FILE"]

@@ -36,9 +36,11 @@ def test_the_demo_from_setup_to_an_exported_verdict(page: Page, fresh_streamlit_
     shots.mkdir(exist_ok=True)
     page.set_viewport_size({"width": 1400, "height": 2000})
 
-    # 1. Setup: compute the embeddings of the demo
+    # 1. Setup: the team's label budget, then the embeddings of the demo
     page.goto(f"{fresh_streamlit_url}/?{QUERY}")
     expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=120_000)
+    _set_number(page, "Label budget per class (0 = all)", 2)
+    page.wait_for_url(re.compile(r"budget=2"), timeout=60_000)
     page.get_by_role("button", name="Compute embeddings").click()
     _done(page, page.get_by_text(re.compile(r"Embeddings ready: 40 source and 40 target images")), 240)
     page.screenshot(path=str(shots / "1-setup.png"), full_page=True)
@@ -77,17 +79,23 @@ def test_the_demo_from_setup_to_an_exported_verdict(page: Page, fresh_streamlit_
     _done(page, page.get_by_test_id("stMetric").filter(has_text="Fine-tuned test accuracy"), 400)
     page.screenshot(path=str(shots / "6-finetune.png"), full_page=True)
 
-    # 7. Verdict: every analysis above is read, nothing is missing but the scratch baseline
+    # 7. Verdict: every analysis above is read; the scratch baselines at the budget run from the page
     _go(page, "Verdict")
     decision = page.get_by_role("heading", name=re.compile(r"^(GO|CAUTION|NO-GO)\b"))
     _done(page, decision, 180)
+    expect(page.get_by_text(re.compile(r"Label budget: 2 labels per class"))).to_be_visible()
+    page.get_by_role("button", name="Run the scratch baselines").click()
+    _done(page, page.get_by_text("Transfer vs the best scratch baseline at your budget", exact=True), 400)
+    expect(page.get_by_role("heading", name="Transfer against training from scratch at 2 labels per class")) \
+        .to_be_visible()
     for title in ("Divergence at the penultimate layer", "Transferability score (LogME)",
-                  "Linear probe vs random-init floor", "Data efficiency (scratch vs transfer)", "Fine-tuning result"):
+                  "Linear probe vs random-init floor", "Data efficiency at your budget (scratch vs transfer)",
+                  "Fine-tuning result"):
         expect(page.get_by_text(title, exact=True)).to_be_visible()
     expect(page.get_by_role("heading", name=re.compile(r"^Recommended recipe: "))).to_be_visible()
     expect(page.get_by_text("From-scratch baseline", exact=True)).to_be_visible()
     page.screenshot(path=str(shots / "7-verdict.png"), full_page=True)
-    assert "/verdict?" in page.url and "limit=4" in page.url
+    assert "/verdict?" in page.url and "limit=4" in page.url and "budget=2" in page.url
 
     # 8. Export: the HTML report and the JSON manifest, one click each
     with page.expect_download(timeout=120_000) as got:
@@ -101,7 +109,8 @@ def test_the_demo_from_setup_to_an_exported_verdict(page: Page, fresh_streamlit_
     manifest = json.loads(manifest_path.read_text())
     shown = re.match(r"(NO-GO|GO|CAUTION)", decision.inner_text().strip()).group(1)
     assert manifest["verdict"]["decision"] == shown
-    assert set(manifest["computed"]) == {"shift", "probes", "projection", "efficiency", "finetune"}
+    assert set(manifest["computed"]) == {"shift", "probes", "baselines", "projection", "efficiency", "finetune"}
+    assert manifest["budget"] == 2 and manifest["verdict"]["budget"] == "2 labels per class"
     assert embedded_manifest(report.read_text())["verdict"] == manifest["verdict"]
 
     # the report opens offline and shows every figure
