@@ -51,7 +51,8 @@ def _is_preset(name: str) -> bool:
     """The setup's datasets are the preset's, and so is its model where the preset names one."""
     if PRESETS[name] != (setup.source, setup.target):
         return False
-    return setup.model == PRESET_MODELS[name] if name in PRESET_MODELS else setup.model not in PRESET_MODELS.values()
+    models = {m for m, _ in PRESET_MODELS.values()}
+    return setup.model == PRESET_MODELS[name][0] if name in PRESET_MODELS else setup.model not in models
 
 
 current_preset = next((k for k in PRESETS if _is_preset(k)), "Custom")
@@ -61,7 +62,10 @@ def _apply_preset() -> None:
     name = st.session_state["w_preset"]
     if name in PRESETS:
         st.session_state["w_source"], st.session_state["w_target"] = PRESETS[name]
-        st.session_state["w_model_custom"] = PRESET_MODELS.get(name, "")
+        model_id, size = PRESET_MODELS.get(name, ("", None))
+        st.session_state["w_model_custom"] = model_id
+        if size:
+            st.session_state["w_resolution"] = size
 
 
 st.radio("Datasets", preset_names, index=preset_names.index(current_preset), key="w_preset",

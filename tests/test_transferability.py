@@ -168,3 +168,15 @@ def test_tap_scores_skip_unlabelled_rows():
     y[:5] = -1
     (scores,) = tap_scores({"t": F}, y)
     assert scores.logme == pytest.approx(logme(F[5:], y[5:])) and scores.tap == "t"
+
+
+def test_logme_of_all_zero_features_is_the_noise_only_evidence():
+    """A dead or damaged model gives constant features: no eigenvalue is left, and the evidence is its maximum over
+    the noise precision alone (the weights drop out)."""
+    F, y = _data(120, 8)
+    zero = logme(np.zeros_like(F), y)
+    Y = np.eye(y.max() + 1)[y]
+    n = len(y)
+    expected = np.mean([0.5 * (np.log(n / (Y[:, k] ** 2).sum()) - 1 - np.log(2 * np.pi)) for k in range(Y.shape[1])])
+    assert zero == pytest.approx(expected) and np.isfinite(zero)
+    assert logme(F, y) > zero

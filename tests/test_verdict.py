@@ -198,10 +198,14 @@ def test_measured_signals_decide_and_predicted_ones_temper():
     v = decide(Evidence(divergence=div(0.3), probe=probe(), baseline=base(0.2)))
     assert v.decision == GO and not v.provisional  # amber divergence is a caveat, not a veto
     assert "Caveats" in v.headline and "CAUTION" in v.headline
-    v = decide(Evidence(divergence=div(0.7), probe=probe(), baseline=base(0.2)))
+    v = decide(Evidence(divergence=div(0.7), probe=probe(), baseline=base(0.2, low=0.02)))
     assert v.decision == CAUTION  # a predicted NO-GO turns a measured GO into CAUTION
     assert v.disagreements == ("Transfer vs the best scratch baseline at your budget says GO (+20.0 pts) but "
                                "Divergence at the penultimate layer says NO-GO (MMD 0.700).",)
+    # ... unless the measurement is decisive: its whole interval above the GO threshold (the panel's finding)
+    v = decide(Evidence(divergence=div(0.7), probe=probe(), baseline=base(0.2, low=0.15)))
+    assert v.decision == GO and v.signal("baseline").decisive and len(v.disagreements) == 1
+    assert any("the measurement is decisive" in r for r in v.reasons)
     v = decide(Evidence(divergence=div(0.05), probe=probe(), baseline=base(-0.05)))
     assert v.decision == NO_GO  # measured outranks predicted
     assert len(v.disagreements) == 1 and "shown side by side" in " ".join(v.reasons)

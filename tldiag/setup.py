@@ -20,7 +20,8 @@ PRESETS: dict[str, tuple[str, str]] = {
 SOURCE_MODEL_PRESET = "A model trained on handwritten digits → printed digits (demo)"
 """The preset that tells the source-model story: the model is ``finetuned:demo-digits-lite0``, trained on the
 source (:mod:`tldiag.demo`), asked about printed digits."""
-PRESET_MODELS: dict[str, str] = {SOURCE_MODEL_PRESET: "finetuned:demo-digits-lite0"}
+PRESET_MODELS: dict[str, tuple[str, int]] = {SOURCE_MODEL_PRESET: ("finetuned:demo-digits-lite0", 128)}
+"""Presets that also choose the model and its input size (a head trained at 128 px only reads 128-px features)."""
 PRESETS[SOURCE_MODEL_PRESET] = ("demo:digits", "demo:printed-digits")
 DEMO_RESOLUTION = 128
 DEMO_LIMIT = 50

@@ -145,6 +145,11 @@ def source_head_accuracy(logits_source: np.ndarray, names_source: Sequence[str],
     a_s, a_t = float(ok_s.mean()), float(ok_t.mean())
     se = math.sqrt(a_s * (1 - a_s) / len(ok_s) + a_t * (1 - a_t) / len(ok_t))
     notes = []
+    k = len(shared)
+    if a_s <= 1 / k + 2 * math.sqrt((1 / k) * (1 - 1 / k) / len(ok_s)):
+        notes.append(f"The model is at chance on its own held-out source images ({a_s:.3f} for {k} classes): was it "
+                     "trained at another input size or with other preprocessing? The head only reads the features it "
+                     "was trained on.")
     if unseen:
         notes.append(f"Target classes the source model was never trained on are left out: {', '.join(unseen[:10])}.")
     return SourceHeadResult(tuple(shared), len(ok_s), a_s, wilson(int(ok_s.sum()), len(ok_s)), len(ok_t), a_t,

@@ -96,9 +96,11 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
         FtY = np.sqrt(np.clip(s, 0, None))[:, None] * (U.T @ Y)
     s = np.clip(s, 0, None)
     keep = s > s.max() * max(n, d) * np.finfo(float).eps
+    y2 = (Y ** 2).sum(0)
+    if not keep.any():  # all-zero features (a dead or damaged model): only the noise precision β is left, at n/‖y‖²
+        return float(np.mean(0.5 * (np.log(n / y2) - 1 - np.log(2 * np.pi))))
     s = s[keep]
     z2 = FtY[keep] ** 2 / s[:, None]  # (U'y)_i², (r, K)
-    y2 = (Y ** 2).sum(0)
     lo, hi = np.log(s.min()) - 12, np.log(s.max()) + 12
     grid = np.linspace(lo, hi, 241)
     curve = _logme_curve(s, z2, y2, n, grid)

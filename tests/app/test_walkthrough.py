@@ -119,3 +119,20 @@ def test_the_demo_from_setup_to_an_exported_verdict(page: Page, fresh_streamlit_
     expect(page.get_by_text(shown, exact=True).first).to_be_visible(timeout=30_000)
     expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=60_000)
     page.screenshot(path=str(shots / "8-report.png"), full_page=True)
+
+    # 9. The source-model preset: a model trained on the handwritten digits, asked about the printed ones
+    page.unroute("**/*")
+    page.goto(f"{fresh_streamlit_url}/?{QUERY}")
+    expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=120_000)
+    page.get_by_text("A model trained on handwritten digits → printed digits (demo)").click()
+    page.wait_for_url(re.compile(r"model=finetuned%3Ademo-digits-lite0.*resolution=128"), timeout=240_000)
+    page.get_by_role("button", name="Compute embeddings").click()
+    _done(page, page.get_by_text(re.compile(r"Embeddings ready: 40 source and 40 target images")), 300)
+    _go(page, "Shift")
+    _done(page, page.get_by_role("heading", name="What the shift costs the source model"), 300)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Target accuracy, no adaptation")).to_be_visible()
+    held_out = page.get_by_test_id("stMetric").filter(has_text="Held-out source accuracy")
+    assert float(held_out.get_by_test_id("stMetricValue").inner_text()) >= 0.7  # it knows its own source
+    page.screenshot(path=str(shots / "9-source-model.png"), full_page=True)
+    _go(page, "Verdict")
+    _done(page, page.get_by_text("Source model on the target, no adaptation", exact=True), 300)
