@@ -52,7 +52,9 @@ def test_bench_efficiency_runs_every_arm_from_empty_caches(capsys, tldiag_env):
     assert main(["efficiency", "--dataset", "demo:digits?limit=6", "--resolution", "32", "--repeats", "1",
                  "--target-seconds", "3600"]) == 0
     out = capsys.readouterr().out
-    assert "12 runs (budgets 1, 2, all x 1 repeats), cpu profile" in out
-    assert all(f"  {arm}" in out for arm in ("scratch", "small-cnn", "linear-probe", "fine-tuned"))
+    assert "15 runs (budgets 1, 2, all x 1 repeats), cpu profile" in out
+    # the same architecture from scratch is left out on a CPU; the pixel baselines stand beside the small CNN
+    assert all(f"  {arm}" in out for arm in ("small-cnn", "pixel-linear", "pixel-knn", "linear-probe", "fine-tuned"))
+    assert "  scratch " not in out
     assert "ratio to 3600 s:" in out and "(target <= 1: PASS)" in out
     assert not (tldiag_env / "efficiency").exists(), "the benchmark runs in its own, temporary TLDIAG_HOME"
