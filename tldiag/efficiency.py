@@ -51,6 +51,7 @@ from torch import nn
 from . import _config
 from .data import ImageDataset, load_dataset
 from .errors import SpecError, TldiagError
+from .stats import at_chance, chance_line as _chance_line
 from .models import DEFAULT_MODEL, LOGITS, PRE_LOGITS, Model, Preprocessing, Tap, load_model, parse_model_id, \
     random_init_id
 
@@ -568,12 +569,6 @@ class Run:
         return asdict(self)
 
 
-def at_chance(val_accuracy: float, chance: float, n_val: int) -> bool:
-    """Whether a validation accuracy is within two binomial standard errors of always answering the most common
-    class: a run that ends there has not learned anything (it did not converge)."""
-    return val_accuracy <= chance + 2 * math.sqrt(max(chance * (1 - chance), 1e-12) / max(n_val, 1)) + 1e-12
-
-
 def _bits(correct: np.ndarray) -> str:
     return "".join("1" if c else "0" for c in np.asarray(correct, dtype=bool))
 
@@ -766,7 +761,7 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
         base = base or load_model(config.model, resolution=config.resolution)
     val_counts = np.bincount(y[va], minlength=n_classes)
     val_chance = float(val_counts.max() / val_counts.sum())
-    chance_line = val_chance + 2 * math.sqrt(val_chance * (1 - val_chance) / len(va))  # what at_chance calls chance
+    chance_line = _chance_line(val_chance, len(va))  # what at_chance calls chance
     arch_models: dict[tuple[str, int], Model] = {}
 
     def start_model(arm: str, repeat: int, schedule: ArmSchedule) -> Model:

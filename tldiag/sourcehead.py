@@ -20,20 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .errors import TldiagError
-
-Z95 = 1.959963984540054
-
-
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n`` (a sensible interval at 0 and 1, unlike the normal one)."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
+from .stats import Z95, at_chance, wilson
 
 @dataclass(frozen=True)
 class ClassAccuracy:
@@ -146,7 +133,7 @@ def source_head_accuracy(logits_source: np.ndarray, names_source: Sequence[str],
     se = math.sqrt(a_s * (1 - a_s) / len(ok_s) + a_t * (1 - a_t) / len(ok_t))
     notes = []
     k = len(shared)
-    if a_s <= 1 / k + 2 * math.sqrt((1 / k) * (1 - 1 / k) / len(ok_s)):
+    if at_chance(a_s, 1 / k, len(ok_s)):
         notes.append(f"The model is at chance on its own held-out source images ({a_s:.3f} for {k} classes): was it "
                      "trained at another input size or with other preprocessing? The head only reads the features it "
                      "was trained on.")

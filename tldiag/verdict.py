@@ -46,6 +46,7 @@ from typing import Any, Mapping, Sequence
 
 from .errors import TldiagError
 from .sourcehead import SourceHeadResult
+from .stats import at_chance
 
 GO, CAUTION, NO_GO, INFO = "GO", "CAUTION", "NO-GO", "INFO"
 DECISIONS = (GO, CAUTION, NO_GO)
@@ -668,10 +669,6 @@ def _probe(ev: ProbeEvidence, r: GainRules) -> Signal | None:
                   "(random features are no alternative anyone would ship)")
 
 
-def _at_chance(accuracy: float, chance: float, n: int) -> bool:
-    return accuracy <= chance + 2 * math.sqrt(max(chance * (1 - chance), 1e-12) / max(n, 1)) + 1e-12
-
-
 def _candidate(ev: Evidence) -> Signal | None:
     """NO-GO by definition when the candidate has nothing to transfer: random weights, or features that carry no
     information about the target (a frozen probe at chance, as an all-constant or damaged checkpoint gives)."""
@@ -681,7 +678,7 @@ def _candidate(ev: Evidence) -> Signal | None:
                       f"{name} has random weights: it was never trained, so there is no knowledge to transfer",
                       "a candidate with random weights is NO-GO by definition: train from scratch instead")
     p = ev.probe
-    if p is not None and _at_chance(p.best_accuracy, p.chance, p.n_test):
+    if p is not None and at_chance(p.best_accuracy, p.chance, p.n_test):
         return Signal("candidate", "Something to transfer", MEASURED, NO_GO, "features carry no information",
                       f"the best linear probe of {name}'s frozen features reaches {p.best_accuracy:.3f} at {p.best_tap}, "
                       f"at chance ({p.chance:.3f}, {p.n_test} test images): the features carry nothing about the target "
