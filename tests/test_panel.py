@@ -60,3 +60,19 @@ def test_bench_verdict_prints_the_table_and_the_agreement(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "random-weights" in out and "agreement with the realised outcome over 1 scenarios: fast 100%" in out
     assert main(["verdict", "--scenarios", "nope"]) == 2
+
+
+def test_the_sweep_decides_the_same_evidence_again_and_ranks_the_targets_first():
+    from tests.test_verdict import base
+    from tldiag.verdict import Evidence
+
+    # transfer ahead by 1 point within noise where scratch really wins, and clearly ahead where transfer wins
+    close, clear = Evidence(baseline=base(0.01, low=-0.05, high=0.07)), Evidence(baseline=base(0.2))
+    evidences = {"null-seed0": (close, close), "print-1-label": (clear, clear)}
+    outcomes = {"null-seed0": {"outcome": NO_GO}, "print-1-label": {"outcome": GO}}
+    rows = panel.sweep(evidences, outcomes, no_go=(0.0, 0.02), go=(0.03,))
+    assert [(r.gain_no_go, r.gain_go) for r in rows] == [(0.02, 0.03), (0.0, 0.03)]
+    best, default = rows
+    assert best.agreement.ok and (best.agreement.fast, best.agreement.full) == (1.0, 1.0)
+    assert default.agreement.fast == 0.5  # at the default 0.0 the close call reads CAUTION
+    assert all(r.gain_no_go <= r.gain_go for r in panel.sweep(evidences, outcomes, no_go=(0.0, 0.05), go=(0.03,)))

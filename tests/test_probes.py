@@ -13,8 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from tldiag.errors import TldiagError
-from tldiag.probes import (DEFAULT_C_GRID, ProbeConfig, ProbeCurve, TapProbe, _lbfgs, _standardize_and_reduce,
-                           fit_logistic, probe_curve, stratified_splits)
+from tldiag.metrics.logistic import lbfgs_logistic, standardize_and_reduce
+from tldiag.probes import DEFAULT_C_GRID, ProbeConfig, ProbeCurve, TapProbe, fit_logistic, probe_curve, stratified_splits
 
 
 def _sklearn(X, y, C, tol=1e-4, max_iter=1000):
@@ -56,13 +56,13 @@ def test_batched_problems_are_independent():
     X, y = make_classification(200, 12, n_informative=6, n_classes=3, random_state=1)
     Xt = torch.as_tensor(np.stack([X[:150], X[50:]]))
     yt = torch.as_tensor(np.stack([y[:150], y[50:]]))
-    A, _, _ = _standardize_and_reduce(Xt, Xt, True)
+    A, _, _ = standardize_and_reduce(Xt, Xt, True)
     lam = torch.tensor([[1e-1, 1e-3, 1e-2], [1e-2, 1e-1, 1e-4]], dtype=torch.float64)
-    theta, conv, _ = _lbfgs(A, yt, lam, 3, max_iter=2000, tol=1e-8)
+    theta, conv, _ = lbfgs_logistic(A, yt, lam, 3, max_iter=2000, tol=1e-8)
     assert conv.all()
     for s in range(2):
         for g in range(3):
-            alone, _, _ = _lbfgs(A[s:s + 1], yt[s:s + 1], lam[s:s + 1, g:g + 1], 3, max_iter=2000, tol=1e-8)
+            alone, _, _ = lbfgs_logistic(A[s:s + 1], yt[s:s + 1], lam[s:s + 1, g:g + 1], 3, max_iter=2000, tol=1e-8)
             np.testing.assert_allclose(theta[s, g].numpy(), alone[0, 0].numpy(), atol=1e-5)
 
 

@@ -96,7 +96,8 @@ def test_probe_without_a_floor_shows_no_floor():
 
 
 @pytest.mark.parametrize("gain, low, status", [(0.20, 0.10, GO), (0.03, 0.01, GO), (0.029, 0.01, CAUTION),
-                                               (0.10, -0.02, CAUTION), (0.0, -0.1, NO_GO), (-0.1, -0.2, NO_GO)])
+                                               (0.10, -0.02, CAUTION), (0.0, -0.1, NO_GO), (-0.1, -0.2, NO_GO),
+                                               (0.02, -0.05, NO_GO), (0.021, -0.05, CAUTION)])  # the panel's margin
 def test_baseline_at_the_budget(gain, low, status):
     s = decide(Evidence(baseline=base(gain, low))).signal("baseline")
     assert s.status == status and s.kind == "measured"
@@ -231,10 +232,11 @@ def test_nothing_computed_is_no_verdict():
 
 
 def test_recipe_linear_probe_when_the_probe_leaves_no_headroom():
-    v = decide(Evidence(divergence=div(0.3), baseline=base(0.2), probe=probe(best=0.995)))
+    v = decide(Evidence(divergence=div(0.3), baseline=base(0.39), probe=probe(best=0.995)))
     r = v.recipe
     assert r.approach == "linear-probe" and r.freeze_up_to == "blocks.4" and not r.another_source
     assert any("would usually call for fine-tuning" in s for s in r.steps)
+    assert any("reaches 0.990 at 10 labels per class" in s for s in r.steps)
     # a fine-tune that beats the probe by more than a point: fine-tune
     r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.90), finetune=ft(acc=0.95, probe_acc=0.90), n_stages=5)).recipe
     assert r.approach == "freeze-unfreeze" and any("0.0001" in s for s in r.steps)
@@ -243,10 +245,27 @@ def test_recipe_linear_probe_when_the_probe_leaves_no_headroom():
         "linear-probe"
 
 
+def test_the_recipe_reads_the_probe_at_the_budget_not_on_the_whole_pool():
+    # 99.5% with every label, 80% at the team's 10 per class: fine-tuning has something to win at the budget
+    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.995, n_train=20_000), n_stages=5)).recipe
+    assert r.approach != "linear-probe"
+    assert any("100 training labels" in s for s in r.steps)  # 10 per class x 10 classes, not the pool's 20,000
+    assert any("(0.800 at 10 labels per class)" in s for s in r.steps)
+    # the same pool with every label (no budget): the pool's probe decides
+    r = decide(Evidence(baseline=base(0.2, budget=None), probe=probe(best=0.995, n_train=20_000), n_stages=5)).recipe
+    assert r.approach == "linear-probe" and any("with 20000 training labels" in s for s in r.steps)
+
+
+def test_a_no_go_recipe_names_the_scratch_model_to_beat():
+    r = decide(Evidence(probe=probe(0.55, 0.6), baseline=base(-0.1, scratch_arm="pixel-knn"))).recipe
+    assert r.approach == "another-source"
+    assert "at 10 labels per class, k-NN on the raw pixels scored 0.600 against 0.500 for the linear probe" in r.steps[0]
+
+
 def test_recipe_strategy_follows_the_amount_of_data_and_reads_the_run():
-    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.8, n_train=60), n_stages=5)).recipe
+    r = decide(Evidence(baseline=base(0.2, budget=5), probe=probe(best=0.8, n_train=300), n_stages=5)).recipe
     assert r.approach == "partial" and any("bottom 4 of 5 stages (up to blocks.4" in s for s in r.steps)
-    r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.8, n_train=20_000), n_stages=5)).recipe
+    r = decide(Evidence(baseline=base(0.2, budget=None), probe=probe(best=0.8, n_train=20_000), n_stages=5)).recipe
     assert r.approach == "full"
     r = decide(Evidence(baseline=base(0.2), probe=probe(best=0.8), finetune=ft(acc=0.9, probe_acc=0.8, best_epoch=10, epochs_run=10),
                         n_stages=5)).recipe

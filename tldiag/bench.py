@@ -439,7 +439,8 @@ def bench_verdict(args: argparse.Namespace) -> int:
     print(f"scenario panel: {len(outcomes)} realised outcomes from {path} (seed {panel.REALISED_SEED}, long fair "
           f"schedules); verdicts at seed 0 with the rules from {rules.origin}", flush=True)
     t0 = time.perf_counter()
-    rows = panel.run_panel(outcomes, names or None, rules, log=lambda m: print(m, flush=True))
+    evidences: dict = {}
+    rows = panel.run_panel(outcomes, names or None, rules, log=lambda m: print(m, flush=True), evidences=evidences)
     print()
     print(f"{'scenario':20s} {'budget':>6s} {'realised':>9s} {'gain':>7s} {'fast':>8s} {'full':>8s}  fast s  full s")
     for r in rows:
@@ -452,9 +453,23 @@ def bench_verdict(args: argparse.Namespace) -> int:
           f"{a.full:.0%} (target >= 90%); fast GO where realised NO-GO: {a.fast_go_on_no_go} (target 0); full GO "
           f"where realised NO-GO: {a.full_go_on_no_go}  ({'PASS' if a.ok else 'FAIL'}; "
           f"{time.perf_counter() - t0:.0f} s)")
+    if args.sweep:
+        print("\nthe same evidence decided again under other thresholds for [baseline] and [efficiency] "
+              "(gain_no_go, gain_go), best first:")
+        print(f"{'gain_no_go':>10s} {'gain_go':>8s} {'fast':>6s} {'full':>6s} {'fast GO/NO-GO':>13s} "
+              f"{'full GO/NO-GO':>13s}")
+        for x in panel.sweep(evidences, outcomes, rules)[:args.sweep]:
+            g = x.agreement
+            print(f"{x.gain_no_go:+10.2f} {x.gain_go:+8.2f} {g.fast:6.0%} {g.full:6.0%} {g.fast_go_on_no_go:13d} "
+                  f"{g.full_go_on_no_go:13d}  {'PASS' if g.ok else 'FAIL'}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": [{**r.__dict__, "scenario": r.scenario.__dict__}
-                                                        for r in rows], "agreement": a.__dict__}, indent=1))
+        from .cache import atomic_write_text, json_default
+
+        atomic_write_text(Path(args.json), json.dumps(
+            {"rows": [{**r.__dict__, "scenario": r.scenario.__dict__,
+                       "evidence": {"fast": evidences[r.scenario.name][0].to_dict(),
+                                    "full": evidences[r.scenario.name][1].to_dict()}} for r in rows],
+             "agreement": a.__dict__}, indent=1, default=json_default))
     return 0
 
 
@@ -509,7 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
     p.add_argument("--outcomes", help="the outcomes file to read or write (default: tldiag/panel_outcomes.json)")
     p.add_argument("--rules", help="verdict rules file (default: the shipped thresholds)")
-    p.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    p.add_argument("--json", metavar="FILE", help="also write the table, with the evidence of every verdict, as JSON")
+    p.add_argument("--sweep", type=int, nargs="?", const=10, default=0, metavar="N",
+                   help="decide the same evidence again under other [baseline]/[efficiency] thresholds and print the "
+                        "N best settings (default 10): how the shipped thresholds were chosen")
     p = sub.add_parser("umap-worker")  # internal: one side of `umap` in a fresh process
     p.add_argument("which", choices=["a", "b"])
     p.add_argument("--n", type=int, required=True)

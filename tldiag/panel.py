@@ -209,28 +209,34 @@ class Row:
     realised_gain: float | None = None
 
 
-def verdicts(sc: Scenario, rules=None) -> tuple[Any, Any, float, float]:
-    """The fast and the full verdict of a scenario, computed from empty or warm caches, and their seconds."""
+def evidence(sc: Scenario) -> tuple[Any, Any, float, float]:
+    """What the fast and the full verdict of a scenario read (computed from empty caches, or read from warm ones),
+    and the seconds each took: ``(fast_evidence, full_evidence, fast_s, full_s)``."""
     from .efficiency import curves, readouts, run_experiment
     from .report import FAST, efficiency_config, gather
-    from .verdict import EfficiencyEvidence, decide
+    from .verdict import EfficiencyEvidence
 
     setup = setup_of(sc)
     t0 = time.perf_counter()
-    analyses = gather(setup, compute=FAST)
-    fast = decide(analyses.evidence, rules)
+    fast = gather(setup, compute=FAST).evidence
     t_fast = time.perf_counter() - t0
-    evidence = analyses.evidence
-    if evidence.pretrained:
+    full = fast
+    if fast.pretrained:
         config = efficiency_config(setup, arms=("small-cnn", "pixel-linear", "pixel-knn", "linear-probe",
                                                 "fine-tuned"), budgets=(sc.budget,), include_all=False,
                                    profile="cpu")
         result = run_experiment(config)
-        cs = curves(result)
-        ro = readouts(result, arm_curves=cs)
-        evidence = replace(evidence, efficiency=EfficiencyEvidence.from_readouts(ro, result))
-    full = decide(evidence, rules)
+        ro = readouts(result, arm_curves=curves(result))
+        full = replace(fast, efficiency=EfficiencyEvidence.from_readouts(ro, result))
     return fast, full, t_fast, time.perf_counter() - t0
+
+
+def verdicts(sc: Scenario, rules=None) -> tuple[Any, Any, float, float]:
+    """The fast and the full verdict of a scenario (see :func:`evidence`) and their seconds."""
+    from .verdict import decide
+
+    fast, full, t_fast, t_full = evidence(sc)
+    return decide(fast, rules), decide(full, rules), t_fast, t_full
 
 
 def _reason(v) -> str:
@@ -239,12 +245,19 @@ def _reason(v) -> str:
 
 
 def run_panel(outcomes: Mapping[str, Mapping[str, Any]], names: Sequence[str] | None = None, rules=None,
-              log: Callable[[str], None] | None = None) -> list[Row]:
+              log: Callable[[str], None] | None = None, evidences: dict | None = None) -> list[Row]:
+    """The fast and the full verdict of every scenario with a realised outcome (``names``: only those), next to it;
+    ``evidences`` (a dict) receives what each verdict read, for :func:`sweep`."""
+    from .verdict import decide
+
     rows = []
     for sc in SCENARIOS:
         if (names and sc.name not in names) or sc.name not in outcomes:
             continue
-        fast, full, tf, tfull = verdicts(sc, rules)
+        fe, fu, tf, tfull = evidence(sc)
+        if evidences is not None:
+            evidences[sc.name] = (fe, fu)
+        fast, full = decide(fe, rules), decide(fu, rules)
         o = outcomes[sc.name]
         row = Row(sc, o["outcome"], fast.decision or "none", full.decision or "none", _reason(fast), _reason(full),
                   tf, tfull, o.get("gain"))
@@ -252,6 +265,51 @@ def run_panel(outcomes: Mapping[str, Mapping[str, Any]], names: Sequence[str] | 
         if log:
             log(f"  {sc.name}: realised {row.realised}, fast {row.fast}, full {row.full} ({tf:.0f} s, {tfull:.0f} s)")
     return rows
+
+
+SWEEP_NO_GO = (-0.02, -0.01, 0.0, 0.01, 0.02, 0.03)
+SWEEP_GO = (0.0, 0.01, 0.03, 0.05, 0.1)
+"""The thresholds :func:`sweep` tries for ``[baseline]`` and ``[efficiency]`` (``gain_no_go``, ``gain_go``)."""
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """The panel's agreement under one setting of the measured signals' thresholds."""
+
+    gain_no_go: float
+    gain_go: float
+    agreement: "Agreement"
+
+
+def sweep(evidences: Mapping[str, tuple[Any, Any]], outcomes: Mapping[str, Mapping[str, Any]], rules=None,
+          no_go: Sequence[float] = SWEEP_NO_GO, go: Sequence[float] = SWEEP_GO) -> list[SweepRow]:
+    """The agreement of the fast and full verdicts for every pair of thresholds (the same pair for ``[baseline]``
+    and ``[efficiency]``, the two readings of transfer against scratch at the budget), decided again on the same
+    evidence (``name -> (fast_evidence, full_evidence)``, see :func:`evidence`); nothing is recomputed. The rows
+    come sorted best first: the targets met, then the fewest GO where the outcome is NO-GO, then the full and the
+    fast agreement, then the thresholds closest to the defaults."""
+    from .verdict import BaselineRules, EfficiencyRules, Rules, decide
+
+    base = rules or Rules()
+    names = [sc.name for sc in SCENARIOS if sc.name in evidences and sc.name in outcomes]
+    out = []
+    for lo in no_go:
+        for hi in go:
+            if hi < lo:
+                continue
+            r = replace(base, baseline=BaselineRules(gain_go=hi, gain_no_go=lo),
+                        efficiency=EfficiencyRules(gain_go=hi, gain_no_go=lo))
+            rows = [Row(_scenario(n), outcomes[n]["outcome"], decide(evidences[n][0], r).decision or "none",
+                        decide(evidences[n][1], r).decision or "none", "", "", 0.0, 0.0) for n in names]
+            out.append(SweepRow(lo, hi, agreement(rows)))
+    d_lo, d_hi = BaselineRules().gain_no_go, BaselineRules().gain_go
+    return sorted(out, key=lambda x: (not x.agreement.ok, x.agreement.fast_go_on_no_go + x.agreement.full_go_on_no_go,
+                                      -x.agreement.full, -x.agreement.fast,
+                                      abs(x.gain_no_go - d_lo) + abs(x.gain_go - d_hi)))
+
+
+def _scenario(name: str) -> Scenario:
+    return next(sc for sc in SCENARIOS if sc.name == name)
 
 
 @dataclass(frozen=True)
@@ -279,4 +337,5 @@ def agreement(rows: Sequence[Row]) -> Agreement:
 
 __all__ = ["DAMAGED", "OUTCOMES_FILE", "REALISED_SEED", "SCENARIOS", "Agreement", "Row", "Scenario", "agreement",
            "damaged_checkpoint", "load_outcomes", "outcome_of", "realise", "realise_all", "realised_config",
-           "run_panel", "setup_of", "verdicts"]
+           "run_panel", "setup_of", "verdicts", "evidence",
+           "SweepRow", "sweep", "SWEEP_GO", "SWEEP_NO_GO"]

@@ -14,7 +14,8 @@ candidate          measured   NO-GO by definition for random weights, or when th
                               (an all-constant or damaged checkpoint): nothing to transfer.
 baseline           measured   at the team's budget, the frozen probe minus the best cheap scratch baseline (linear
                               model and k-NN on pixels, small CNN), paired interval: GO from +3 points with the
-                              interval above 0, NO-GO when scratch is at or above transfer, CAUTION between.
+                              interval above 0, NO-GO up to +2 points (scratch as good, or too nearly), CAUTION
+                              between (thresholds set from the scenario panel).
 source_head        measured   a model trained on the source's classes: held-out source accuracy against target
                               accuracy with no adaptation; GO when it already beats the scratch baselines, else INFO.
 divergence         predicted  seed-scale MMD at the headline tap: GO below 0.1 or when p > 0.05 (no detectable
@@ -81,10 +82,11 @@ class GainRules:
 class BaselineRules:
     """Frozen features against the best cheap scratch baseline at the team's budget (measured): GO when transfer is
     ahead by at least ``gain_go`` with its paired interval above 0, NO-GO when the gain is at most ``gain_no_go``
-    (scratch at or above transfer), CAUTION between."""
+    (scratch at or above transfer, or transfer ahead by too little to pay for itself), CAUTION between. Both set
+    from the scenario panel (``python -m tldiag.bench verdict --sweep``)."""
 
     gain_go: float = 0.03
-    gain_no_go: float = 0.0
+    gain_no_go: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,10 @@ class EfficiencyRules:
     """The data-efficiency experiment at the team's budget (measured, the long schedules): GO when the best transfer
     arm beats the best scratch arm by at least ``gain_go`` with its interval above 0 and scratch is nowhere better at
     or below the budget; NO-GO when the gain is at most ``gain_no_go`` there, or scratch is better (interval below 0)
-    at a budget at or below it; CAUTION otherwise."""
+    at a budget at or below it; CAUTION otherwise. Set from the scenario panel like :class:`BaselineRules`."""
 
     gain_go: float = 0.03
-    gain_no_go: float = 0.0
+    gain_no_go: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -324,6 +326,7 @@ class BaselineEvidence:
         budget: Labels per class asked for (None: all of the pool); per_class: the mean the runs really had.
         comparison: Transfer against the best scratch arm that converged, paired over repeats and test images.
         arms: Every arm at the budget, those that did not converge included (they do not vote).
+        n_classes: Target classes (0 in records written before it was stored).
     """
 
     budget: int | None
@@ -334,6 +337,7 @@ class BaselineEvidence:
     comparison: Comparison
     arms: tuple[ArmScore, ...]
     notes: tuple[str, ...] = ()
+    n_classes: int = 0
 
     @classmethod
     def from_result(cls, result: Any, readouts: Any) -> "BaselineEvidence":
@@ -359,7 +363,7 @@ class BaselineEvidence:
             arms.append(ArmScore(arm, ARM_TITLES[arm], float(mean), float(low), float(high), settings, converged))
         return cls(budget=result.config.budget, per_class=float(g.per_class), repeats=int(result.config.repeats),
                    n_test=int(result.n_test), chance=float(result.chance), comparison=_comparison(g),
-                   arms=tuple(arms), notes=tuple(result.notes))
+                   arms=tuple(arms), notes=tuple(result.notes), n_classes=len(result.classes))
 
 
 def _comparison(c: Any) -> Comparison:
@@ -719,7 +723,8 @@ def _baseline(ev: BaselineEvidence, r: BaselineRules) -> Signal:
                             f"interval above 0: GO")
     elif c.gain <= r.gain_no_go:
         status, rule = NO_GO, (f"transfer − best scratch baseline {_pts(c.gain)} ≤ {_pts(r.gain_no_go)}: a cheap model "
-                               "trained from scratch does at least as well at this budget: NO-GO")
+                               "trained from scratch does as well at this budget, or so nearly that transfer does not "
+                               "pay for itself: NO-GO")
     else:
         why = "its interval includes 0" if c.low <= 0 else f"under {_pts(r.gain_go)}"
         status, rule = CAUTION, f"transfer − best scratch baseline {_pts(c.gain)}, {why}: CAUTION (within noise)"
@@ -739,9 +744,12 @@ def _efficiency(ev: EfficiencyEvidence, r: EfficiencyRules) -> Signal:
     top = ev.comparisons[-1]
     saved = "—" if ev.labels_saved is None else f"{ev.labels_saved_bound}{ev.labels_saved:.3g}×"
     at = f"{g.per_class:.3g} labels/class"
-    if worse or g.gain <= r.gain_no_go:
-        c = worse[0] if worse else g
-        status, rule = NO_GO, f"scratch at or above transfer {c.text}: NO-GO"
+    if worse:
+        status, rule = NO_GO, f"scratch at or above transfer {worse[0].text}: NO-GO"
+    elif g.gain <= r.gain_no_go:
+        status, rule = NO_GO, (f"transfer − best scratch arm at your budget ({at}) {_pts(g.gain)} ≤ "
+                               f"{_pts(r.gain_no_go)}: scratch does as well, or so nearly that transfer does not pay for "
+                               f"itself ({g.text}): NO-GO")
     elif g.gain >= r.gain_go and g.low > 0:
         status, rule = GO, (f"transfer − best scratch arm at your budget ({at}) {_pts(g.gain)} ≥ {_pts(r.gain_go)} "
                             "with its 95% interval above 0: GO")
@@ -971,6 +979,25 @@ def _source_step(ev: Evidence, rules: Rules) -> list[str]:
             "at least, and check the classes that drop most."]
 
 
+def _arm_name(arm: str) -> str:
+    from .efficiency import ARM_NAMES  # loaded already when an arm was measured
+
+    return ARM_NAMES.get(arm, arm)
+
+
+def _probe_at_budget(ev: Evidence) -> tuple[float, float, int] | None:
+    """The frozen-feature probe's test accuracy at the team's budget, the labels per class it had and its training
+    labels in all, from the fast comparison; None when that did not run (or ran on the whole pool)."""
+    b = ev.baseline
+    if b is None or b.budget is None:
+        return None
+    arm = next((a for a in b.arms if a.arm == "linear-probe"), None)
+    if arm is None:
+        return None
+    n_classes = b.n_classes or (round(1 / b.chance) if b.chance > 0 else 0)  # records from before n_classes
+    return arm.mean, b.per_class, int(round(b.per_class * n_classes))
+
+
 def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules) -> Recipe | None:
     if "candidate" in by:
         return _scratch_recipe(ev, by["candidate"])
@@ -1010,16 +1037,25 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         savings = "Unknown until the data-efficiency experiment runs (it measures labels saved and the break-even)."
 
     if decision == NO_GO:
+        measured = eff.gain if eff is not None else ev.baseline.comparison if ev.baseline is not None else None
+        beat = (f"at {measured.per_class:.3g} labels per class, {_arm_name(measured.scratch_arm)} scored "
+                f"{measured.scratch:.3f} against {measured.transfer:.3f} for {_arm_name(measured.transfer_arm)}"
+                if measured is not None and measured.scratch_arm else "")
         return Recipe("another-source", "Do not transfer this model as it is", cut, (
             "Keep the from-scratch baseline as the model to beat (the Data efficiency page's small CNN, or the "
-            "same architecture from random weights).",
+            "same architecture from random weights)" + (f": {beat}." if beat else "."),
             "If you must transfer from this model, transfer fewer layers: keep only the shallow, general stages and "
             "fine-tune everything above them, and check against the scratch baseline on the same split.",
         ), True, other_reason if another else "Look for another source model: the measured signals say NO-GO.",
             savings)
 
     steps: list[str] = []
-    headroom = probe is not None and probe.best_accuracy >= 1 - rules.recipe.headroom
+    # the probe at the team's budget (the fast comparison) decides, not the probe on the whole labelled pool
+    at_budget = _probe_at_budget(ev)
+    probe_acc = at_budget[0] if at_budget else (probe.best_accuracy if probe else None)
+    where = (f"at {at_budget[1]:.3g} labels per class" if at_budget else
+             f"at {probe.best_tap}, with {probe.n_train} training labels" if probe else "")
+    headroom = probe_acc is not None and probe_acc >= 1 - rules.recipe.headroom
     # a run still improving at its last epoch says what its schedule reached, not what fine-tuning can: no vote
     ft_gain = None if ft is None or ft.probe_accuracy is None or not ft.converged else \
         ft.test_accuracy - ft.probe_accuracy
@@ -1027,7 +1063,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
     if linear and not red and cut:
         why = (f"fine-tuning added {_pts(ft_gain)} over it on the same split (< {_pts(rules.recipe.finetune_over_probe)})"
                if ft_gain is not None else
-               f"it already reaches {probe.best_accuracy:.3f} (within {rules.recipe.headroom:.0%} of 100%), leaving "
+               f"it already reaches {probe_acc:.3f} {where} (within {rules.recipe.headroom:.0%} of 100%), leaving "
                "fine-tuning nothing to win")
         steps.append(f"Train a linear classifier on the frozen features at {cut} (standardised, L2 logistic "
                      f"regression with C chosen on validation, as the Probes page does): {why}.")
@@ -1042,7 +1078,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
 
     from .finetune import STRATEGY_TITLES, FinetuneConfig, recommend  # the Fine-tune page's defaults (imports torch)
 
-    n_train = probe.n_train if probe else (ft.n_train if ft else 0)
+    n_train = at_budget[2] if at_budget else probe.n_train if probe else (ft.n_train if ft else 0)
     rec = recommend(n_train, ev.n_stages or 1, pretrained=ev.pretrained)
     steps.extend(rec.reasons)
     steps.extend(_strategy_steps(rec.strategy, rec.frozen_stages, ev.n_stages, cut, rec.backbone_lr_mult,
@@ -1064,7 +1100,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
                          "(or the backbone multiplier) or freeze more stages.")
     if ft is None:
         steps.append("Launch the fine-tune to check it beats the linear probe"
-                     + (f" ({probe.best_accuracy:.3f} at {probe.best_tap})" if probe else "")
+                     + (f" ({probe_acc:.3f} {where})" if probe_acc is not None else "")
                      + " on the same split; if it does not, the frozen probe is the cheaper recipe.")
     steps.extend(_source_step(ev, rules))
     title = STRATEGY_TITLES.get(rec.strategy, rec.strategy)
