@@ -116,6 +116,8 @@ def test_the_record_reopens_from_the_cache_and_exports_everything():
     assert m["analyses"]["shift"]["settings"]["n_permutations"] == 1000
     assert m["timings"]["computed_seconds"]["shift"] > 0 and m["timings"]["computed_seconds"]["efficiency"] is None
     assert m["analyses"]["probes"]["settings"]["C_grid"][0] == pytest.approx(1e-4)
+    probes = m["analyses"]["probes"]["result"]  # the verdict reads the target and the floor, not the source curve
+    assert probes["source"] is None and probes["target"] and probes["random_init"]
     assert all(m["libraries"][k] for k in ("torch", "timm", "scikit-learn", "numpy"))
     assert m["verdict"]["decision"] == v.decision and v.signal("probe") is not None
     assert {s.key for s in v.signals} == {"divergence", "transferability", "probe"}

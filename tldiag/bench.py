@@ -338,7 +338,7 @@ def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, ta
     import tempfile
     from collections import defaultdict
 
-    from .efficiency import EfficiencyConfig, readouts, run_experiment
+    from .efficiency import ARM_TITLES, EfficiencyConfig, budget_label, curves, readouts, run_experiment
 
     old = os.environ.get("TLDIAG_HOME")
     with tempfile.TemporaryDirectory(prefix="tldiag-bench-") as home:
@@ -356,7 +356,10 @@ def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, ta
     by_arm: dict[str, float] = defaultdict(float)
     for r in result.runs:
         by_arm[r.arm] += r.seconds
+    table = {ARM_TITLES[arm]: {budget_label(b): f"{c.mean[i]:.2f} ({c.low[i]:.2f}–{c.high[i]:.2f})"
+                               for i, b in enumerate(c.budgets)} for arm, c in curves(result).items()}
     return {"seconds": seconds, "by_arm": dict(by_arm), "runs": len(result.runs), "profile": result.config.profile,
+            "table": table,
             "device": result.device, "budgets": result.budgets, "summary": readouts(result).summary,
             "ratio": seconds / target_s, "target_s": target_s, "torch_threads": torch.get_num_threads()}
 
@@ -388,6 +391,8 @@ def bench_report(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
+    import json
+
     cases = [("demo", "demo:digits", "demo:printed-digits", 50)]
     with tempfile.TemporaryDirectory(prefix="tldiag-bench-report-") as tmp:
         if not args.demo_only:
@@ -395,6 +400,8 @@ def bench_report(args: argparse.Namespace) -> int:
         rows = []
         for name, source, target, limit in cases:
             for mode, target_s in (("fast", args.fast_seconds), ("full", args.full_seconds)):
+                if mode not in args.modes.split(","):
+                    continue
                 home = tempfile.mkdtemp(prefix="home-", dir=tmp)
                 env = {**os.environ, "TLDIAG_HOME": home, "TLDIAG_DATA_ROOTS": tmp}
                 cmd = [sys.executable, "-m", "tldiag.cli", "report", "--model", args.model, "--source", source,
@@ -409,6 +416,12 @@ def bench_report(args: argparse.Namespace) -> int:
                 rows.append((name, mode, seconds, target_s, decision, done.returncode))
                 print(f"{name:24s} {mode:4s} {seconds:7.1f} s  ratio to {target_s:.0f} s: {seconds / target_s:.2f}  "
                       f"{'PASS' if seconds <= target_s else 'FAIL'}  ({decision}, exit {done.returncode})", flush=True)
+                manifest = os.path.join(home, "m.json")
+                if os.path.isfile(manifest):  # where the seconds went (the analyses computed here; jobs as a whole)
+                    t_ = json.loads(open(manifest).read())["timings"]
+                    phases = {k: v for k, v in t_.get("read_seconds", {}).items() if k in ("embeddings", "source_head")}
+                    phases.update({k: v for k, v in t_.get("computed_seconds", {}).items() if v})
+                    print("    " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()), flush=True)
                 if done.returncode not in (0, 3):
                     print(done.stderr[-2000:], file=sys.stderr)
     return 0
@@ -517,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full-seconds", type=float, default=300.0)
     p.add_argument("--fast-seconds", type=float, default=60.0)
     p.add_argument("--demo-only", action="store_true", help="skip the 500 + 500 28x28 digits upscaled to 128 px")
+    p.add_argument("--modes", default="fast,full", help="which to time: fast, full or both (default fast,full)")
     p = sub.add_parser("verdict", help="the scenario panel: fast and full verdicts against realised outcomes")
     p.add_argument("--realise", action="store_true",
                    help="recompute the realised outcomes (long fair schedules, ~40 min on 2 cores) and store them in "
@@ -568,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
               f"profile on {r['device']} ({r['torch_threads']} torch threads), empty caches")
         for arm, sec in r["by_arm"].items():
             print(f"  {arm:14s} {sec:7.1f} s")
+        print("test accuracy, mean over repeats (95% interval), by labels per class:")
+        for arm, row in r["table"].items():
+            print(f"  {arm:40s} " + "  ".join(f"{b}: {v}" for b, v in row.items()))
         for line in r["summary"]:
             print(f"  - {line}")
         print(f"total {r['seconds']:.1f} s; ratio to {r['target_s']:.0f} s: {r['ratio']:.2f}  (target <= 1: "

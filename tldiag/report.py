@@ -196,7 +196,7 @@ def probes(ctx: Context, *, compute: bool, pair=None, progress: Progress | None 
         embedded = pair or ctx.pair()
         floor = random_floor(ctx, embedded.target.taps)
         report = probe_report(embedded, floor, depths=ctx.model.depths, config=config, random_state=ctx.setup.seed,
-                              progress=progress)
+                              progress=progress, include_source=False)  # the verdict reads target and floor
         return probes_summary(ctx, report, floor)
     return _stored(ctx, "probes", _probe_settings(config), compute, summarise)
 
