@@ -392,6 +392,7 @@ def bench_report(args: argparse.Namespace) -> int:
     import tempfile
 
     import json
+    from pathlib import Path
 
     cases = [("demo", "demo:digits", "demo:printed-digits", 50)]
     with tempfile.TemporaryDirectory(prefix="tldiag-bench-report-") as tmp:
@@ -416,9 +417,9 @@ def bench_report(args: argparse.Namespace) -> int:
                 rows.append((name, mode, seconds, target_s, decision, done.returncode))
                 print(f"{name:24s} {mode:4s} {seconds:7.1f} s  ratio to {target_s:.0f} s: {seconds / target_s:.2f}  "
                       f"{'PASS' if seconds <= target_s else 'FAIL'}  ({decision}, exit {done.returncode})", flush=True)
-                manifest = os.path.join(home, "m.json")
-                if os.path.isfile(manifest):  # where the seconds went (the analyses computed here; jobs as a whole)
-                    t_ = json.loads(open(manifest).read())["timings"]
+                manifest = Path(home) / "m.json"
+                if manifest.is_file():  # where the seconds went (the analyses computed here; jobs as a whole)
+                    t_ = json.loads(manifest.read_text())["timings"]
                     phases = {k: v for k, v in t_.get("read_seconds", {}).items() if k in ("embeddings", "source_head")}
                     phases.update({k: v for k, v in t_.get("computed_seconds", {}).items() if v})
                     print("    " + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()), flush=True)

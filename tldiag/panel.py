@@ -231,14 +231,6 @@ def evidence(sc: Scenario) -> tuple[Any, Any, float, float]:
     return fast, full, t_fast, time.perf_counter() - t0
 
 
-def verdicts(sc: Scenario, rules=None) -> tuple[Any, Any, float, float]:
-    """The fast and the full verdict of a scenario (see :func:`evidence`) and their seconds."""
-    from .verdict import decide
-
-    fast, full, t_fast, t_full = evidence(sc)
-    return decide(fast, rules), decide(full, rules), t_fast, t_full
-
-
 def _reason(v) -> str:
     voting = [s for s in v.signals if s.status in (GO, CAUTION, NO_GO) and s.kind == "measured"]
     return "; ".join(f"{s.key} {s.status} {s.value}" for s in voting) or "no measured signal"
@@ -291,7 +283,7 @@ def sweep(evidences: Mapping[str, tuple[Any, Any]], outcomes: Mapping[str, Mappi
     from .verdict import BaselineRules, EfficiencyRules, Rules, decide
 
     base = rules or Rules()
-    names = [sc.name for sc in SCENARIOS if sc.name in evidences and sc.name in outcomes]
+    scenarios = [sc for sc in SCENARIOS if sc.name in evidences and sc.name in outcomes]
     out = []
     for lo in no_go:
         for hi in go:
@@ -299,17 +291,13 @@ def sweep(evidences: Mapping[str, tuple[Any, Any]], outcomes: Mapping[str, Mappi
                 continue
             r = replace(base, baseline=BaselineRules(gain_go=hi, gain_no_go=lo),
                         efficiency=EfficiencyRules(gain_go=hi, gain_no_go=lo))
-            rows = [Row(_scenario(n), outcomes[n]["outcome"], decide(evidences[n][0], r).decision or "none",
-                        decide(evidences[n][1], r).decision or "none", "", "", 0.0, 0.0) for n in names]
+            rows = [Row(sc, outcomes[sc.name]["outcome"], decide(evidences[sc.name][0], r).decision or "none",
+                        decide(evidences[sc.name][1], r).decision or "none", "", "", 0.0, 0.0) for sc in scenarios]
             out.append(SweepRow(lo, hi, agreement(rows)))
     d_lo, d_hi = BaselineRules().gain_no_go, BaselineRules().gain_go
     return sorted(out, key=lambda x: (not x.agreement.ok, x.agreement.fast_go_on_no_go + x.agreement.full_go_on_no_go,
                                       -x.agreement.full, -x.agreement.fast,
                                       abs(x.gain_no_go - d_lo) + abs(x.gain_go - d_hi)))
-
-
-def _scenario(name: str) -> Scenario:
-    return next(sc for sc in SCENARIOS if sc.name == name)
 
 
 @dataclass(frozen=True)
@@ -337,5 +325,5 @@ def agreement(rows: Sequence[Row]) -> Agreement:
 
 __all__ = ["DAMAGED", "OUTCOMES_FILE", "REALISED_SEED", "SCENARIOS", "Agreement", "Row", "Scenario", "agreement",
            "damaged_checkpoint", "load_outcomes", "outcome_of", "realise", "realise_all", "realised_config",
-           "run_panel", "setup_of", "verdicts", "evidence",
+           "run_panel", "setup_of", "evidence",
            "SweepRow", "sweep", "SWEEP_GO", "SWEEP_NO_GO"]
