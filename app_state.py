@@ -312,7 +312,7 @@ def probes(setup: Setup, pair: EmbeddingPair, config: ProbeConfig, with_floor: b
                               random_state=setup.seed, progress=progress)
         slot.empty()
         if tuple(pair.taps) == tuple(resolved_taps(setup, m)):
-            decision.remember_probes(context(setup), report, floor, config)  # the Verdict page reads it
+            decision.remember_probes(context(setup), report, config)  # the Verdict page reads it
         return report
 
     return _cached(("probes", setup, config, with_floor), compute)

@@ -116,11 +116,13 @@ def test_the_record_reopens_from_the_cache_and_exports_everything():
     assert m["analyses"]["shift"]["settings"]["n_permutations"] == 1000
     assert m["timings"]["computed_seconds"]["shift"] > 0 and m["timings"]["computed_seconds"]["efficiency"] is None
     assert m["analyses"]["probes"]["settings"]["C_grid"][0] == pytest.approx(1e-4)
-    probes = m["analyses"]["probes"]["result"]  # the verdict reads the target and the floor, not the source curve
-    assert probes["source"] is None and probes["target"] and probes["random_init"]
+    probes = m["analyses"]["probes"]  # the verdict reads the target curve and the floor's LogME, no other curve
+    assert probes["result"]["source"] is None and probes["result"]["random_init"] is None
+    assert probes["result"]["target"] and probes["transferability"]["reference"] == "raw pixels"
+    assert probes["transferability"]["logme_reference"] is not None
     assert all(m["libraries"][k] for k in ("torch", "timm", "scikit-learn", "numpy"))
-    assert m["verdict"]["decision"] == v.decision and v.signal("probe") is not None
-    assert {s.key for s in v.signals} == {"divergence", "transferability", "probe"}
+    assert m["verdict"]["decision"] == v.decision and v.signal("probe") is None  # the floor is the Probes page's
+    assert {s.key for s in v.signals} == {"divergence", "transferability"}
     url = urlsplit(m["permalink"])
     assert (url.scheme, url.netloc, url.path) == ("http", "tldiag.internal:8501", "/verdict")
     assert Setup.from_query(dict(parse_qsl(url.query))) == SETUP
@@ -162,7 +164,7 @@ def test_cli_report_headless(tmp_path, capsys):
     m = json.loads(manifest.read_text())
     decision = m["verdict"]["decision"]
     assert rc == (0 if decision == "GO" else 3)
-    assert out.out.startswith(decision) and "Linear probe vs random-init floor" in out.out
+    assert out.out.startswith(decision) and "Transfer vs the best scratch baseline" in out.out
     assert "not computed: Data-efficiency experiment" in out.out
     assert "shift" in out.err and "permalink: /verdict?model=efficientnet-lite0" in out.err  # progress on stderr
     assert embedded_manifest(html.read_text()) == m

@@ -155,13 +155,24 @@ def test_the_verdict_answers_for_the_budget_and_says_where_it_changes():
 
 
 @pytest.mark.parametrize("gap, status", [(0.5, GO), (0.1, GO), (0.05, CAUTION), (0.0, CAUTION), (-0.1, NO_GO)])
-def test_transferability_is_logme_against_random_features(gap, status):
-    ev = TransferabilityEvidence(tap="pre_logits", logme=0.2 + gap, logme_random=0.2, knn_accuracy=0.9, knn_random=0.7)
-    assert decide(Evidence(transferability=ev)).signal("transferability").status == status
+def test_transferability_is_logme_against_the_raw_pixels(gap, status):
+    ev = TransferabilityEvidence(tap="pre_logits", logme=0.2 + gap, logme_reference=0.2, knn_accuracy=0.9,
+                                 knn_reference=0.7)
+    s = decide(Evidence(transferability=ev)).signal("transferability")
+    assert s.status == status and "with the raw pixels" in s.evidence and "raw pixels 0.700" in s.evidence
+
+
+def test_an_older_record_compared_with_random_features_and_says_so():
+    old = {"tap": "pre_logits", "logme": 0.3, "logme_random": 0.2, "knn_accuracy": 0.9, "knn_random": 0.7}
+    ev = Evidence.from_dict({"transferability": old}).transferability
+    assert (ev.reference, ev.logme_reference, ev.knn_reference) == ("random init", 0.2, 0.7)
+    assert "with the random init at pre_logits" in decide(Evidence(transferability=ev)).signal("transferability").evidence
+    assert Evidence.from_dict(Evidence(transferability=ev).to_dict()).transferability == ev
 
 
 def test_logme_alone_has_no_scale_and_does_not_vote():
-    ev = TransferabilityEvidence(tap="pre_logits", logme=1.1, logme_random=None, knn_accuracy=0.9, knn_random=None)
+    ev = TransferabilityEvidence(tap="pre_logits", logme=1.1, logme_reference=None, knn_accuracy=0.9,
+                                 knn_reference=None)
     v = decide(Evidence(transferability=ev))
     assert v.signal("transferability").status == INFO and v.decision is None
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from . import _config
+from .augment import augment_batch
 from .data import ImageDataset, load_dataset, parse_dataset_spec
 from .embed import ProgressFn, ResizeCrop, _autocast, default_num_workers, normalise
 from .errors import SpecError, TldiagError
@@ -372,36 +373,56 @@ class _Split(torch.utils.data.Dataset):
         return self.transform(self.dataset[int(self.rows[i])]), int(self.labels[i])
 
 
-def train_transform(augment: str, model: Model) -> Callable:
-    """The training transform of an augmentation policy (PIL image -> uint8 CHW tensor at the model's size)."""
-    from torchvision.transforms import InterpolationMode, v2
-
-    prep = model.preprocessing
-    if augment == "none":
-        return ResizeCrop(prep)
-    interpolation = InterpolationMode(prep.interpolation if prep.interpolation in ("bilinear", "bicubic", "nearest")
-                                      else "bilinear")
-    ops: list[Any] = [v2.RandomResizedCrop(prep.input_size, scale=(0.8, 1.0), ratio=(0.9, 1.1),
-                                           interpolation=interpolation, antialias=True),
-                      v2.RandomRotation(10, interpolation=interpolation),
-                      v2.ColorJitter(brightness=0.2, contrast=0.2)]
-    if augment in ("flip", "aerial"):
-        ops.append(v2.RandomHorizontalFlip())
-    if augment == "aerial":
-        ops += [v2.RandomVerticalFlip(), v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)])]
-    return v2.Compose([*ops, v2.PILToTensor()])
+IN_MEMORY_BYTES = 1 << 30
+"""A split whose images at the model's input size take at most this many bytes (uint8) is read once and kept as
+one tensor; larger ones are read per batch by a ``DataLoader`` (with workers)."""
 
 
-def _loader(split: _Split, batch_size: int, *, shuffle: bool, workers: int, seed: int, dev: torch.device,
-            epoch_size: int | None = None):
-    """A loader over ``split``; when shuffling, an epoch draws ``epoch_size`` images (each image once per pass,
-    passes repeated as needed; default one pass)."""
-    generator = torch.Generator().manual_seed(seed)
-    sampler = torch.utils.data.RandomSampler(split, num_samples=epoch_size or len(split), generator=generator) \
-        if shuffle else None
-    return torch.utils.data.DataLoader(split, batch_size=batch_size, sampler=sampler, drop_last=False,
-                                       num_workers=workers, pin_memory=dev.type == "cuda",
-                                       persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+class _Batches:
+    """Batches of ``(uint8 images at the model's input size, labels)`` of a split, in a fixed order or shuffled
+    (an epoch then draws ``epoch_size`` images: each image once per pass, passes repeated as needed).
+
+    Small splits are decoded once into one tensor (the trained arms read each image many times); large ones go
+    through a ``DataLoader``. The augmentation is not applied here but per batch on the device
+    (:func:`tldiag.augment.augment_batch`)."""
+
+    def __init__(self, dataset: Any, rows: np.ndarray, labels: np.ndarray, prep, batch_size: int, *, shuffle: bool,
+                 workers: int, seed: int, dev: torch.device, epoch_size: int | None = None):
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.n = len(rows)
+        self.epoch_size = epoch_size or self.n
+        self.generator = torch.Generator().manual_seed(seed)
+        split = _Split(dataset, rows, labels, ResizeCrop(prep))
+        self.images: torch.Tensor | None = None
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        if self.n * 3 * prep.input_size ** 2 <= IN_MEMORY_BYTES:
+            self.images = torch.stack([split[i][0] for i in range(self.n)]) if self.n else \
+                torch.zeros(0, 3, prep.input_size, prep.input_size, dtype=torch.uint8)
+            self.loader = None
+        else:
+            sampler = torch.utils.data.RandomSampler(split, num_samples=self.epoch_size, generator=self.generator) \
+                if shuffle else None
+            self.loader = torch.utils.data.DataLoader(
+                split, batch_size=batch_size, sampler=sampler, drop_last=False, num_workers=workers,
+                pin_memory=dev.type == "cuda", persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+
+    def __len__(self) -> int:
+        return math.ceil((self.epoch_size if self.shuffle else self.n) / self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        passes = [torch.randperm(self.n, generator=self.generator) for _ in range(math.ceil(self.epoch_size / self.n))]
+        return torch.cat(passes)[:self.epoch_size]
+
+    def __iter__(self):
+        if self.loader is not None:
+            yield from self.loader
+            return
+        order = self._order()
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield self.images[idx], self.labels[idx]
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -696,12 +717,12 @@ def _fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: 
     anchor = {n: p.detach().clone().to(dev) for n, p in pretrained.named_parameters()
               if stage_of.get(n, -1) != -1} if config.strategy == "l2-sp" else {}
 
-    eval_tf = ResizeCrop(model.preprocessing)
-    train_set = _Split(dataset, train[0], train[1], train_transform(config.augment, model))
-    train_loader = _loader(train_set, config.batch_size, shuffle=True, workers=workers, seed=config.seed, dev=dev,
-                           epoch_size=max(len(train_set), min_epoch_images))
-    val_loader = _loader(_Split(dataset, val[0], val[1], eval_tf), 2 * config.batch_size, shuffle=False,
-                         workers=workers, seed=config.seed, dev=dev)
+    prep = model.preprocessing
+    train_loader = _Batches(dataset, train[0], train[1], prep, config.batch_size, shuffle=True, workers=workers,
+                            seed=config.seed, dev=dev, epoch_size=max(len(train[0]), min_epoch_images))
+    val_loader = _Batches(dataset, val[0], val[1], prep, 2 * config.batch_size, shuffle=False, workers=workers,
+                          seed=config.seed, dev=dev)
+    augmentation = torch.Generator().manual_seed(config.seed + 1)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     use_scaler = dev.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
@@ -729,7 +750,8 @@ def _fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: 
                 _freeze_bn(module, update_bn=update_bn)
                 seen, loss_sum, correct = 0, 0.0, 0
                 for x, target in train_loader:
-                    x, target = normalise(x.to(dev, non_blocking=True), model.preprocessing), target.to(dev)
+                    x = augment_batch(x.to(dev, non_blocking=True), config.augment, augmentation)
+                    x, target = normalise(x, prep), target.to(dev)
                     with _autocast(dev):
                         logits = module(x)
                         loss = criterion(logits.float(), target)
@@ -777,8 +799,8 @@ def _test(module: nn.Module, model: Model, dataset: Any, test: tuple[np.ndarray,
     from sklearn.metrics import f1_score
 
     dev = torch.device(config.device or "cpu")
-    loader = _loader(_Split(dataset, test[0], test[1], ResizeCrop(model.preprocessing)), 2 * config.batch_size,
-                     shuffle=False, workers=workers, seed=config.seed, dev=dev)
+    loader = _Batches(dataset, test[0], test[1], model.preprocessing, 2 * config.batch_size, shuffle=False,
+                      workers=workers, seed=config.seed, dev=dev)
     _, acc, pred = _evaluate(module, loader, model, dev, n_classes)
     f1 = float(f1_score(test[1], pred, labels=np.unique(test[1]), average="macro", zero_division=0))
     return float(acc), f1, pred
@@ -948,4 +970,4 @@ def scratch_config(config: FinetuneConfig) -> FinetuneConfig | None:
 
 __all__ = ["STRATEGIES", "AUGMENTATIONS", "FinetuneConfig", "FinetuneResult", "Plan", "Recommendation", "Stage",
            "finetune", "plan", "recommend", "register_result", "auto_augmentation", "submit", "run_job", "scratch_config",
-           "replace_head", "stage_count", "stages_of", "train_transform"]
+           "replace_head", "stage_count", "stages_of"]

@@ -451,7 +451,8 @@ def _round(x: float | None, digits: int = 4) -> float | None:
 
 def probe_report(pair, random_target=None, *, depths: Mapping[str, float] | None = None,
                  config: ProbeConfig = ProbeConfig(), random_state: int | None = 0, device: str | None = None,
-                 progress: ProgressFn | None = None, include_source: bool = True) -> ProbeReport:
+                 progress: ProgressFn | None = None, include_source: bool = True,
+                 taps: Sequence[str] | None = None) -> ProbeReport:
     """Probe curves (target, source, random init) and transferability scores of a model's embeddings.
 
     Args:
@@ -464,14 +465,21 @@ def probe_report(pair, random_target=None, *, depths: Mapping[str, float] | None
         progress: ``progress(done, total, message)`` over all steps.
         include_source: Also probe the source (the Probes page's second curve; the verdict does not read it, so
             the fast verdict leaves it out: a third of the probes' time).
+        taps: The taps to probe, of those the pair holds (default: all). The transferability scores and LEEP / NCE
+            (from the logits) are computed whatever this says.
     """
     from .models import LOGITS
     from .transferability import head_scores, tap_scores
 
     t0 = time.perf_counter()
     tgt, src = pair.target, pair.source
+    unknown = [t for t in (taps or ()) if t not in tgt.features]
+    if unknown:
+        raise TldiagError(f"taps {unknown} are not in these embeddings; choose from {', '.join(tgt.features)}.")
+    chosen = [t for t in tgt.features if taps is None or t in taps]
+    curve_of = lambda feats: {t: feats[t] for t in chosen if t in feats}  # noqa: E731
     notes: list[str] = []
-    steps = len(tgt.features) * (1 + include_source + (random_target is not None)) + 1
+    steps = len(chosen) * (1 + include_source + (random_target is not None)) + 1
     done = [0]
 
     def step(_done: int = 0, _total: int = 0, message: str = "") -> None:
@@ -480,19 +488,19 @@ def probe_report(pair, random_target=None, *, depths: Mapping[str, float] | None
             progress(done[0], steps, message)
 
     common = dict(depths=depths, config=config, random_state=random_state, device=device, progress=step)
-    target = probe_curve(tgt.features, tgt.labels, classes=tgt.classes, name="target", model_id=tgt.model_id,
-                         **common)
+    target = probe_curve(curve_of(tgt.features), tgt.labels, classes=tgt.classes, name="target",
+                         model_id=tgt.model_id, **common)
     source = None
     try:
         if include_source:
-            source = probe_curve(src.features, src.labels, classes=src.classes, name="source",
+            source = probe_curve(curve_of(src.features), src.labels, classes=src.classes, name="source",
                                  model_id=src.model_id, **common)
     except TldiagError as exc:
         notes.append(f"No source curve: {exc}")
-        done[0] += len(tgt.features)
+        done[0] += len(chosen)
     floor = None
     if random_target is not None:
-        feats = {t: random_target.features[t] for t in tgt.features if t in random_target.features}
+        feats = curve_of(random_target.features)
         floor = probe_curve(feats, random_target.labels, classes=random_target.classes, name="random init",
                             model_id=random_target.model_id, **common)
     scores = tuple(s.to_dict() for s in tap_scores(tgt.features, tgt.labels, device=device))

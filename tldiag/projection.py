@@ -293,17 +293,27 @@ def _store_dir() -> Path:
     return _config.home() / "projections"
 
 
+def _umap_version() -> str:
+    """umap-learn's version from its package metadata: importing umap (numba) takes seconds, and a cache lookup
+    (the fast verdict's, a permalink's) should not pay them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("umap-learn")
+    except PackageNotFoundError:
+        return "?"
+
+
 def _cache_key(layer: str, params: ProjectionParams, Xs: np.ndarray, Xt: np.ndarray, ys: np.ndarray,
                yt: np.ndarray, rows_s: np.ndarray, rows_t: np.ndarray) -> str:
     import sklearn
-    import umap
 
     h = hashlib.blake2b(digest_size=20)
     for a in (Xs, Xt, rows_s, rows_t):
         h.update(np.ascontiguousarray(a).tobytes())
     h.update("\x00".join(ys.tolist() + ["|"] + yt.tolist()).encode())
     return make_key(kind="projection", format=_FORMAT, layer=layer, params=asdict(params), data=h.hexdigest(),
-                    umap=getattr(umap, "__version__", "?"), sklearn=sklearn.__version__)
+                    umap=_umap_version(), sklearn=sklearn.__version__)
 
 
 def _save(path: Path, p: Projection) -> None:

@@ -32,7 +32,7 @@ from .cache import JsonStore, json_default, make_key
 from .errors import TldiagError
 from .setup import Setup
 from .verdict import (DivergenceEvidence, EfficiencyEvidence, Evidence, FinetuneEvidence, ProbeEvidence, Rules,
-                      TransferabilityEvidence, Verdict, decide)
+                      PIXELS_REFERENCE, TransferabilityEvidence, Verdict, decide)
 
 ANALYSES = ("shift", "probes", "baselines", "projection", "efficiency", "finetune")
 COMPUTED_HERE = ("shift", "probes", "baselines", "projection")
@@ -98,7 +98,7 @@ def _store() -> JsonStore:
 
 
 def _probe_settings(config) -> dict[str, Any]:
-    return {**asdict(config), "random_init_floor": True}
+    return {**asdict(config), "transferability_reference": PIXELS_REFERENCE}
 
 
 # ----------------------------------------------------------------------------- shift and probes (cached summaries)
@@ -129,75 +129,80 @@ def _stored(ctx: Context, kind: str, settings: Mapping[str, Any], compute: bool,
     return payload
 
 
+def verdict_taps(taps: Sequence[str]) -> list[str]:
+    """The taps whose shift and probe the verdict computes: every tap but the logits (when another is left). The
+    logits are a linear map of the penultimate features, so neither a linear probe nor a kernel two-sample test
+    learns more from them, and on a 1,000-class head they were a fifth of the fast verdict's time; they still
+    feed LEEP and NCE. The Shift and Probes pages show every tap."""
+    from .models import LOGITS
+
+    rest = [t for t in taps if t != LOGITS]
+    return rest or list(taps)
+
+
 def shift(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None) -> dict[str, Any] | None:
     """The setup's shift summary: stored, or (``compute``) computed from the embeddings and stored; else None."""
     from .metrics import shift_report
 
     def summarise() -> dict[str, Any]:
-        report = shift_report(pair or ctx.pair(), random_state=ctx.setup.seed, progress=progress, **SHIFT_SETTINGS)
+        embedded = pair or ctx.pair()
+        report = shift_report(embedded, layers=verdict_taps(embedded.taps), random_state=ctx.setup.seed,
+                              progress=progress, **SHIFT_SETTINGS)
         return shift_summary(ctx, report)
     return _stored(ctx, "shift", SHIFT_SETTINGS, compute, summarise)
 
 
-def _transferability(report, floor, headline: str) -> dict[str, Any]:
+def _transferability(report, target, headline: str) -> dict[str, Any]:
+    """LogME and kNN at the headline tap, of the pretrained features and of the target's raw pixels (the reference
+    that needs no pretraining, the pixel baselines' features)."""
+    import numpy as np
+
+    from .efficiency import pixel_features
     from .transferability import knn_accuracy, logme
 
     scores = {s["tap"]: s for s in report.scores}.get(headline, {})
-    out = {"tap": headline, "logme": scores.get("logme"), "knn_accuracy": scores.get("knn_accuracy"),
-           "logme_random": None, "knn_random": None}
-    if floor is not None and headline in floor.features:
-        import numpy as np
-
-        y = np.asarray(floor.labels)
-        rows = y >= 0
-        X = np.asarray(floor[headline])[rows]
-        out["logme_random"], out["knn_random"] = float(logme(X, y[rows])), float(knn_accuracy(X, y[rows]))
-    return out
+    y = np.asarray(target.labels)
+    rows = np.flatnonzero(y >= 0)
+    X = pixel_features(target, rows)
+    return {"tap": headline, "logme": scores.get("logme"), "knn_accuracy": scores.get("knn_accuracy"),
+            "reference": PIXELS_REFERENCE, "logme_reference": float(logme(X, y[rows])),
+            "knn_reference": float(knn_accuracy(X, y[rows]))}
 
 
-def probes_summary(ctx: Context, report, floor) -> dict[str, Any]:
-    """The stored form of a :class:`~tldiag.probes.ProbeReport`, with LogME and kNN of the random-init features at
+def probes_summary(ctx: Context, report) -> dict[str, Any]:
+    """The stored form of a :class:`~tldiag.probes.ProbeReport`, with LogME and kNN of the target's raw pixels at
     the headline tap (the transferability signal compares the two)."""
     from .metrics.layers import headline_layer
 
     headline = headline_layer([t.tap for t in report.target.taps])
     return {"settings": {**_probe_settings(report.target.config), "random_state": ctx.setup.seed},
-            "result": report.to_dict(), "transferability": _transferability(report, floor, headline),
+            "result": report.to_dict(), "transferability": _transferability(report, ctx.target, headline),
             "seconds": report.seconds}
 
 
-def remember_probes(ctx: Context, report, floor, config) -> None:
+def remember_probes(ctx: Context, report, config) -> None:
     """Store a probe report computed elsewhere (the Probes page) when it used the verdict's settings."""
     from .probes import ProbeConfig
 
-    if config == ProbeConfig() and floor is not None:
-        _store().put(ctx.key("probes", _probe_settings(config)), probes_summary(ctx, report, floor))
-
-
-def random_floor(ctx: Context, taps: Sequence[str], progress: Progress | None = None):
-    """Target embeddings of the model's random-init twin at ``taps`` (None without a twin)."""
-    from .embed import embed_dataset
-    from .models import load_model, random_init_id
-
-    rid = random_init_id(ctx.model.id)
-    if rid is None:
-        return None
-    twin = load_model(rid, resolution=ctx.setup.resolution)
-    return embed_dataset(twin, ctx.target, [t for t in taps if t in twin.tap_names], progress=progress)
+    if config == ProbeConfig():
+        _store().put(ctx.key("probes", _probe_settings(config)), probes_summary(ctx, report))
 
 
 def probes(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None) -> dict[str, Any] | None:
-    """The setup's probe summary (with the random-init floor): stored, or computed and stored; else None."""
+    """The setup's probe summary (the target curve, and LogME and kNN of the raw pixels at the headline tap):
+    stored (the Probes page's, with all three curves, when it ran with these settings), or computed and stored;
+    else None."""
     from .probes import ProbeConfig, probe_report
 
     config = ProbeConfig()
 
     def summarise() -> dict[str, Any]:
         embedded = pair or ctx.pair()
-        floor = random_floor(ctx, embedded.target.taps)
-        report = probe_report(embedded, floor, depths=ctx.model.depths, config=config, random_state=ctx.setup.seed,
-                              progress=progress, include_source=False)  # the verdict reads target and floor
-        return probes_summary(ctx, report, floor)
+        # the verdict reads the target curve and LogME / kNN against the raw pixels (transferability); the source
+        # and random-init curves are the Probes page's context (two thirds of the probes' time, and a second model)
+        report = probe_report(embedded, None, depths=ctx.model.depths, config=config, random_state=ctx.setup.seed,
+                              progress=progress, include_source=False, taps=verdict_taps(embedded.taps))
+        return probes_summary(ctx, report)
     return _stored(ctx, "probes", _probe_settings(config), compute, summarise)
 
 
@@ -391,8 +396,8 @@ def evidence_of(analyses_parts: Mapping[str, Any], *, n_stages: int | None, pret
     tr = pr.get("transferability") if pr else None
     transfer = None
     if tr and tr.get("logme") is not None:
-        transfer = TransferabilityEvidence(tap=tr["tap"], logme=float(tr["logme"]), logme_random=tr.get("logme_random"),
-                                           knn_accuracy=float(tr["knn_accuracy"]), knn_random=tr.get("knn_random"))
+        transfer = TransferabilityEvidence.from_dict({**tr, "logme": float(tr["logme"]),
+                                                      "knn_accuracy": float(tr["knn_accuracy"])})
     return Evidence(divergence=DivergenceEvidence.from_shift(sh["result"]) if sh else None,
                     transferability=transfer,
                     probe=ProbeEvidence.from_report(ProbeReport.from_dict(pr["result"])) if pr else None,

@@ -20,7 +20,7 @@ source_head        measured   a model trained on the source's classes: held-out 
                               accuracy with no adaptation; GO when it already beats the scratch baselines, else INFO.
 divergence         predicted  seed-scale MMD at the headline tap: GO below 0.1 or when p > 0.05 (no detectable
                               shift), NO-GO from 0.5, CAUTION between. PAD and the domain classifier are shown.
-transferability    predicted  LogME at the headline tap, pretrained minus random-init features: GO from +0.1,
+transferability    predicted  LogME at the headline tap, pretrained features minus the raw pixels: GO from +0.1,
                               NO-GO below 0, CAUTION between. kNN accuracy is shown beside it.
 probe              context    the probe at its best tap minus the random-init floor at its own best tap (INFO).
 efficiency         measured   the data-efficiency experiment at the budget, read like ``baseline``; NO-GO also when
@@ -276,15 +276,29 @@ class ProbeEvidence:
                    floor_tap=None if fbest is None else fbest.tap)
 
 
+PIXELS_REFERENCE = "raw pixels"
+
+
 @dataclass(frozen=True)
 class TransferabilityEvidence:
-    """LogME and leave-one-out kNN accuracy at one tap, of the pretrained and of the random-init features."""
+    """LogME and leave-one-out kNN accuracy at one tap of the pretrained features, and the same of a reference
+    that needs no pretraining: the raw pixels (area-averaged to 16x16, the pixel baselines' features). Records
+    before 2026-12 compared with the random-init twin's features (``reference = "random init"``)."""
 
     tap: str
     logme: float
-    logme_random: float | None
+    logme_reference: float | None
     knn_accuracy: float
-    knn_random: float | None
+    knn_reference: float | None
+    reference: str = PIXELS_REFERENCE
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TransferabilityEvidence":
+        d = dict(d)
+        if "logme_random" in d:  # an older record: the reference was the random-init twin
+            d["logme_reference"], d["knn_reference"] = d.pop("logme_random"), d.pop("knn_random", None)
+            d["reference"] = "random init"
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -497,6 +511,8 @@ class Evidence:
                 raw["arms"], raw["summary"] = tuple(raw["arms"]), tuple(raw.get("summary", ()))
             if kind is SourceHeadResult:
                 return SourceHeadResult.from_dict(raw)
+            if kind is TransferabilityEvidence:
+                return TransferabilityEvidence.from_dict(raw)
             if kind is BaselineEvidence:
                 raw["comparison"] = Comparison(**raw["comparison"])
                 raw["arms"] = tuple(ArmScore(**a) for a in raw["arms"])
@@ -643,19 +659,20 @@ def _divergence(ev: DivergenceEvidence, r: DivergenceRules) -> Signal:
 
 
 def _transferability(ev: TransferabilityEvidence, r: TransferabilityRules) -> Signal:
-    knn = f"kNN accuracy {ev.knn_accuracy:.3f}" + ("" if ev.knn_random is None else f" (random init {ev.knn_random:.3f})")
-    if ev.logme_random is None:
+    ref = ev.reference
+    knn = f"kNN accuracy {ev.knn_accuracy:.3f}" + ("" if ev.knn_reference is None else f" ({ref} {ev.knn_reference:.3f})")
+    if ev.logme_reference is None:
         return Signal("transferability", "Transferability score (LogME)", PREDICTED, INFO, f"LogME {ev.logme:.3f}",
                       f"LogME {ev.logme:.3f} at {ev.tap}; {knn}",
-                      "LogME has no absolute scale; without the random-init features to compare with, it does not vote")
-    gap = ev.logme - ev.logme_random
+                      f"LogME has no absolute scale; without the {ref} to compare with, it does not vote")
+    gap = ev.logme - ev.logme_reference
     status = _by_gain(gap, r.logme_gap_go, r.logme_gap_no_go)
     rule = {GO: f"LogME gap {gap:+.3f} ≥ {r.logme_gap_go:+g}: GO",
-            NO_GO: f"LogME gap {gap:+.3f} < {r.logme_gap_no_go:+g}: random features explain the labels better: NO-GO",
+            NO_GO: f"LogME gap {gap:+.3f} < {r.logme_gap_no_go:+g}: the {ref} explain the labels better: NO-GO",
             CAUTION: f"{r.logme_gap_no_go:+g} ≤ LogME gap {gap:+.3f} < {r.logme_gap_go:+g}: CAUTION"}[status]
     return Signal("transferability", "Transferability score (LogME)", PREDICTED, status, f"LogME gap {gap:+.3f}",
-                  f"LogME {ev.logme:.3f} with the pretrained features against {ev.logme_random:.3f} with random ones at "
-                  f"{ev.tap} (nats per image, higher is better); {knn}", rule)
+                  f"LogME {ev.logme:.3f} with the pretrained features against {ev.logme_reference:.3f} with the {ref} "
+                  f"at {ev.tap} (nats per image, higher is better); {knn}", rule)
 
 
 def _probe(ev: ProbeEvidence, r: GainRules) -> Signal | None:
@@ -1110,4 +1127,4 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
 __all__ = ["ArmScore", "BaselineEvidence", "budget_text", "break_even_text",
            "CAUTION", "GO", "INFO", "NO_GO", "DECISIONS", "Comparison", "DivergenceEvidence", "EfficiencyEvidence",
            "Evidence", "FinetuneEvidence", "Missing", "ProbeEvidence", "Recipe", "Rules", "Signal",
-           "TransferabilityEvidence", "Verdict", "decide", "load_rules", "RULES_FILE"]
+           "PIXELS_REFERENCE", "TransferabilityEvidence", "Verdict", "decide", "load_rules", "RULES_FILE"]
