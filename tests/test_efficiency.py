@@ -140,7 +140,15 @@ def test_plan_caps_budgets_at_the_pool_and_resolves_the_profile():
     small, fine = p.schedules["small-cnn"], p.schedules["fine-tuned"]
     assert small.lr_grid == fine.lr_grid == (0.3, 1.0, 3.0) and small.patience == fine.patience
     assert small.max_steps == fine.max_steps and small.min_epochs == fine.min_epochs
-    assert p.n_runs == 2 * (5 * 3 + 2)  # 2 trained arms x (5 budgets x 3 repeats + 2 more learning rates)
+    # on a CPU fine-tuning trains at the team's budget only (the whole pool here, no budget set), the small CNN
+    # at every budget; each arm: budgets x 3 repeats + 2 more learning rates
+    assert fine.at_budget_only and not small.at_budget_only and "at your budget only" in fine.summary
+    assert p.budgets_of("small-cnn") == (1, 2, 5, 10, 0) and p.budgets_of("fine-tuned") == (0,)
+    assert p.n_runs == (5 * 3 + 2) + (1 * 3 + 2)
+    at7 = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", budget=7))
+    assert at7.budgets_of("fine-tuned") == (7,) and at7.n_runs == (6 * 3 + 2) + (1 * 3 + 2)
+    full = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full"))
+    assert full.budgets_of("fine-tuned") == full.budgets_of("scratch") == (1, 2, 5, 10, 0)
     custom = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full",
                                               arms=("small-cnn", "linear-probe"), schedules={"small-cnn": {"epochs": 2}}))
     assert custom.schedules["small-cnn"].epochs == 2 and set(custom.schedules) == {"small-cnn"}

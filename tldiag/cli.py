@@ -477,8 +477,8 @@ class _Bars:
             self.name = self.bar = self.update = None
 
 
-def _run_job(store, kind: str, submit, setup) -> str:
-    """Follow the setup's running ``kind`` job, or submit one with ``submit()``, until it ends; its status."""
+def _start_job(store, kind: str, submit, setup):
+    """The setup's running ``kind`` job, or a new one from ``submit()``; None when it cannot run (said why)."""
     from .report import matching_jobs
 
     active = matching_jobs(setup, kind, store, done=False)
@@ -486,11 +486,20 @@ def _run_job(store, kind: str, submit, setup) -> str:
         job = active[0] if active else submit()
     except TldiagError as exc:  # e.g. a random-init model has no transfer to measure: the report goes on
         print(f"{kind}: not run: {exc}", file=sys.stderr)
-        return "not run"
+        return None
     print(f"{kind}: {'following' if active else 'launched'} job {job.id} (log: {job.log_path})", file=sys.stderr)
+    return job
+
+
+def _run_job(store, kind: str, submit, setup, job=None) -> str:
+    """Follow ``job`` (or the setup's running ``kind`` job, or one submitted with ``submit()``) until it ends; its
+    status."""
+    job = job or _start_job(store, kind, submit, setup)
+    if job is None:
+        return "not run"
     with _stderr_progress(f"{kind} job", unit="%") as progress:
-        job = store.wait(job.id, poll_s=1.0, on_update=lambda j: progress(round(100 * j.progress), 100,
-                                                                          (j.message or j.status)[:60]))
+        job = store.wait(job.id, poll_s=0.25, on_update=lambda j: progress(round(100 * j.progress), 100,
+                                                                           (j.message or j.status)[:60]))
     if job.status != "done":
         print(f"{kind}: job {job.id} {job.status}{': ' + job.error if job.error else ''}; the report goes on "
               "without it", file=sys.stderr)
@@ -521,20 +530,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = JobStore()
     bars = _Bars()
     t0 = time.perf_counter()
+    here = [a for a in COMPUTED_HERE if a not in skip]
+    # the UMAP map needs nothing the jobs make, and its first run in a process is mostly single-threaded numba
+    # compilation: it is drawn while the data-efficiency job trains (which reads the embeddings and baselines)
+    later = ["projection"] if "projection" in here and "efficiency" not in skip else []
     try:
-        analyses = gather(setup, compute=[a for a in COMPUTED_HERE if a not in skip], store=store, progress=bars)
+        analyses = gather(setup, compute=[a for a in here if a not in later], store=store, progress=bars)
     finally:
         bars.close()
     for name, message in analyses.errors.items():
         print(f"{name}: not run: {message}", file=sys.stderr)
     failed, ran = [], False
+    efficiency_job = None
     if "efficiency" not in skip and analyses.efficiency is None:
         ran = True
         config = efficiency_config(setup, profile=args.profile)
         from .efficiency import submit as submit_efficiency
 
-        if _run_job(store, "efficiency", lambda: submit_efficiency(config, store=store), setup) in ("failed",
-                                                                                                  "cancelled"):
+        efficiency_job = _start_job(store, "efficiency", lambda: submit_efficiency(config, store=store), setup)
+    if later:
+        ran, bars = True, _Bars()
+        try:
+            gather(setup, compute=later, store=store, progress=bars)
+        finally:
+            bars.close()
+    if efficiency_job is not None:
+        if _run_job(store, "efficiency", None, setup, job=efficiency_job) in ("failed", "cancelled"):
             failed.append("efficiency")
     if "finetune" not in skip and analyses.finetune is None:
         from .finetune import submit as submit_finetune

@@ -82,7 +82,7 @@ KNN_GRID = (1, 3, 5, 9, 15)
 LR_GRID = (0.3, 1.0, 3.0)
 """Every trained arm tries its learning rate times each of these on validation (the same search for every arm)."""
 PROFILES = ("auto", "cpu", "full")
-RUN_VERSION = 3
+RUN_VERSION = 4  # 4: augmentations drawn per image, applied per batch (tldiag.augment)
 _PRELOAD_BYTES = 1 << 30
 
 
@@ -163,6 +163,9 @@ class ArmSchedule:
         min_epoch_images: An epoch draws at least this many images (small budgets repeat theirs).
         lr_grid: ``lr`` times each of these is tried on validation (first repeat at the experiment's reference
             budget); the best is used for every run of the arm. ``(1.0,)`` searches nothing.
+        at_budget_only: Train the arm at the experiment's reference budget only (the team's budget; the whole pool
+            when none is set), the other budgets showing the other arms: the CPU profile's setting for fine-tuning,
+            whose runs cost ten times the small CNN's there.
         note: Why these settings, shown with the results (e.g. "CPU setting").
     """
 
@@ -176,6 +179,7 @@ class ArmSchedule:
     min_epochs: int = 0
     min_epoch_images: int = 64
     lr_grid: tuple[float, ...] = (1.0,)
+    at_budget_only: bool = False
     note: str = ""
 
     @property
@@ -193,8 +197,9 @@ class ArmSchedule:
         mult = f" (backbone × {self.backbone_lr_mult:g})" if self.backbone_lr_mult != 1 else ""
         grid = "" if tuple(self.lr_grid) == (1.0,) else \
             f" × {{{', '.join(f'{g:g}' for g in self.lr_grid)}}} searched on validation"
+        only = ", at your budget only" if self.at_budget_only else ""
         return (f"{res}, ≤ {self.epochs} epochs of ≥ {self.min_epoch_images} images{stop}, {self.strategy}, "
-                f"lr {self.lr:g}{grid}{mult}")
+                f"lr {self.lr:g}{grid}{mult}{only}")
 
     @property
     def title(self) -> str:
@@ -225,9 +230,11 @@ def default_schedules(profile: str, resolution: int | None) -> dict[str, ArmSche
         return {
             "scratch": ArmSchedule(32, strategy="full", lr=2e-3, note=CPU_SCRATCH_NOTE, **effort),
             "small-cnn": ArmSchedule(32, strategy="full", lr=3e-3, **effort),
-            "fine-tuned": ArmSchedule(low, strategy="partial", lr=1e-2, backbone_lr_mult=0.1,
-                                      note=f"CPU setting: {low} px, the last stage and a new head; the full profile "
-                                           "fine-tunes at the model's resolution with the strategy for the budget",
+            "fine-tuned": ArmSchedule(low, strategy="partial", lr=1e-2, backbone_lr_mult=0.1, at_budget_only=True,
+                                      note=f"CPU setting: {low} px, the last stage and a new head, at your budget "
+                                           "only (the other budgets show the frozen probe); the full profile "
+                                           "fine-tunes at every budget, at the model's resolution, with the strategy "
+                                           "for the budget",
                                       **effort),
         }
     if profile == "full":
@@ -363,7 +370,7 @@ class ExperimentPlan:
         n_runs: Trained runs in all, the learning-rate search included (the fitted arms are not counted).
         notes: Budgets left out, arms dropped, and anything else the user should know.
         reference: The budget the readouts answer for (the team's budget; 0 = all of the pool).
-        trained_budgets: The budgets at which the trained arms run.
+        trained_budgets: The budgets at which the trained arms run (see :meth:`budgets_of` for one arm).
     """
 
     config: EfficiencyConfig
@@ -383,6 +390,14 @@ class ExperimentPlan:
     @property
     def arms(self) -> tuple[str, ...]:
         return self.config.arms
+
+    def budgets_of(self, arm: str) -> tuple[int, ...]:
+        """The budgets at which a trained arm runs: :attr:`trained_budgets`, or the reference budget alone for an
+        arm whose schedule says ``at_budget_only``."""
+        schedule = self.schedules[arm]
+        if schedule.at_budget_only:
+            return (self.reference,) if self.reference in self.trained_budgets else self.trained_budgets[-1:]
+        return self.trained_budgets
 
 
 def _labelled_split(dataset: ImageDataset, seed: int):
@@ -466,13 +481,14 @@ def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
         if any(a in TRAINED_ARMS for a in arms) and not trained_at:
             raise SpecError(f"trained_budgets={list(config.trained_budgets)} matches none of the budgets run "
                             f"({', '.join(budget_label(b) for b in budgets)}).")
-    n_runs = sum(len(trained_at) * config.repeats + len(schedules[a].lr_grid) - 1 for a in arms if a in TRAINED_ARMS)
     resolved = replace(resolved, arms=tuple(arms))
     if len(rows) < len(dataset):
         notes.append(f"{len(dataset) - len(rows)} of {len(dataset)} target images have no label and are left out.")
     the_plan = ExperimentPlan(resolved, names, len(tr), len(va), len(te), tuple(budgets), (small, large),
-                              schedules, n_runs, reason, tuple(notes), reference=reference, trained_budgets=trained_at)
-    return the_plan, rows, y, (tr, va, te)
+                              schedules, 0, reason, tuple(notes), reference=reference, trained_budgets=trained_at)
+    n_runs = sum(len(the_plan.budgets_of(a)) * config.repeats + len(schedules[a].lr_grid) - 1
+                 for a in arms if a in TRAINED_ARMS)
+    return replace(the_plan, n_runs=n_runs), rows, y, (tr, va, te)
 
 
 def _schedule_config(schedule: ArmSchedule, config: EfficiencyConfig, **resolved: Any):
@@ -842,6 +858,8 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     order = [(ref, 0)] + [(b, r) for r in range(config.repeats) for b in the_plan.trained_budgets if (b, r) != (ref, 0)]
     for b, r in order:
         for arm in trained:
+            if b not in the_plan.budgets_of(arm):
+                continue
             schedule = the_plan.schedules[arm]
             label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
             search = (b, r) == (ref, 0)
@@ -1265,8 +1283,10 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
     if not shared:
         raise TldiagError("No budget has runs of a transfer arm and of a scratch arm that converged (was the "
                           "experiment cancelled early?); run it again to complete it (finished runs are reused).")
-    best_t = max((cs[a] for a in transfer), key=lambda c: c.area)
-    best_s = max((cs[a] for a in scratch), key=lambda c: c.area)
+    # an arm run at some budgets only (fine-tuning at the team's budget on a CPU) has no area to compare
+    spans = lambda arms: [a for a in arms if set(shared) <= set(cs[a].budgets)] or arms  # noqa: E731
+    best_t = max((cs[a] for a in spans(transfer)), key=lambda c: c.area)
+    best_s = max((cs[a] for a in spans(scratch)), key=lambda c: c.area)
     if target_accuracy is None:
         target_accuracy = math.floor(1000 * min(max(best_t.mean), max(best_s.mean)) + 1e-9) / 1000
     elif not 0.0 < target_accuracy <= 1.0:
@@ -1277,8 +1297,8 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
     elif budget not in shared:
         raise TldiagError(f"budget={budget!r} was not run for every arm; choose one of {shared} (0 = all).")
     reach = {a: labels_to_reach(c, target_accuracy) for a, c in cs.items()}
-    rt = min((reach[a] for a in transfer), key=lambda r: (not r.reached, r.per_class))
-    rs = min((reach[a] for a in scratch), key=lambda r: (not r.reached, r.per_class))
+    rt = min((reach[a] for a in spans(transfer)), key=lambda r: (not r.reached, r.per_class))
+    rs = min((reach[a] for a in spans(scratch)), key=lambda r: (not r.reached, r.per_class))
     saved, saved_bound = None, ""
     if rt.reached:
         saved = rs.per_class / rt.per_class

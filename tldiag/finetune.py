@@ -841,9 +841,15 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
     taps = [t for t in model.default_taps() if t != LOGITS]
     if progress:
         progress(total_steps, total_steps, "comparing pretrained and fine-tuned features (CKA)")
-    cka = _cka_by_tap(pretrained_model, model, dataset, rows, y, taps, dev, config.seed, workers)
+    pretrained_features = None
+    if parse_model_id(config.model).kind != "random":  # the probe reads every target image's pretrained features:
+        from .embed import embed_dataset                # embedded once (or read from the cache), CKA reuses them
+
+        pretrained_features = embed_dataset(pretrained_model, dataset, taps, num_workers=workers)
+    cka = _cka_by_tap(pretrained_model, model, dataset, rows, y, taps, dev, config.seed, workers,
+                      pretrained_features=pretrained_features)
     probe = _linear_probe(pretrained_model, dataset, rows, y, taps, config.seed, workers) \
-        if parse_model_id(config.model).kind != "random" else None
+        if pretrained_features is not None else None
     return FinetuneResult(config=config, classes=names, n_train=len(tr), n_val=len(va), n_test=len(te),
                           test_accuracy=test_acc, test_f1=test_f1, val_accuracy=fitted.val_accuracy,
                           best_epoch=fitted.best_epoch, epochs_run=fitted.epochs_run,
@@ -889,13 +895,16 @@ def _sample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def _cka_by_tap(pretrained: Model, finetuned: Model, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray,
-                taps: Sequence[str], dev: torch.device, seed: int, workers: int) -> dict[str, float]:
+                taps: Sequence[str], dev: torch.device, seed: int, workers: int, *,
+                pretrained_features=None) -> dict[str, float]:
     """Linear CKA per tap between the two models' features of the same target images (at most
-    :data:`MAX_CKA_IMAGES`, a seeded sample)."""
+    :data:`MAX_CKA_IMAGES`, a seeded sample). ``pretrained_features``: the pretrained model's embeddings of the
+    whole dataset when the caller has them (:class:`tldiag.embed.Embeddings`); else they are computed."""
     from .metrics import linear_cka
 
     pick = rows[_sample(y, MAX_CKA_IMAGES, seed)]
-    a = _features(pretrained, dataset, pick, taps, dev, workers)
+    a = {t: np.asarray(pretrained_features[t])[pick] for t in taps} if pretrained_features is not None else \
+        _features(pretrained, dataset, pick, taps, dev, workers)
     b = _features(finetuned, dataset, pick, taps, dev, workers)
     out = {}
     for t in taps:
