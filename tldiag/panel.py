@@ -109,7 +109,7 @@ def setup_of(sc: Scenario, *, seed: int = 0):
 
 # ----------------------------------------------------------------------------- realised outcomes
 REALISED_EFFORT = {"epochs": 15, "patience": 4, "min_epochs": 5, "min_epoch_images": 256, "lr_grid": (0.3, 1.0, 3.0)}
-"""The realised outcome's schedule of every trained arm (2.5x the cpu profile's cap in steps, twice its patience)."""
+"""The realised outcome's schedule of every trained arm (1.25x the cpu profile's cap in steps, patience 4 against 3)."""
 
 
 def realised_config(sc: Scenario):

@@ -19,7 +19,7 @@ def test_the_form_shows_the_plan_and_the_cpu_settings(open_page):
     assert "same-architecture scratch arm is left out on a CPU" in captions
     table = at.dataframe[0].value
     assert list(table["arm"]) == ["Scratch (small CNN)", "Transfer, fine-tuned"]
-    assert "CPU setting" in table["note"].iloc[1] and table["settings"].iloc[0].startswith("32 px, ≤ 6 epochs")
+    assert "CPU setting" in table["note"].iloc[1] and table["settings"].iloc[0].startswith("32 px, ≤ 12 epochs")
     assert all("× {0.3, 1, 3} searched on validation" in s for s in table["settings"])
     assert any("No experiments yet" in i.value for i in at.info)
     at.multiselect(key="w_eff_arms").set_value(["small-cnn", "scratch"]).run()
