@@ -37,6 +37,8 @@ def _check_policy(policy: str) -> None:
 def affine_params(n: int, policy: str, generator: torch.Generator) -> torch.Tensor:
     """``(n, 2, 3)`` sampling matrices (output to input coordinates in ``[-1, 1]``) of the policy's geometry."""
     _check_policy(policy)
+    if policy == "none":  # the identity
+        return torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=torch.float64).expand(n, 2, 3).clone()
     u = torch.rand(n, 6, generator=generator, dtype=torch.float64)
     area = CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * u[:, 0]
     log_ratio = math.log(CROP_RATIO[0]) + (math.log(CROP_RATIO[1]) - math.log(CROP_RATIO[0])) * u[:, 1]
@@ -53,9 +55,6 @@ def affine_params(n: int, policy: str, generator: torch.Generator) -> torch.Tens
     if policy == "aerial":
         fy = torch.where(torch.rand(n, generator=generator, dtype=torch.float64) < 0.5, -fy, fy)
         angle = angle + (math.pi / 2) * torch.randint(0, 4, (n,), generator=generator).to(torch.float64)
-    if policy == "none":
-        w, h, cx, cy, angle = torch.ones(n), torch.ones(n), torch.zeros(n), torch.zeros(n), torch.zeros(n)
-        w, h, cx, cy, angle = (t.to(torch.float64) for t in (w, h, cx, cy, angle))
     # output pixel -> mirror -> undo the rotation -> into the crop box:  p_in = S R(-angle) F p_out + c
     cos, sin = angle.cos(), angle.sin()
     theta = torch.zeros(n, 2, 3, dtype=torch.float64)

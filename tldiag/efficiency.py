@@ -369,7 +369,6 @@ class ExperimentPlan:
         budgets: Labels per class that will run, ``0`` standing for "all of the pool".
         pool_per_class: The smallest and largest number of pool images of a class.
         schedules: Resolved settings of each trained arm that runs.
-        n_runs: Trained runs in all, the learning-rate search included (the fitted arms are not counted).
         notes: Budgets left out, arms dropped, and anything else the user should know.
         reference: The budget the readouts answer for (the team's budget; 0 = all of the pool).
         trained_budgets: The budgets at which the trained arms run (see :meth:`budgets_of` for one arm).
@@ -383,7 +382,6 @@ class ExperimentPlan:
     budgets: tuple[int, ...]
     pool_per_class: tuple[int, int]
     schedules: Mapping[str, ArmSchedule]
-    n_runs: int
     augment_reason: str
     notes: tuple[str, ...] = ()
     reference: int = 0
@@ -400,6 +398,11 @@ class ExperimentPlan:
         if schedule.at_budget_only:
             return (self.reference,) if self.reference in self.trained_budgets else self.trained_budgets[-1:]
         return self.trained_budgets
+
+    @property
+    def n_runs(self) -> int:
+        """Trained runs in all, the learning-rate search included (the fitted arms are not counted)."""
+        return sum(len(self.budgets_of(a)) * self.config.repeats + len(s.lr_grid) - 1 for a, s in self.schedules.items())
 
 
 def _labelled_split(dataset: ImageDataset, seed: int):
@@ -487,10 +490,8 @@ def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
     if len(rows) < len(dataset):
         notes.append(f"{len(dataset) - len(rows)} of {len(dataset)} target images have no label and are left out.")
     the_plan = ExperimentPlan(resolved, names, len(tr), len(va), len(te), tuple(budgets), (small, large),
-                              schedules, 0, reason, tuple(notes), reference=reference, trained_budgets=trained_at)
-    n_runs = sum(len(the_plan.budgets_of(a)) * config.repeats + len(schedules[a].lr_grid) - 1
-                 for a in arms if a in TRAINED_ARMS)
-    return replace(the_plan, n_runs=n_runs), rows, y, (tr, va, te)
+                              schedules, reason, tuple(notes), reference=reference, trained_budgets=trained_at)
+    return the_plan, rows, y, (tr, va, te)
 
 
 def _schedule_config(schedule: ArmSchedule, config: EfficiencyConfig, **resolved: Any):

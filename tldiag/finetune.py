@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from . import _config
-from .augment import augment_batch
+from .augment import POLICIES, augment_batch
 from .data import ImageDataset, load_dataset, parse_dataset_spec
 from .embed import ProgressFn, ResizeCrop, _autocast, default_num_workers, normalise
 from .errors import SpecError, TldiagError
@@ -59,7 +59,7 @@ def strategy_title(config: "FinetuneConfig") -> str:
     return STRATEGY_TITLES[config.strategy]
 
 
-AUGMENTATIONS = ("auto", "none", "light", "flip", "aerial")
+AUGMENTATIONS = ("auto", *POLICIES)
 AUGMENTATION_TITLES = {
     "none": "none (resize and centre-crop only)",
     "light": "light: random crops of 80-100% of the image, rotations up to 10°, brightness and contrast",
@@ -841,14 +841,13 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
     taps = [t for t in model.default_taps() if t != LOGITS]
     if progress:
         progress(total_steps, total_steps, "comparing pretrained and fine-tuned features (CKA)")
-    pretrained_features = None
-    if parse_model_id(config.model).kind != "random":  # the probe reads every target image's pretrained features:
-        from .embed import embed_dataset                # embedded once (or read from the cache), CKA reuses them
-
-        pretrained_features = embed_dataset(pretrained_model, dataset, taps, num_workers=workers)
+    # the probe reads every target image's pretrained features (embedded once, or read from the embedding cache
+    # that the other pages fill); CKA takes its sample from them instead of a second forward pass
+    pretrained_features = _embeddings(pretrained_model, dataset, taps, workers) \
+        if parse_model_id(config.model).kind != "random" else None
     cka = _cka_by_tap(pretrained_model, model, dataset, rows, y, taps, dev, config.seed, workers,
                       pretrained_features=pretrained_features)
-    probe = _linear_probe(pretrained_model, dataset, rows, y, taps, config.seed, workers) \
+    probe = _linear_probe(pretrained_features, model.depths, rows, y, taps, config.seed) \
         if pretrained_features is not None else None
     return FinetuneResult(config=config, classes=names, n_train=len(tr), n_val=len(va), n_test=len(te),
                           test_accuracy=test_acc, test_f1=test_f1, val_accuracy=fitted.val_accuracy,
@@ -915,18 +914,26 @@ def _cka_by_tap(pretrained: Model, finetuned: Model, dataset: ImageDataset, rows
     return out
 
 
-def _linear_probe(model: Model, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray, taps: Sequence[str],
-                  seed: int, workers: int) -> dict[str, Any] | None:
-    """The linear probe of the frozen pretrained features on the same first split (the best tap), reading the
-    embedding cache that the other pages fill."""
+def _embeddings(model: Model, dataset: ImageDataset, taps: Sequence[str], workers: int):
+    """The model's embeddings of every image of ``dataset`` at ``taps`` (cached); None when they cannot be made."""
     from .embed import embed_dataset
+
+    try:
+        return embed_dataset(model, dataset, taps, num_workers=workers)
+    except TldiagError:
+        return None
+
+
+def _linear_probe(embeddings, depths: Mapping[str, float], rows: np.ndarray, y: np.ndarray, taps: Sequence[str],
+                  seed: int) -> dict[str, Any] | None:
+    """The linear probe of the frozen pretrained ``embeddings`` (of the whole dataset) on the same first split (the
+    best tap)."""
     from .probes import ProbeConfig, probe_curve
 
     try:
-        emb = embed_dataset(model, dataset, taps, num_workers=workers)
-        labels = np.full(len(dataset), -1, dtype=np.int64)
+        labels = np.full(len(embeddings.labels), -1, dtype=np.int64)
         labels[rows] = y
-        curve = probe_curve({t: np.asarray(emb[t]) for t in taps}, labels, depths=model.depths,
+        curve = probe_curve({t: np.asarray(embeddings[t]) for t in taps}, labels, depths=depths,
                             config=ProbeConfig(n_splits=1), random_state=seed)
     except TldiagError:
         return None
