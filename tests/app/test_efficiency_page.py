@@ -14,12 +14,14 @@ def test_the_form_shows_the_plan_and_the_cpu_settings(open_page):
     assert not at.exception, [e.value for e in at.exception]
     captions = " ".join(c.value for c in at.caption)
     assert "80 pool, 20 validation and 20 test images in 10 classes" in captions
-    assert "budgets 1, 2, 5, all × 3 repeats · 28 trained runs · cpu settings on cpu" in captions
+    # the small CNN at 4 budgets x 3 repeats + 2 more learning rates; on a CPU fine-tuning at the budget only ("all")
+    assert "budgets 1, 2, 5, all × 3 repeats · 19 trained runs · cpu settings on cpu" in captions
     assert "Budgets 10, 20, 50, 100 per class are at or above the 8 pool images" in captions
     assert "same-architecture scratch arm is left out on a CPU" in captions
     table = at.dataframe[0].value
     assert list(table["arm"]) == ["Scratch (small CNN)", "Transfer, fine-tuned"]
     assert "CPU setting" in table["note"].iloc[1] and table["settings"].iloc[0].startswith("32 px, ≤ 12 epochs")
+    assert table["settings"].iloc[1].endswith("at your budget only")
     assert all("× {0.3, 1, 3} searched on validation" in s for s in table["settings"])
     assert any("No experiments yet" in i.value for i in at.info)
     at.multiselect(key="w_eff_arms").set_value(["small-cnn", "scratch"]).run()
