@@ -4,34 +4,30 @@ Pages call these functions; tldiag itself never imports streamlit.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
 
+from app_cache import NoWarmUp, SharedResults, UmapWarmUp, start_umap_warm_up
+
 from tldiag.data import ImageDataset, load_dataset
-from tldiag.efficiency import EfficiencyConfig, ExperimentPlan, plan_experiment
-from tldiag.efficiency import submit as submit_efficiency
+from tldiag.training.efficiency import EfficiencyConfig, ExperimentPlan, plan_experiment
 from tldiag.embed import EmbeddingPair, Embeddings, embed_dataset, embed_pair, is_cached
 from tldiag.errors import TldiagError
-from tldiag.finetune import FinetuneConfig, Plan, plan
-from tldiag.finetune import submit as submit_finetune
-from tldiag.jobs import Job, JobStore
+from tldiag.training.finetune import FinetuneConfig, Plan, plan
+from tldiag.training.jobs import Job, JobStore, launch as launch_job
 from tldiag.metrics import ShiftReport, Thresholds, domain_classifier, shift_report
 from tldiag.leaderboard import Leaderboard, leaderboard as run_leaderboard
 from tldiag.models import Model, load_model, random_init_id
 from tldiag.probes import ProbeConfig, ProbeReport, probe_report
 from tldiag.projection import Projection, ProjectionParams, point_images, project_pair, thumbnail_images
 from tldiag.setup import Setup
-from tldiag import report as decision
-from tldiag.verdict import Rules, load_rules
+from tldiag.decision import report as decision
+from tldiag.decision.verdict import Rules, load_rules
 
 SETUP_KEY = "setup"
 
@@ -145,38 +141,17 @@ def require_embeddings(setup: Setup) -> EmbeddingPair:
 
 
 @st.cache_resource
-def _results() -> tuple[threading.Lock, OrderedDict, dict]:
-    """Analysis results shared by every session of this server, most recently used last, and one lock per
-    result being computed."""
-    return threading.Lock(), OrderedDict(), {}
+def _results() -> SharedResults:
+    """Analysis results shared by every session of this server (see :class:`app_cache.SharedResults`)."""
+    return SharedResults()
 
 
 def _cached(key: tuple, compute: Callable[[], object], max_entries: int = 32):
     """``compute()`` once per key for the whole server: a second session asking while the first computes waits
     for that result instead of computing it again."""
-    lock, store, computing = _results()
-    with lock:
-        key_lock = computing.setdefault(key, threading.Lock())
-    waiting = st.spinner("Another session is computing this right now; waiting for its result…") \
-        if key_lock.locked() else contextlib.nullcontext()
-    with waiting:
-        key_lock.acquire()
-    try:
-        with lock:
-            if key in store:
-                store.move_to_end(key)
-                return store[key]
-        value = compute()
-        with lock:
-            store[key] = value
-            while len(store) > max_entries:
-                store.popitem(last=False)
-        return value
-    finally:
-        key_lock.release()
-        with lock:
-            if computing.get(key) is key_lock and not key_lock.locked():
-                computing.pop(key, None)
+    return _results().get(key, compute, max_entries=max_entries,
+                          waiting=lambda: st.spinner("Another session is computing this right now; waiting for its "
+                                                     "result…"))
 
 
 def shift(setup: Setup, pair: EmbeddingPair, *, n_permutations: int = 1000, max_samples: int | None = 5000,
@@ -197,37 +172,11 @@ def shift(setup: Setup, pair: EmbeddingPair, *, n_permutations: int = 1000, max_
     return report.with_thresholds(thresholds)
 
 
-class _WarmUp:
-    """The background compilation of umap-learn's numba code, started once per server process."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.seconds: float | None = None
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._run, name="tldiag-umap-warm-up", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        from tldiag.projection import warm_up
-
-        try:
-            self.seconds = warm_up()
-        except Exception as exc:  # reported on the Explorer page; the projection then compiles in front
-            self.error = f"{type(exc).__name__}: {exc}"
-
-
-class _NoWarmUp:
-    started, seconds, error = 0.0, None, None
-    thread = threading.Thread()  # never started: is_alive() is False
-
-
 @st.cache_resource(show_spinner=False)
-def umap_warm_up() -> _WarmUp | _NoWarmUp:
+def umap_warm_up() -> UmapWarmUp | NoWarmUp:
     """Start compiling UMAP in the background (once per server; app.py calls this on every run), unless
     ``TLDIAG_UMAP_WARMUP=0``."""
-    if os.environ.get("TLDIAG_UMAP_WARMUP", "1").strip() == "0":
-        return _NoWarmUp()
-    return _WarmUp()
+    return start_umap_warm_up()
 
 
 def _wait_for_warm_up(expected_s: float = 30.0) -> None:
@@ -333,9 +282,7 @@ def leaderboard(setup: Setup, model_ids: tuple[str, ...], config: ProbeConfig) -
 
 def leaderboard_if_cached(setup: Setup, model_ids: tuple[str, ...], config: ProbeConfig) -> Leaderboard | None:
     """The leaderboard when this server has already computed it, else None (nothing is computed)."""
-    lock, store, _ = _results()
-    with lock:
-        return store.get(("leaderboard", setup, model_ids, config))
+    return _results().peek(("leaderboard", setup, model_ids, config))
 
 
 def show_error(exc: Exception) -> None:
@@ -365,8 +312,8 @@ def finetune_plan(config: FinetuneConfig) -> Plan:
 
 def launch_finetune(config: FinetuneConfig, name: str | None) -> Job:
     """Check and launch a fine-tuning job (a separate process that outlives this session)."""
-    return submit_finetune(config, name=name, store=job_store(), model=model(config.model, config.resolution),
-                           dataset=dataset(config.target))
+    return launch_job("finetune", config, name=name, store=job_store(), model=model(config.model, config.resolution),
+                      dataset=dataset(config.target))
 
 
 def efficiency_plan(config: EfficiencyConfig) -> ExperimentPlan:
@@ -377,7 +324,7 @@ def efficiency_plan(config: EfficiencyConfig) -> ExperimentPlan:
 
 def launch_efficiency(config: EfficiencyConfig, name: str | None) -> Job:
     """Check and launch a data-efficiency experiment as a background job."""
-    return submit_efficiency(config, name=name, store=job_store(), dataset=dataset(config.target))
+    return launch_job("efficiency", config, name=name, store=job_store(), dataset=dataset(config.target))
 
 
 # ---------------------------------------------------------------- the parts every job page shares

@@ -63,7 +63,7 @@ c4.metric("Usable source (ESS)", f"{100 * dom.ess_fraction:.0f}%",
           help="Effective sample size of the importance weights p(t|x)/p(s|x): the share of the source that "
                "still counts once re-weighted to look like the target.")
 c4.caption(f"CORAL {res.coral:.3g} · Fréchet {res.frechet:.3g}")
-if dom.pad >= 1.5 and res.light.colour != "red":
+if dom.pad >= app_state.verdict_rules().pages.shift_separable_pad and res.light.colour != "red":
     st.info(f"The two signals measure different things. A linear classifier tells the domains apart almost "
             f"perfectly (PAD {dom.pad:.2f}), so each image carries some trace of its domain, while the MMD says the "
             "two clouds overlap more than that suggests in this layer's geometry. A consistent but modest shift "

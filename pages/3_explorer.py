@@ -76,7 +76,7 @@ m2.caption("1 = every neighbour in the picture is a real one")
 m3.metric("Images shown", f"{len(proj.coords):,}",
           help="A stratified random sample per domain when a domain is larger than the limit.")
 m3.caption(f"{proj.n_source:,} of {proj.n_source_total:,} source · {proj.n_target:,} of {proj.n_target_total:,} target")
-if mix.score < 0.3:
+if mix.score < app_state.verdict_rules().pages.explorer_islands_mixing:
     st.warning(f"The target forms its own islands at {proj.layer}: few of its nearest neighbours are source images "
                f"(mixing {mix.score:.2f}). Frozen features from this layer will see it as out of distribution.")
 

@@ -54,7 +54,7 @@ c3.metric("Gain over random init", "—" if gain is None else f"{100 * gain:+.1f
 c3.caption("at " + best.tap if floor is not None else "not computed (see settings)")
 c4.metric("Chance (majority class)", f"{target.chance:.3f}", help="Always predicting the most frequent target class.")
 c4.caption(f"{len(target.classes)} classes · {target.n_train}/{target.n_val}/{target.n_test} train/val/test")
-if gain is not None and gain < 0.02:
+if gain is not None and gain < app_state.verdict_rules().pages.probes_floor_gain:
     st.warning(f"The pretrained features are barely better than random weights on this target ({100 * gain:+.1f} "
                "points at the best tap): a sign of negative or no transfer. Check the shift, or fine-tune deeper.")
 

@@ -9,8 +9,9 @@ import streamlit as st
 import app_state
 from tldiag import viz
 from tldiag.errors import TldiagError
-from tldiag.finetune import (AUGMENTATION_TITLES, AUGMENTATIONS, STRATEGIES, STRATEGY_TITLES, FinetuneConfig,
-                             FinetuneResult, register_result, scratch_config)
+from tldiag.training import configs
+from tldiag.training.finetune import (AUGMENTATION_TITLES, AUGMENTATIONS, STRATEGIES, STRATEGY_TITLES,
+                                      FinetuneResult, register_result, scratch_config, scratch_job)
 from tldiag.models import architecture_id
 
 st.title("Fine-tune")
@@ -21,8 +22,7 @@ setup = app_state.current_setup()
 store = app_state.job_store()
 
 # ---------------------------------------------------------------- form
-base = FinetuneConfig(model=setup.model, target=setup.target_spec, source=setup.source_spec,
-                      resolution=setup.resolution, seed=setup.seed)
+base = configs.finetune_base(setup)
 try:
     rec = app_state.finetune_plan(base).recommendation
 except TldiagError as exc:
@@ -120,22 +120,13 @@ def _arch(model_id: str) -> str | None:
 
 
 def _scratch_job(result: FinetuneResult):
-    """A finished from-scratch run with the same data, split and epochs, if there is one."""
+    """A finished from-scratch run with the same data, split and epochs, if there is one, and its configuration."""
     try:
         twin = scratch_config(result.config)
     except TldiagError:
-        twin = None
-    if twin is None:
         return None, None
-    for j in jobs:
-        if j.status == "done" and j.kind == "finetune":
-            try:
-                cfg = FinetuneConfig.from_dict(j.config)
-            except TldiagError:
-                continue
-            if (cfg.model, cfg.target, cfg.seed, cfg.resolution) == (twin.model, twin.target, twin.seed, twin.resolution):
-                return FinetuneResult.from_dict(j.result), twin
-    return None, twin
+    found = scratch_job(result.config, jobs)
+    return (FinetuneResult.from_dict(found.result) if found else None), twin
 
 
 def _show_result(job) -> None:

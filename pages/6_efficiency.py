@@ -8,9 +8,10 @@ import streamlit as st
 
 import app_state
 from tldiag import viz
-from tldiag.efficiency import (ARM_TITLES, ARMS, BUDGETS, PROFILES, EfficiencyConfig, budget_label, curves,
-                               partial_result, readouts, result_of)
 from tldiag.errors import TldiagError
+from tldiag.training import configs
+from tldiag.training.efficiency import (ARM_TITLES, ARMS, BUDGETS, PROFILES, budget_label, curves, partial_result,
+                                        readouts, result_of)
 
 st.title("Data efficiency")
 st.caption("How many labels does transfer save? Every arm learns from 1, 2, 5, … labels per class (several random "
@@ -21,8 +22,7 @@ setup = app_state.current_setup()
 store = app_state.job_store()
 
 # ---------------------------------------------------------------- form
-base = EfficiencyConfig(model=setup.model, target=setup.target_spec, source=setup.source_spec,
-                        resolution=setup.resolution, seed=setup.seed, budget=setup.budget)
+base = configs.efficiency_config(setup)
 st.subheader("New experiment")
 st.markdown(f"`{setup.model}` on `{setup.target_spec}` · {setup.resolution or 'native'} px · seed {setup.seed} · "
             f"your label budget: {setup.budget or 'all'} per class (always run; change them on the Setup page)")

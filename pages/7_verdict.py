@@ -3,10 +3,11 @@ import pandas as pd
 import streamlit as st
 
 import app_state
-from tldiag import report as decision
+from tldiag.decision import report as decision
 from tldiag.errors import TldiagError
-from tldiag.finetune import scratch_config
-from tldiag.verdict import CAUTION, GO, NO_GO, RULES_FILE
+from tldiag.training import configs
+from tldiag.training.finetune import scratch_config
+from tldiag.decision.verdict import CAUTION, GO, NO_GO, RULES_FILE
 
 st.title("Verdict")
 st.caption("Should we transfer from this model to our data, and how? Every signal computed for this setup, read against "
@@ -132,14 +133,14 @@ for m in v.missing:
         elif m.key == "efficiency" and c2.button("Launch the data-efficiency experiment", key="v_run_eff",
                                                  help="The Data efficiency page's defaults, as a background job."):
             _launch("the data-efficiency experiment",
-                    lambda: app_state.launch_efficiency(decision.efficiency_config(setup), None))
+                    lambda: app_state.launch_efficiency(configs.efficiency_config(setup), None))
         elif m.key == "finetune" and c2.button("Launch fine-tuning (recommended strategy)", key="v_run_ft",
                                                help="The Fine-tune page's defaults, as a background job."):
             _launch("fine-tuning", lambda: app_state.launch_finetune(
-                decision.finetune_config(setup, model=app_state.model(setup.model, setup.resolution),
+                configs.finetune_config(setup, model=app_state.model(setup.model, setup.resolution),
                                          dataset=app_state.dataset(setup.target_spec)), None))
         elif m.key == "scratch" and analyses.finetune and c2.button("Launch the scratch baseline", key="v_run_scratch"):
-            from tldiag.finetune import FinetuneConfig
+            from tldiag.training.finetune import FinetuneConfig
 
             twin = scratch_config(FinetuneConfig.from_dict(analyses.finetune["settings"]))
             _launch("the scratch baseline", lambda: app_state.launch_finetune(

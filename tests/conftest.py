@@ -76,7 +76,7 @@ def tiny_model_id() -> str:
 def _no_orphan_jobs(tmp_path):
     """Job processes live in their own sessions and outlive a failed test: cancel whatever a test left running."""
     yield
-    from tldiag.jobs import JobStore
+    from tldiag.training.jobs import JobStore
 
     for db in tmp_path.glob("**/jobs.sqlite3"):
         store = JobStore(db.parent)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tldiag.augment import CROP_SCALE, JITTER, MAX_ROTATION_DEG, affine_params, augment_batch
+from tldiag.training.augment import CROP_SCALE, JITTER, MAX_ROTATION_DEG, affine_params, augment_batch
 from tldiag.data import load_dataset
 from tldiag.embed import ResizeCrop
 from tldiag.models import Preprocessing

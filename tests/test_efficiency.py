@@ -11,11 +11,12 @@ import pytest
 import torch
 from scipy import stats
 
-from tldiag.efficiency import (ArmCurve, EfficiencyConfig, EfficiencyResult, Run, budget_subsets, curves,
-                               labels_to_reach, partial_result, plan_experiment, readouts, run_experiment,
-                               small_cnn, t_interval)
+from tldiag.training.efficiency import (ArmCurve, EfficiencyConfig, EfficiencyResult, Run, budget_subsets, curves,
+                                        labels_to_reach, partial_result, plan_experiment, readouts, run_experiment,
+                                        t_interval)
+from tldiag.training.smallcnn import small_cnn
 from tldiag.errors import TldiagError
-from tldiag.jobs import JobStore
+from tldiag.training.jobs import JobStore
 from tldiag.viz import efficiency_figure
 
 FAST = {"small-cnn": {"epochs": 8, "min_epochs": 8, "min_epoch_images": 96, "lr_grid": (1.0,)}}
@@ -251,12 +252,12 @@ def test_useless_pretrained_features_raise_the_negative_transfer_flag(tmp_path):
 
 @pytest.mark.slow
 def test_a_cancelled_job_keeps_its_finished_runs_and_a_new_launch_reuses_them(tldiag_env):
-    from tldiag.efficiency import submit
+    from tldiag.training.jobs import launch
 
     config = EfficiencyConfig(target="demo:digits?limit=12", resolution=32, arms=("small-cnn", "linear-probe"),
                               budgets=(1, 2), repeats=3, device="cpu", schedules=FAST)
     store = JobStore()
-    job = submit(config, store=store)
+    job = launch("efficiency", config, store=store)
     deadline = time.time() + 240
     while len([m for m in store.metrics(job.id) if m["arm"] == "small-cnn"]) < 2 and time.time() < deadline:
         assert store.get(job.id).active, store.get(job.id).error
@@ -270,7 +271,7 @@ def test_a_cancelled_job_keeps_its_finished_runs_and_a_new_launch_reuses_them(tl
     assert 2 <= len(stored) < 9 and all(r["arm"] == "small-cnn" for r in stored)
     partial = partial_result(job.config, store.metrics(job.id))
     assert partial is not None and len(partial.runs) == len(store.metrics(job.id))
-    again = store.wait(submit(config, store=store).id, timeout=300)
+    again = store.wait(launch("efficiency", config, store=store).id, timeout=300)
     assert again.status == "done", again.error
     result = EfficiencyResult.from_dict(again.result)
     reused = [r for r in result.runs if r.reused]

@@ -9,9 +9,10 @@ import torch
 
 from tldiag.data import load_dataset
 from tldiag.errors import DatasetError, SpecError, TldiagError
-from tldiag.finetune import (FinetuneConfig, FinetuneResult, _l2sp, _param_groups, auto_augmentation, finetune,
-                             plan, recommend, replace_head, scratch_config, stages_of, submit)
-from tldiag.jobs import JobStore
+from tldiag.training.finetune import (FinetuneConfig, FinetuneResult, auto_augmentation, finetune, plan, recommend,
+                                      scratch_config)
+from tldiag.training.jobs import JobStore, launch
+from tldiag.training.loop import _l2sp, _param_groups, replace_head, stages_of
 from tldiag.models import architecture_id, load_model, register_model
 from tldiag.probes import stratified_splits
 
@@ -148,7 +149,7 @@ def test_scratch_baseline_is_the_random_twin_trained_fully():
 @pytest.mark.slow
 def test_a_finetune_job_end_to_end(tmp_path):
     store = JobStore()
-    job = submit(FinetuneConfig(**{**TINY, "epochs": 3}), store=store, name="tiny")
+    job = launch("finetune", FinetuneConfig(**{**TINY, "epochs": 3}), store=store, name="tiny")
     seen = []
     done = store.wait(job.id, timeout=300, poll_s=0.2, on_update=lambda j: seen.append((j.status, j.progress)))
     assert done.status == "done", done.error
@@ -168,7 +169,7 @@ def test_bad_configuration_is_refused_before_any_job_starts(make_folder, changes
     changes = {k: v.format(flat=flat) if isinstance(v, str) else v for k, v in changes.items()}
     store = JobStore()
     with pytest.raises(error):
-        submit(FinetuneConfig(**{**TINY, **changes}), store=store)
+        launch("finetune", FinetuneConfig(**{**TINY, **changes}), store=store)
     assert store.list() == [] and not [p for p in store.root.iterdir() if p.is_dir()]
 
 

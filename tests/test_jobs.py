@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tldiag.errors import TldiagError
-from tldiag.jobs import JobStore, pool_capacity, process_alive
+from tldiag.training.jobs import JobStore, process_alive, queue_capacity
 
 HERE = Path(__file__).resolve().parent
 
@@ -88,10 +88,10 @@ def test_an_exception_in_the_job_fails_it_with_the_message(store):
 
 
 def test_two_launches_queue_on_one_gpu_slot(store):
-    assert pool_capacity("gpu") == 1
+    assert queue_capacity("gpu") == 1
     first = _submit(store, seconds=3.0, device="cuda")
     second = _submit(store, seconds=0.5, device="cuda:0")
-    assert first.pool == second.pool == "gpu"
+    assert first.queue == second.queue == "gpu"
     _until(lambda: store.get(first.id).status == "running")
     time.sleep(1.0)
     waiting = store.get(second.id)
@@ -123,7 +123,7 @@ def test_a_new_process_sees_the_old_jobs(store):
     failed = store.wait(_submit(store, entry="job_helpers:crash").id, timeout=60)
     running = _submit(store, seconds=60, steps=60)
     _until(lambda: store.get(running.id).status == "running")
-    code = ("import json; from tldiag.jobs import JobStore; "
+    code = ("import json; from tldiag.training.jobs import JobStore; "
             "print(json.dumps({j.id: [j.status, j.name, len(JobStore().metrics(j.id))] for j in JobStore().list()}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     seen = json.loads(out.stdout)

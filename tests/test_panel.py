@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from tldiag import panel
-from tldiag.verdict import CAUTION, GO, NO_GO
+from tldiag.decision import panel
+from tldiag.decision.verdict import CAUTION, GO, NO_GO
 
 
 @pytest.mark.parametrize("gain, low, outcome", [(0.2, 0.05, GO), (0.05, -0.01, CAUTION), (0.0, -0.1, NO_GO),
@@ -64,7 +64,7 @@ def test_bench_verdict_prints_the_table_and_the_agreement(tmp_path, capsys):
 
 def test_the_sweep_decides_the_same_evidence_again_and_ranks_the_targets_first():
     from tests.test_verdict import base
-    from tldiag.verdict import Evidence
+    from tldiag.decision.verdict import Evidence
 
     # transfer ahead by 1 point within noise where scratch really wins, and clearly ahead where transfer wins
     close, clear = Evidence(baseline=base(0.01, low=-0.05, high=0.07)), Evidence(baseline=base(0.2))

@@ -11,13 +11,14 @@ import pytest
 
 from tldiag.cli import main
 from tldiag.errors import TldiagError
-from tldiag.efficiency import EfficiencyResult, Run, default_schedules
-from tldiag.finetune import FinetuneConfig, FinetuneResult
-from tldiag.jobs import JobStore
-from tldiag.report import (build_record, efficiency_config, embedded_manifest, figures, gather, matching_jobs,
+from tldiag.training.efficiency import EfficiencyResult, Run, default_schedules
+from tldiag.training.finetune import FinetuneConfig, FinetuneResult
+from tldiag.training.jobs import JobStore
+from tldiag.training.configs import efficiency_config
+from tldiag.decision.report import (build_record, embedded_manifest, figures, gather, matching_jobs,
                            permalink)
 from tldiag.setup import Setup
-from tldiag.verdict import Evidence, decide
+from tldiag.decision.verdict import Evidence, decide
 
 HERE = Path(__file__).resolve().parent
 SETUP = Setup(target="demo:printed-digits", resolution=32, limit=4)

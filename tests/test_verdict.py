@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tldiag.errors import TldiagError
-from tldiag.verdict import (CAUTION, GO, INFO, NO_GO, RULES_FILE, ArmScore, BaselineEvidence, Comparison,
+from tldiag.decision.verdict import (CAUTION, GO, INFO, NO_GO, RULES_FILE, ArmScore, BaselineEvidence, Comparison,
                             DivergenceEvidence, EfficiencyEvidence, Evidence, FinetuneEvidence, ProbeEvidence, Rules,
                             TransferabilityEvidence, _read_toml, decide, load_rules)
 from tldiag.sourcehead import ClassAccuracy, SourceHeadResult

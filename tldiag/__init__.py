@@ -15,12 +15,15 @@ Public API::
     probes.probe_curve(pair.target.features, pair.target.labels)   # linear probe per tap; .recommended
     transferability.logme(pair.target["pre_logits"], pair.target.labels)
 
-    from tldiag import efficiency        # labels saved by transfer: accuracy vs labels, scratch vs transfer
+    from tldiag.training import efficiency   # labels saved by transfer: accuracy vs labels, scratch vs transfer
     result = efficiency.run_experiment(efficiency.EfficiencyConfig(target="demo:printed-digits?limit=50"))
     efficiency.readouts(result).summary
 
+    from tldiag.training.jobs import launch  # the same as a background job (any kind: finetune, efficiency)
+    launch("efficiency", efficiency.EfficiencyConfig(target="demo:printed-digits?limit=50"))
+
     from tldiag.setup import Setup      # the go/no-go verdict and its decision record
-    from tldiag.report import gather, build_record
+    from tldiag.decision.report import gather, build_record
     record = build_record(gather(Setup(), compute=("shift", "probes")))
     record.verdict.decision, record.verdict.recipe, record.html(), record.manifest
 """

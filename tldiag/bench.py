@@ -34,7 +34,7 @@ fine-tune) and ``tldiag report --fast`` (no training beyond the baselines), each
 on the demo and on 500 + 500 images of 28x28 digits (handwritten upscaled from 8x8, and printed) at 128 px. Targets:
 the whole decision <= 300 s, the fast verdict <= 60 s, printed as ratios.
 
-``verdict``: the scenario panel of :mod:`tldiag.panel`: per scenario the realised outcome (stored; ``--realise``
+``verdict``: the scenario panel of :mod:`tldiag.decision.panel`: per scenario the realised outcome (stored; ``--realise``
 recomputes it), the fast verdict and the full verdict, and the agreement rates. Targets: full >= 90%, fast >= 75%,
 and the fast verdict never GO where the realised outcome is NO-GO.
 """
@@ -112,8 +112,8 @@ def bench_mmd(n: int, d: int, permutations: int, loop_permutations: int, referen
     import numpy as np
 
     from .metrics import median_heuristic, mmd_test
-    from .metrics._checks import metric_device
-    from .metrics.mmd import _statistics
+    from .validation import metric_device
+    from .metrics.mmd import permutation_statistics
 
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d))
@@ -151,7 +151,7 @@ def bench_mmd(n: int, d: int, permutations: int, loop_permutations: int, referen
     splits = np.zeros((len(check), 2 * n), dtype=bool)
     for k, p in enumerate(check):
         splits[k, p[:n].cpu().numpy()] = True
-    batched, _, _ = _statistics(Z_np, splits, np.zeros((2 * n, 0)), np.zeros((2 * n, 0)),
+    batched, _, _ = permutation_statistics(Z_np, splits, np.zeros((2 * n, 0)), np.zeros((2 * n, 0)),
                                 (sigma,), dev, 1 << 30)
     null_scale = float(np.std(loop_null)) or 1.0
     per_perm = loop_s / loop_permutations
@@ -338,7 +338,7 @@ def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, ta
     import tempfile
     from collections import defaultdict
 
-    from .efficiency import ARM_TITLES, EfficiencyConfig, budget_label, curves, readouts, run_experiment
+    from .training.efficiency import ARM_TITLES, EfficiencyConfig, budget_label, curves, readouts, run_experiment
 
     old = os.environ.get("TLDIAG_HOME")
     with tempfile.TemporaryDirectory(prefix="tldiag-bench-") as home:
@@ -433,7 +433,7 @@ def bench_verdict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import panel
-    from .verdict import load_rules
+    from .decision.verdict import load_rules
 
     names = [n.strip() for n in (args.scenarios or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in {s.name for s in panel.SCENARIOS}]
@@ -535,9 +535,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("verdict", help="the scenario panel: fast and full verdicts against realised outcomes")
     p.add_argument("--realise", action="store_true",
                    help="recompute the realised outcomes (long fair schedules, ~40 min on 2 cores) and store them in "
-                        "tldiag/panel_outcomes.json, instead of reading them")
+                        "tldiag/decision/panel_outcomes.json, instead of reading them")
     p.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
-    p.add_argument("--outcomes", help="the outcomes file to read or write (default: tldiag/panel_outcomes.json)")
+    p.add_argument("--outcomes", help="the outcomes file to read or write "
+                                      "(default: tldiag/decision/panel_outcomes.json)")
     p.add_argument("--rules", help="verdict rules file (default: the shipped thresholds)")
     p.add_argument("--json", metavar="FILE", help="also write the table, with the evidence of every verdict, as JSON")
     p.add_argument("--sweep", type=int, nargs="?", const=10, default=0, metavar="N",
@@ -637,6 +638,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio engine/bare: {r['ratio']:.3f}  (median of {args.repeats} paired runs, range {lo:.3f}-{hi:.3f}; "
           f"target >= 0.9: {'PASS' if r['ratio'] >= 0.9 else 'FAIL'})")
     return 0
+
+
+__all__ = ["bench_embed", "bench_mmd", "synthetic_embeddings", "bench_umap", "bench_probe", "bench_efficiency",
+           "bench_report", "bench_verdict", "main"]
 
 
 if __name__ == "__main__":

@@ -171,3 +171,7 @@ def json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot store {type(value).__name__} in a JSON result")
+
+
+__all__ = ["CACHE_VERSION", "atomic_write", "atomic_write_text", "make_key", "Entry", "EmbeddingStore", "JsonStore",
+           "json_default"]

@@ -84,17 +84,27 @@ def _taps(args: argparse.Namespace, model) -> list[str]:
     return args.layers.split(",") if args.layers else model.default_taps()
 
 
+def _spec(args: argparse.Namespace, spec: str | None) -> str | None:
+    """A dataset spec with the arguments' per-class limit and seed, as the app's :class:`~tldiag.setup.Setup` adds
+    them (so the CLI subsamples the same images as the dashboard for every seed)."""
+    from .setup import Setup
+
+    if not spec:
+        return None
+    return Setup(limit=args.limit, seed=getattr(args, "seed", 0) or 0).with_limit(spec)
+
+
 def _embed_roles(args: argparse.Namespace, *, need_both: bool) -> tuple[object, dict, dict]:
     """Load the model and datasets named by the arguments and embed them, with progress on stderr; returns
     the model, the embeddings by role and the datasets by role."""
-    from .data import compare_classes, load_dataset, with_options
+    from .data import compare_classes, load_dataset
     from .embed import embed_dataset
     from .models import load_model
 
     if need_both and not (args.source and args.target):
         raise TldiagError("Give both --source and --target, e.g. --source demo:digits --target demo:printed-digits.")
     model = load_model(args.model, resolution=args.resolution)
-    datasets = {role: load_dataset(with_options(spec, limit=args.limit))
+    datasets = {role: load_dataset(_spec(args, spec))
                 for role, spec in (("source", args.source), ("target", args.target)) if spec}
     if not datasets:
         raise TldiagError("Give at least --source or --target, e.g. --source demo:digits.")
@@ -272,14 +282,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def _finetune_config(args: argparse.Namespace):
     """The run the arguments describe (``--strategy auto`` is settled by the caller's plan), checked."""
-    from .data import with_options
-    from .finetune import FinetuneConfig
+    from .training.finetune import FinetuneConfig
 
     if not args.target:
         raise TldiagError("Give --target, the labelled dataset to fine-tune on, e.g. --target demo:printed-digits.")
     return FinetuneConfig(
-        model=args.model, target=with_options(args.target, limit=args.limit, seed=args.seed or None),
-        source=with_options(args.source, limit=args.limit, seed=args.seed or None) if args.source else None,
+        model=args.model, target=_spec(args, args.target), source=_spec(args, args.source),
         resolution=args.resolution, strategy="full" if args.strategy == "auto" else args.strategy,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, backbone_lr_mult=args.backbone_lr_mult,
         weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, augment=args.augment,
@@ -289,8 +297,8 @@ def _finetune_config(args: argparse.Namespace):
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .finetune import plan, strategy_title, submit
-    from .jobs import JobStore
+    from .training.finetune import plan, strategy_title
+    from .training.jobs import JobStore, launch
     from .models import load_model
 
     config = _finetune_config(args)
@@ -311,7 +319,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if reason:
             print(f"  why: {reason}" if reason in reasons or reason == p.augment_reason else f"  note: {reason}")
     store = JobStore()
-    job = submit(c, name=args.name, store=store, model=model, dataset=dataset)
+    job = launch("finetune", c, name=args.name, store=store, model=model, dataset=dataset)
     print(f"job {job.id} {job.status} (log: {job.log_path})")
     if not args.wait:
         print(f"it runs in the background; `tldiag jobs show {job.id}` follows it, `tldiag jobs cancel {job.id}` "
@@ -322,9 +330,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_efficiency(args: argparse.Namespace) -> int:
-    from .data import load_dataset, with_options
-    from .efficiency import ARM_TITLES, EfficiencyConfig, budget_label, plan_experiment, submit
-    from .jobs import JobStore
+    from .data import load_dataset
+    from .training.efficiency import ARM_TITLES, EfficiencyConfig, budget_label, plan_experiment
+    from .training.jobs import JobStore, launch
 
     if not args.target:
         raise TldiagError("Give --target, the labelled dataset, e.g. --target demo:printed-digits --limit 50.")
@@ -337,8 +345,7 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
                 from None
 
     config = EfficiencyConfig(
-        model=args.model, target=with_options(args.target, limit=args.limit, seed=args.seed or None),
-        source=with_options(args.source, limit=args.limit, seed=args.seed or None) if args.source else None,
+        model=args.model, target=_spec(args, args.target), source=_spec(args, args.source),
         resolution=args.resolution, budgets=ints(args.budgets, "budgets"), include_all=not args.no_all,
         repeats=args.repeats, arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()), profile=args.profile,
         augment=args.augment, seed=args.seed, device=args.device, budget=args.budget)
@@ -354,7 +361,7 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
     for note in p.notes:
         print(f"  note: {note}")
     store = JobStore()
-    job = submit(c, name=args.name, store=store, dataset=dataset)
+    job = launch("efficiency", c, name=args.name, store=store, dataset=dataset)
     print(f"job {job.id} {job.status} (log: {job.log_path})")
     if args.detach:
         print(f"it runs in the background; `tldiag jobs show {job.id}` follows it, `tldiag jobs cancel {job.id}` "
@@ -385,7 +392,7 @@ def _follow(store, job_id: str, json_path: str | None) -> int:
 
 def _job_payload(store, job) -> dict:
     if job.kind == "efficiency" and job.status == "done":
-        from .efficiency import readouts, result_of
+        from .training.efficiency import readouts, result_of
 
         return {"id": job.id, "name": job.name, "kind": job.kind, "status": job.status, **job.result,
                 "readouts": readouts(result_of(job)).to_dict(), "log": str(job.log_path)}
@@ -403,7 +410,7 @@ def _print_job(store, job) -> None:
         cols = [c for c in ("epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy") if c in rows[0]]
         print(_table([{c: (f"{r[c]:.4f}" if isinstance(r[c], float) else r[c]) for c in cols} for r in rows], cols))
     if job.status == "done" and job.kind == "finetune":
-        from .finetune import FinetuneResult
+        from .training.finetune import FinetuneResult
 
         r = FinetuneResult.from_dict(job.result)
         print(f"test accuracy {r.test_accuracy:.3f} (macro-F1 {r.test_f1:.3f}) on {r.n_test} images; best epoch "
@@ -416,7 +423,7 @@ def _print_job(store, job) -> None:
               + ", ".join(f"{t} {v:.3f}" for t, v in r.changed_most))
         print(f"checkpoint: {r.checkpoint}  (`tldiag jobs register {job.id} NAME` makes it a model)")
     elif job.status == "done" and job.kind == "efficiency":
-        from .efficiency import result_of
+        from .training.efficiency import result_of
 
         _print_efficiency(result_of(job))
     elif job.error:
@@ -424,7 +431,7 @@ def _print_job(store, job) -> None:
 
 
 def _print_efficiency(result) -> None:
-    from .efficiency import ARM_TITLES, budget_label, curves, readouts
+    from .training.efficiency import ARM_TITLES, budget_label, curves, readouts
 
     cs = curves(result)
     budgets = [b for b in result.budgets if any(b in c.budgets for c in cs.values())]
@@ -479,7 +486,7 @@ class _Bars:
 
 def _start_job(store, kind: str, submit, setup):
     """The setup's running ``kind`` job, or a new one from ``submit()``; None when it cannot run (said why)."""
-    from .report import matching_jobs
+    from .decision.report import matching_jobs
 
     active = matching_jobs(setup, kind, store, done=False)
     try:
@@ -507,10 +514,11 @@ def _run_job(store, kind: str, submit, setup, job=None) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .jobs import JobStore
-    from .report import ANALYSES, COMPUTED_HERE, build_record, efficiency_config, finetune_config, gather
+    from .training.jobs import JobStore, launch
+    from .decision.report import ANALYSES, COMPUTED_HERE, build_record, gather
+    from .training.configs import efficiency_config, finetune_config
     from .setup import Setup
-    from .verdict import load_rules
+    from .decision.verdict import load_rules
 
     skip = tuple(a.strip() for a in (args.skip or "").split(",") if a.strip())
     if args.fast:
@@ -545,9 +553,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if "efficiency" not in skip and analyses.efficiency is None:
         ran = True
         config = efficiency_config(setup, profile=args.profile)
-        from .efficiency import submit as submit_efficiency
-
-        efficiency_job = _start_job(store, "efficiency", lambda: submit_efficiency(config, store=store), setup)
+        efficiency_job = _start_job(store, "efficiency", lambda: launch("efficiency", config, store=store), setup)
     if later:
         ran, bars = True, _Bars()
         try:
@@ -558,11 +564,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         if _run_job(store, "efficiency", None, setup, job=efficiency_job) in ("failed", "cancelled"):
             failed.append("efficiency")
     if "finetune" not in skip and analyses.finetune is None:
-        from .finetune import submit as submit_finetune
-
         ran = True
+
         def launch_finetune():
-            return submit_finetune(finetune_config(setup, epochs=args.epochs), store=store)
+            return launch("finetune", finetune_config(setup, epochs=args.epochs), store=store)
 
         if _run_job(store, "finetune", launch_finetune, setup) in ("failed", "cancelled"):
             failed.append("finetune")
@@ -614,7 +619,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from .jobs import JobStore
+    from .training.jobs import JobStore
 
     store = JobStore()
     if args.action == "list":
@@ -648,7 +653,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.action == "wait":
         return max(_follow(store, job_id, args.json) for job_id in args.ids)
     # register
-    from .finetune import FinetuneResult, register_result
+    from .training.finetune import FinetuneResult, register_result
 
     if len(args.ids) != 2:
         raise TldiagError("Use `tldiag jobs register JOB_ID NAME`, e.g. tldiag jobs register finetune-20261122-1105-ab12 "
@@ -697,22 +702,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tldiag", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tldiag {__import__('tldiag').__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _models_parser(sub)
+    _datasets_parser(sub)
+    _embed_parser(sub)
+    _shift_parser(sub)
+    _project_parser(sub)
+    _probe_parser(sub)
+    _finetune_parser(sub)
+    _efficiency_parser(sub)
+    _report_parser(sub)
+    _jobs_parser(sub)
+    return parser
 
+
+def _models_parser(sub) -> None:
     p = sub.add_parser("models", help="list the model registry (offline and cached models first)")
     p.add_argument("--all", action="store_true", help="also list models that need a download, and timm")
     p.add_argument("--json", metavar="FILE", help="also write the list as JSON ('-' for stdout)")
     p.set_defaults(func=cmd_models)
 
+
+def _datasets_parser(sub) -> None:
     p = sub.add_parser("datasets", help="open dataset specs and print counts per class and skipped files")
     p.add_argument("spec", nargs="+", help="e.g. demo:digits, folder:/data/xrays, torchvision:MNIST?split=test")
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(func=cmd_datasets)
 
+
+def _embed_parser(sub) -> None:
     p = sub.add_parser("embed", help="compute (or read cached) embeddings of a source and a target dataset")
     _add_pair_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-class subsample (default 0, as in the app)")
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(func=cmd_embed)
 
+
+def _shift_parser(sub) -> None:
     p = sub.add_parser("shift", help="MMD test, domain classifier, CORAL and Fréchet for every layer")
     _add_pair_arguments(p)
     p.add_argument("--permutations", type=int, default=1000, help="permutations of each MMD test (default 1000)")
@@ -724,6 +749,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write every metric, null distributions included")
     p.set_defaults(func=cmd_shift)
 
+
+def _project_parser(sub) -> None:
     p = sub.add_parser("project", help="2-D map (UMAP, PCA, t-SNE) of one layer, k-NN mixing, trustworthiness")
     _add_pair_arguments(p)
     p.add_argument("--layer", default="pre_logits", help="tap to project (default pre_logits)")
@@ -741,6 +768,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the scores, per-class mixing and settings")
     p.set_defaults(func=cmd_project)
 
+
+def _probe_parser(sub) -> None:
     p = sub.add_parser("probe", help="linear probes at every layer, transferability scores, a leaderboard of models")
     _add_pair_arguments(p)
     p.add_argument("--splits", type=int, default=3, help="random train/validation/test splits (default 3)")
@@ -753,7 +782,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the curves, scores and leaderboard")
     p.set_defaults(func=cmd_probe)
 
-    from .finetune import AUGMENTATIONS, STRATEGIES, FinetuneConfig
+
+def _finetune_parser(sub) -> None:
+    from .training.finetune import AUGMENTATIONS, STRATEGIES, FinetuneConfig
 
     d = FinetuneConfig()
     p = sub.add_parser("finetune", help="fine-tune the model on the target as a background job (see `tldiag jobs`)")
@@ -780,7 +811,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the job (with --wait: its result, metrics and log path)")
     p.set_defaults(func=cmd_finetune)
 
-    from .efficiency import ARMS, BUDGETS, PROFILES, EfficiencyConfig
+
+def _efficiency_parser(sub) -> None:
+    from .training.finetune import AUGMENTATIONS
+    from .training.efficiency import ARMS, BUDGETS, PROFILES, EfficiencyConfig
 
     e = EfficiencyConfig()
     p = sub.add_parser("efficiency", help="accuracy vs number of target labels, scratch vs transfer, as a background job")
@@ -808,6 +842,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the result: every run, the settings and the readouts")
     p.set_defaults(func=cmd_efficiency)
 
+
+def _report_parser(sub) -> None:
+    from .training.efficiency import PROFILES
+    from .training.finetune import FinetuneConfig
+
+    d = FinetuneConfig()
     p = sub.add_parser("report", help="the whole analysis headless: go/no-go verdict, HTML report, JSON manifest")
     _add_pair_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the subsampling and every analysis (default 0)")
@@ -821,8 +861,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "experiment (same as --skip projection,efficiency,finetune)")
     p.add_argument("--profile", choices=PROFILES, default="auto", help="settings of the data-efficiency experiment")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"most epochs of the fine-tuning run (default {d.epochs})")
-    p.add_argument("--rules", metavar="FILE", help="verdict thresholds (TOML; default: tldiag/verdict_rules.toml, or "
-                                                 "the file TLDIAG_VERDICT_RULES names)")
+    p.add_argument("--rules", metavar="FILE", help="verdict thresholds (TOML; default: "
+                                                 "tldiag/decision/verdict_rules.toml, or the file "
+                                                 "TLDIAG_VERDICT_RULES names)")
     p.add_argument("--base-url", help="the dashboard's address, for the permalink (e.g. http://tldiag.internal:8501)")
     p.add_argument("--fail-on", choices=["never", "no-go", "caution"], default="never",
                    help="exit with status 3 when the decision is NO-GO (no-go) or not GO (caution); default never")
@@ -830,6 +871,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the JSON manifest ('-' for stdout)")
     p.set_defaults(func=cmd_report)
 
+
+def _jobs_parser(sub) -> None:
     p = sub.add_parser("jobs", help="list, show, wait for, cancel background jobs; register a fine-tuned checkpoint")
     p.add_argument("action", nargs="?", default="list", choices=["list", "show", "wait", "cancel", "register"])
     p.add_argument("ids", nargs="*", help="job ids (register: JOB_ID NAME)")
@@ -837,7 +880,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lines", type=int, default=20, help="show: lines of the log (default 20)")
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(func=cmd_jobs)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -850,6 +892,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tldiag: interrupted", file=sys.stderr)
         return 130
+
+
+__all__ = ["cmd_models", "cmd_datasets", "cmd_embed", "cmd_shift", "cmd_project", "cmd_probe", "cmd_finetune",
+           "cmd_efficiency", "cmd_report", "cmd_jobs", "build_parser", "main"]
 
 
 if __name__ == "__main__":

@@ -566,3 +566,8 @@ def compare_classes(source: ImageDataset, target: ImageDataset) -> ClassComparis
     return ClassComparison(shared=tuple(c for c in s if c in t),
                            source_only=tuple(c for c in s if c not in t),
                            target_only=tuple(c for c in t if c not in s), unlabelled=unlabelled)
+
+
+__all__ = ["IMAGE_EXTENSIONS", "DATASET_KINDS", "DEMO_DATASETS", "TORCHVISION_DATASETS", "UNLABELLED", "DatasetSpec",
+           "parse_dataset_spec", "with_options", "to_rgb", "SkippedFile", "find_fonts", "ImageDataset", "load_dataset",
+           "ClassComparison", "compare_classes"]

@@ -26,7 +26,7 @@ def ensure_source_model() -> str:
     from . import _config
     from .data import load_dataset
     from .embed import embed_dataset
-    from .finetune import _save
+    from .training.loop import save_state
     from .models import PRE_LOGITS, load_model, register_model, registered_models
     from .probes import stratified_splits
 
@@ -51,7 +51,7 @@ def ensure_source_model() -> str:
         state[f"{name}.weight"] = torch.as_tensor(weight, dtype=head.weight.dtype)
         state[f"{name}.bias"] = torch.as_tensor(clf.intercept_ - weight @ mu, dtype=head.bias.dtype)
         path = folder / f"{DEMO_SOURCE_MODEL}.pt"
-        _save(state, path)
+        save_state(state, path)
         register_model(DEMO_SOURCE_MODEL, path, "efficientnet-lite0", classes=tuple(source.classes),
                        trained_on=DEMO_SOURCE_SPEC,
                        description=f"EfficientNet-Lite0 with a head trained on {len(fit_rows)} handwritten digits "

@@ -147,7 +147,7 @@ def is_cached(model: Model, dataset: ImageDataset, taps: Sequence[str] | None = 
     return all(entry_key(model, t, dataset) in store for t in stored_taps(model, taps))
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
@@ -166,7 +166,7 @@ class _Forward:
         while start < x.shape[0]:
             chunk = x[start:start + self.max_batch]
             try:
-                with _autocast(self.device):
+                with autocast(self.device):
                     out = self.model.extract(chunk, self.taps)
             except torch.cuda.OutOfMemoryError:
                 if self.max_batch == 1:
@@ -236,9 +236,9 @@ def embed_dataset(model: Model, dataset: ImageDataset, taps: Sequence[str] | Non
             hits = {t: t in features for t in wanted}
             missing = [t for t in wanted if t not in features]
             if missing:
-                computed, ips = _compute(model, dataset, missing, batch_size=batch_size, device=device,
-                                         num_workers=num_workers, progress=progress,
-                                         offset=_progress_offset, total=total)
+                computed, ips = compute_taps(model, dataset, missing, batch_size=batch_size, device=device,
+                                             num_workers=num_workers, progress=progress,
+                                             offset=_progress_offset, total=total)
                 for t in missing:
                     if use_cache:
                         store.put(keys[t], computed[t], dataset.labels, _manifest(model, t, dataset, computed[t],
@@ -263,9 +263,9 @@ def embed_pair(model: Model, source: ImageDataset, target: ImageDataset, taps: S
     return EmbeddingPair(src, tgt, tuple(taps or model.default_taps()))
 
 
-def _compute(model: Model, dataset: ImageDataset, taps: Sequence[str], *, batch_size: int,
-             device: str | None, num_workers: int | None, progress: ProgressFn | None,
-             offset: int, total: int, indices: Sequence[int] | None = None) -> tuple[dict[str, np.ndarray], float]:
+def compute_taps(model: Model, dataset: ImageDataset, taps: Sequence[str], *, batch_size: int,
+                 device: str | None, num_workers: int | None, progress: ProgressFn | None,
+                 offset: int, total: int, indices: Sequence[int] | None = None) -> tuple[dict[str, np.ndarray], float]:
     """Features of every image of ``dataset`` (or of its rows ``indices``, in that order) at ``taps``, not cached,
     and the images per second."""
     dev = torch.device(device or _config.device_name())
@@ -383,7 +383,7 @@ def measure_throughput(model: Model, *, batch_size: int = 32, batches: int = 5, 
     size = model.preprocessing.input_size
     x = torch.randn(batch_size, 3, size, size, device=dev).contiguous(memory_format=torch.channels_last)
     times = []
-    with _on_device(model, dev) as module, torch.inference_mode(), _autocast(dev):
+    with _on_device(model, dev) as module, torch.inference_mode(), autocast(dev):
         for i in range(batches + 2):
             t0 = time.perf_counter()
             module(x)
@@ -392,3 +392,8 @@ def measure_throughput(model: Model, *, batch_size: int = 32, batches: int = 5, 
             if i >= 2:
                 times.append(time.perf_counter() - t0)
     return batch_size / float(np.median(times))
+
+
+__all__ = ["ProgressFn", "ResizeCrop", "normalise", "Embeddings", "EmbeddingPair", "entry_key", "stored_taps",
+           "is_cached", "autocast", "default_num_workers", "embed_dataset", "embed_pair", "compute_taps",
+           "estimate_seconds", "measure_throughput"]

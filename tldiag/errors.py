@@ -20,3 +20,6 @@ class DatasetError(TldiagError):
 
 class ModelUnavailableError(TldiagError):
     """Weights that are neither installed nor cached, and cannot be downloaded (offline)."""
+
+
+__all__ = ["TldiagError", "SpecError", "DatasetError", "ModelUnavailableError"]

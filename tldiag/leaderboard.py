@@ -193,3 +193,7 @@ def leaderboard(model_ids: Sequence[str], source, target, *, resolution: int | N
     if len(entries) < 3:
         notes.append("Rank agreement (Kendall τ) needs at least 3 models; add candidates to see it.")
     return Leaderboard(tuple(entries), kendall_matrix(entries), tuple(notes))
+
+
+__all__ = ["ProgressFn", "LEADERBOARD_VERSION", "RANKED", "LeaderboardEntry", "Leaderboard", "kendall_matrix",
+           "evaluate_model", "leaderboard"]

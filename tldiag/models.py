@@ -869,3 +869,9 @@ def _registry_update() -> Iterator[dict[str, dict]]:
         entries = registered_models()
         yield entries
         atomic_write_text(_registry_path(), json.dumps(entries, indent=1))
+
+
+__all__ = ["MODEL_KINDS", "OFFLINE_MODELS", "DEFAULT_MODEL", "LOGITS", "PRE_LOGITS", "IMAGENET_MEAN", "IMAGENET_STD",
+           "Preprocessing", "Tap", "ModelInfo", "ModelSpec", "parse_model_id", "Model", "pool", "file_hash",
+           "torchvision_weights_file", "load_model", "random_init_id", "architecture_id", "model_status",
+           "list_models", "registered_models", "register_model", "unregister_model"]

@@ -35,7 +35,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from .errors import DatasetError, TldiagError
-from .metrics._checks import RandomState, check_features, metric_device, rng_from
+from .validation import RandomState, check_features, metric_device, rng_from
 from .metrics.logistic import LogisticFit, apply_transform, fit_logistic, lbfgs_logistic, solver_dtype, \
     standardize_and_reduce
 
@@ -263,7 +263,7 @@ def stratified_splits(y: np.ndarray, n_splits: int, *, val_size: float = 0.2, te
     return out
 
 
-def _probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: ProbeConfig, dev: torch.device, *,
+def probe_tap(X: np.ndarray, y: np.ndarray, splits, n_classes: int, config: ProbeConfig, dev: torch.device, *,
                refit: bool = True) -> tuple[list[float], list[float], list[float], list[list[float]], bool, np.ndarray]:
     """Probe one tap over equally sized ``splits`` at once: each C of the grid fitted on train and scored on
     validation, then the chosen C refitted on train + validation (``refit=False``: the train-only fit is kept, for
@@ -351,7 +351,7 @@ def probe_curve(features: Mapping[str, np.ndarray], labels: np.ndarray, *, class
             raise TldiagError(f"Tap {tap!r} has {len(X)} rows but the first tap has {n}; all taps must embed the "
                               "same images.")
         X = check_features(np.asarray(X)[rows], f"{name} features of {tap!r}")
-        acc, f1, chosen, val_acc, converged, _ = _probe_tap(X, y, splits, len(present), config, dev)
+        acc, f1, chosen, val_acc, converged, _ = probe_tap(X, y, splits, len(present), config, dev)
         taps.append(TapProbe(tap, float((depths or {}).get(tap, float("nan"))), X.shape[1], tuple(acc), tuple(f1),
                              tuple(chosen), tuple(tuple(r) for r in val_acc), converged))
         if progress:
@@ -510,3 +510,7 @@ def probe_report(pair, random_target=None, *, depths: Mapping[str, float] | None
     step(message="transferability scores")
     return ProbeReport(target=target, source=source, random_init=floor, scores=scores, leep=head["leep"],
                        nce=head["nce"], notes=tuple(notes), seconds=time.perf_counter() - t0)
+
+
+__all__ = ["ProgressFn", "DEFAULT_C_GRID", "MIN_PER_CLASS", "ProbeConfig", "TapProbe", "ProbeCurve", "check_labels",
+           "check_class_sizes", "stratified_splits", "probe_tap", "probe_curve", "ProbeReport", "probe_report"]

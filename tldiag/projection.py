@@ -39,7 +39,7 @@ import numpy as np
 from . import _config
 from .cache import atomic_write, make_key
 from .errors import TldiagError
-from .metrics._checks import check_int, check_pair, label_names, rng_from, unit_rows
+from .validation import check_int, check_pair, label_names, rng_from, unit_rows
 from .metrics.neighbours import MixingResult, check_metric, knn_mixing, nearest_neighbours, trustworthiness
 
 ProgressFn = Callable[[int, int, str], None]
@@ -470,3 +470,7 @@ def thumbnail_images(source, target, projection: Projection, *, size: int = 40) 
         img.thumbnail((size, size))
         out.append(img)
     return out
+
+
+__all__ = ["ProgressFn", "METHODS", "METHOD_NAMES", "DOMAINS", "auto_epochs", "ProjectionParams", "Projection",
+           "stratified_indices", "project", "project_pair", "warm_up", "point_images", "thumbnail_images"]

@@ -126,3 +126,6 @@ class Setup:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+__all__ = ["PRESETS", "SOURCE_MODEL_PRESET", "PRESET_MODELS", "DEMO_RESOLUTION", "DEMO_LIMIT", "Setup"]

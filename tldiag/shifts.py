@@ -93,3 +93,7 @@ def apply_shift(img: Image.Image, shift: str, severity: int, *, seed: int, index
     """Apply corruption ``shift`` at ``severity`` to image number ``index``, deterministically."""
     rng = np.random.default_rng([seed, index, sorted(CORRUPTIONS).index(shift)])
     return CORRUPTIONS[shift](img, severity, rng)
+
+
+__all__ = ["Corruption", "rotate", "blur", "noise", "contrast", "brightness", "invert", "pixelate", "jpeg",
+           "CORRUPTIONS", "apply_shift"]

@@ -36,7 +36,7 @@ from scipy import special
 from scipy.optimize import minimize_scalar
 
 from .errors import TldiagError
-from .metrics._checks import check_features, check_int
+from .validation import check_features, check_int
 
 SCORES = ("logme", "leep", "nce", "h_score", "knn_accuracy")
 EXPLANATIONS = {
@@ -228,3 +228,19 @@ def tap_scores(features: Mapping[str, np.ndarray], labels: np.ndarray, *, k: int
         out.append(TapScores(tap, logme(X, y[rows]), h_score(X, y[rows]),
                              knn_accuracy(X, y[rows], k=k, device=device)))
     return out
+
+
+def pixel_reference(dataset) -> tuple[float, float]:
+    """LogME and leave-one-out kNN accuracy of a labelled dataset's raw pixels (area-averaged to the pixel
+    baselines' 16x16, :func:`tldiag.training.efficiency.pixel_features`): the reference that needs no pretraining,
+    against which a model's scores say whether its features add anything."""
+    from .training.efficiency import pixel_features
+
+    y = np.asarray(dataset.labels)
+    rows = np.flatnonzero(y >= 0)
+    X = pixel_features(dataset, rows)
+    return float(logme(X, y[rows])), float(knn_accuracy(X, y[rows]))
+
+
+__all__ = ["h_score", "head_scores", "knn_accuracy", "leep", "logme", "nce", "pixel_reference", "softmax",
+           "tap_scores"]

@@ -495,3 +495,10 @@ def efficiency_figure(curves: Mapping[str, object], *, chance: float | None = No
                       xaxis=dict(type="log", title="labelled target images per class (log scale)"),
                       yaxis=dict(title="test accuracy", range=[0, 1.02]))
     return fig
+
+
+__all__ = ["SOURCE_COLOR", "TARGET_COLOR", "class_counts_figure", "image_grid", "LIGHT_COLORS", "null_histogram",
+           "divergence_by_layer", "class_shift_figure", "DOMAIN_SYMBOLS", "COLOR_MODES", "class_palette",
+           "projection_figure", "selected_indices", "class_small_multiples", "class_mixing_figure", "thumbnail_sprite",
+           "figure_html", "CURVE_STYLES", "probe_curves_figure", "tap_scores_figure", "kendall_heatmap",
+           "training_curves_figure", "cka_change_figure", "ARM_COLORS", "efficiency_figure"]

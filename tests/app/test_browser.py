@@ -122,12 +122,13 @@ def test_exported_map_shows_the_thumbnail_under_the_mouse(page: Page, tmp_path):
 
 def test_a_running_job_updates_live_and_cancels(page: Page, fresh_streamlit_url, tmp_path, artifacts):
     """The Fine-tune page follows a job without any click (st.fragment polling), and Cancel stops it."""
-    from tldiag.finetune import FinetuneConfig, submit
-    from tldiag.jobs import JobStore
+    from tldiag.training.finetune import FinetuneConfig
+    from tldiag.training.jobs import JobStore, launch
 
     store = JobStore(tmp_path / "home" / "jobs")  # the server's TLDIAG_HOME
-    job = submit(FinetuneConfig(model="random:timm:test_resnet", target="demo:digits?limit=3", resolution=32,
-                                epochs=5000, patience=0, num_workers=0), store=store, name="long tiny run")
+    config = FinetuneConfig(model="random:timm:test_resnet", target="demo:digits?limit=3", resolution=32, epochs=5000,
+                            patience=0, num_workers=0)
+    job = launch("finetune", config, store=store, name="long tiny run")
     page.set_viewport_size({"width": 1400, "height": 1800})
     page.goto(f"{fresh_streamlit_url}/finetune?model=random:timm:test_resnet&resolution=32&limit=3&target=demo:digits")
     # both the per-step and the end-of-epoch status read "running: epoch N/5000 ..."
@@ -146,14 +147,14 @@ def test_data_efficiency_fills_in_live_and_ends_with_the_readouts(page: Page, fr
                                                                   artifacts):
     """The Data efficiency page draws the chart from a running experiment's finished runs, then shows the
     readouts when it ends, without a click."""
-    from tldiag.efficiency import EfficiencyConfig, submit
-    from tldiag.jobs import JobStore
+    from tldiag.training.efficiency import EfficiencyConfig
+    from tldiag.training.jobs import JobStore, launch
 
     store = JobStore(tmp_path / "home" / "jobs")  # the server's TLDIAG_HOME
     config = EfficiencyConfig(target="demo:digits?limit=12", resolution=32, arms=("small-cnn", "linear-probe"),
                               budgets=(1, 2), repeats=3, device="cpu",
                               schedules={"small-cnn": {"epochs": 6, "min_epochs": 6, "min_epoch_images": 96}})
-    job = submit(config, store=store, name="tiny efficiency")
+    job = launch("efficiency", config, store=store, name="tiny efficiency")
     page.set_viewport_size({"width": 1400, "height": 2000})
     page.goto(f"{fresh_streamlit_url}/efficiency?resolution=32&limit=12&target=demo:digits")
     expect(page.get_by_text(re.compile(r"^\d+ runs so far\.$"))).to_be_visible(timeout=180_000)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tldiag.jobs import JobStore
+from tldiag.training.jobs import JobStore
 
 QUERY = dict(model="efficientnet-lite0", resolution="32", limit="12", target="demo:digits")
 PAGE = "pages/6_efficiency.py"

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from tldiag.finetune import FinetuneConfig, submit
-from tldiag.jobs import JobStore
+from tldiag.training.finetune import FinetuneConfig
+from tldiag.training.jobs import launch
+from tldiag.training.jobs import JobStore
 from tldiag.models import list_models
 
 QUERY = dict(model="random:timm:test_resnet", resolution="32", limit="3", target="demo:digits")
@@ -60,8 +61,8 @@ def test_failed_and_cancelled_jobs_show_why(open_page):
     at = open_page(PAGE, QUERY)
     assert not at.exception, [e.value for e in at.exception]
     assert any("lr=-1.0 must be a number" in e.value for e in at.error)  # the job's own check, from its record
-    queued = submit(FinetuneConfig(model="random:timm:test_resnet", target="demo:digits?limit=3", resolution=32,
-                                   epochs=50), store=store)
+    queued = launch("finetune", FinetuneConfig(model="random:timm:test_resnet", target="demo:digits?limit=3",
+                                               resolution=32, epochs=50), store=store)
     store.cancel(queued.id)
     at.run()
     at.selectbox(key="w_ft_job").set_value(queued.id).run()

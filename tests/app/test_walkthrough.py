@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tldiag.report import embedded_manifest
+from tldiag.decision.report import embedded_manifest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 QUERY = "limit=4&resolution=32"  # the demo (handwritten → printed digits), small enough for a CI machine

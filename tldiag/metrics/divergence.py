@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import TldiagError
-from ._checks import check_features, check_pair
+from ..validation import check_features, check_pair
 
 
 def _cov(X: np.ndarray) -> np.ndarray:
@@ -98,3 +98,6 @@ def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
             raise TldiagError(f"{name} is constant across samples (every feature has zero variance), so CKA is "
                               "undefined; check that the layer is not dead for these inputs.")
     return float(np.linalg.norm(Y.T @ X) ** 2 / (nx * ny))
+
+
+__all__ = ["coral_distance", "frechet_distance", "linear_cka"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -33,7 +33,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import TldiagError
-from ._checks import RandomState, check_int, check_pair, rng_from, subsample_indices
+from ..validation import RandomState, check_int, check_pair, rng_from, subsample_indices
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,20 @@ class DomainClassifierResult:
                 "n_source": self.n_source, "n_target": self.n_target, "n_source_total": self.n_source_total,
                 "n_target_total": self.n_target_total, "cv": self.cv, "C": self.C, "converged": self.converged,
                 "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DomainClassifierResult":
+        """From :meth:`to_dict` (a stored summary). The per-image arrays (probabilities, weights, rows) are not
+        stored: they come back empty."""
+        empty = np.zeros(0)
+        return cls(balanced_accuracy=float(d["balanced_accuracy"]),
+                   balanced_accuracy_std=float(d["balanced_accuracy_std"]),
+                   fold_balanced_accuracy=tuple(float(v) for v in d["fold_balanced_accuracy"]),
+                   roc_auc=float(d["roc_auc"]), error=float(d["error"]), pad=float(d["pad"]), proba_target=empty,
+                   importance_weights=empty, ess=float(d["ess"]), source_indices=empty.astype(np.int64),
+                   target_indices=empty.astype(np.int64), n_source=int(d["n_source"]), n_target=int(d["n_target"]),
+                   n_source_total=int(d["n_source_total"]), n_target_total=int(d["n_target_total"]), cv=int(d["cv"]),
+                   C=float(d["C"]), converged=bool(d["converged"]), seconds=float(d.get("seconds", 0.0)))
 
 
 DEFAULT_C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 7))
@@ -183,3 +197,6 @@ def domain_classifier(X_source: np.ndarray, X_target: np.ndarray, *, cv: int = 5
         ess=float(w.sum() ** 2 / (w ** 2).sum()), source_indices=idx_s, target_indices=idx_t, n_source=n, n_target=m, n_source_total=n_total,
         n_target_total=m_total, cv=int(cv), C=grid[best], converged=bool(converged),
         seconds=time.perf_counter() - t0)
+
+
+__all__ = ["DomainClassifierResult", "DEFAULT_C_GRID", "domain_classifier"]

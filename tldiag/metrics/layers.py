@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import TldiagError
-from ._checks import rng_from
+from ..validation import rng_from
 from .divergence import coral_distance, frechet_distance
 from .domain import DomainClassifierResult, domain_classifier
 from .mmd import MMDResult
@@ -39,6 +39,13 @@ class LayerShift:
                 "pad": self.domain.pad, "ess_fraction": self.domain.ess_fraction, "coral": self.coral,
                 "frechet": self.frechet, "light": self.light.colour}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LayerShift":
+        """From one of :meth:`ShiftReport.to_dict`'s ``layers``."""
+        return cls(layer=d["layer"], n_features=int(d["features"]), mmd=MMDResult.from_dict(d["mmd_test"]),
+                   domain=DomainClassifierResult.from_dict(d["domain_classifier"]), coral=float(d["coral"]),
+                   frechet=float(d["frechet"]), light=Light(d["light"], d.get("light_text", "")))
+
 
 @dataclass(frozen=True)
 class ClassShift:
@@ -56,6 +63,13 @@ class ClassShift:
     def row(self) -> dict:
         return {"class": self.name, "n_source": self.n_source, "n_target": self.n_target, "mmd": self.mmd,
                 "p_value": self.p_value, "light": self.light.colour}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], thresholds: Thresholds) -> "ClassShift":
+        """From one of :meth:`ShiftReport.to_dict`'s ``classes`` (the light's text re-read at ``thresholds``)."""
+        mmd = float(d["mmd"])
+        return cls(name=d["class"], n_source=int(d["n_source"]), n_target=int(d["n_target"]), mmd=mmd,
+                   p_value=float(d["p_value"]), light=traffic_light(mmd, thresholds))
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,15 @@ class ShiftReport:
                 "layers": [dict(x.row(), mmd_test=x.mmd.to_dict(), domain_classifier=x.domain.to_dict(),
                                 light_text=x.light.text) for x in self.layers],
                 "classes": [c.row() for c in self.classes]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ShiftReport":
+        """From :meth:`to_dict` (a stored summary; the domain classifiers' per-image arrays come back empty)."""
+        thresholds = Thresholds(**d["thresholds"])
+        return cls(layers=tuple(LayerShift.from_dict(x) for x in d["layers"]), headline=d["headline_layer"],
+                   classes=tuple(ClassShift.from_dict(c, thresholds) for c in d.get("classes", ())),
+                   thresholds=thresholds, n_permutations=int(d["n_permutations"]), random_state=d.get("random_state"),
+                   seconds=float(d.get("seconds", 0.0)), notes=tuple(d.get("notes", ())))
 
 
 def headline_layer(layers: Sequence[str]) -> str:
@@ -199,3 +222,6 @@ def shift_report(pair, *, layers: Sequence[str] | None = None, **kwargs) -> Shif
     return shift_by_layer(pair.source.features, pair.target.features, layers=layers,
                           y_source=pair.source.labels, y_target=pair.target.labels,
                           classes_source=pair.source.classes, classes_target=pair.target.classes, **kwargs)
+
+
+__all__ = ["Progress", "LayerShift", "ClassShift", "ShiftReport", "headline_layer", "shift_by_layer", "shift_report"]

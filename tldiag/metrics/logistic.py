@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import TldiagError
-from ._checks import check_features, metric_device
+from ..validation import check_features, metric_device
 
 
 def solver_dtype(device: torch.device) -> torch.dtype:
@@ -71,6 +71,102 @@ def apply_transform(X: torch.Tensor, transform: tuple) -> torch.Tensor:
     return _with_ones(X)
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vecdot(a.flatten(2), b.flatten(2))
+
+
+class _Objective:
+    """The batched objective of :func:`lbfgs_logistic`: mean cross-entropy plus the L2 penalty (not on the
+    intercept) of ``(S, G, D, K)`` coefficients, its gradient, the preconditioner and the L-BFGS direction."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, n_classes: int, precondition: bool):
+        self.X, self.Xt = X, X.transpose(1, 2)
+        self.S, self.n, self.D = X.shape
+        self.K = n_classes
+        self.y_idx = y[:, :, None, None]  # (S, n, 1, 1)
+        self.penalised = torch.ones(self.D, 1, dtype=X.dtype, device=X.device)
+        self.penalised[-1] = 0
+        self.precondition = precondition
+        # Preconditioner: H0 = gamma * M^-1 with M = Sigma / K + lam I, Sigma = X'X / n, the Hessian at the start
+        # (uniform probabilities) up to the softmax's coupling of the classes. Applied through the eigenvectors of
+        # Sigma, which every problem of a feature set shares.
+        if precondition:
+            evals, self.Q = torch.linalg.eigh(self.Xt @ X / self.n)  # (S, D), (S, D, D)
+            self.curv = (evals.clamp_min(0) / self.K)[:, None, :]  # (S, 1, D)
+
+    def loss_grad(self, theta: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        X, S, n, D, K, y_idx = self.X, self.S, self.n, self.D, self.K, self.y_idx
+        G = theta.shape[1]
+        Z = torch.bmm(X, theta.permute(0, 2, 1, 3).reshape(S, D, G * K)).view(S, n, G, K)
+        zmax = Z.amax(3, keepdim=True)
+        E = torch.exp(Z - zmax)
+        total = E.sum(3, keepdim=True)
+        nll = (zmax + total.log() - Z.gather(3, y_idx.expand(S, n, G, 1)))[..., 0].mean(1)  # (S, G)
+        E /= total
+        E.scatter_add_(3, y_idx.expand(S, n, G, 1), torch.full((1, 1, 1, 1), -1.0, dtype=X.dtype,
+                                                                  device=X.device).expand(S, n, G, 1))
+        grad = torch.bmm(self.Xt, E.view(S, n, G * K)).view(S, D, G, K).permute(0, 2, 1, 3) / n
+        w = theta * self.penalised
+        return nll + 0.5 * lam * (theta * w).sum((2, 3)), grad + lam[..., None, None] * w
+
+    def inverse_m(self, v: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        if not self.precondition:
+            return v
+        S, D, K, Q = self.S, self.D, self.K, self.Q
+        G = v.shape[1]
+        w = torch.bmm(Q.transpose(1, 2), v.permute(0, 2, 1, 3).reshape(S, D, G * K)).view(S, D, G, K)
+        w = w / (self.curv + lam[..., None]).permute(0, 2, 1)[..., None]
+        return torch.bmm(Q, w.view(S, D, G * K)).view(S, D, G, K).permute(0, 2, 1, 3)
+
+    def direction(self, g: torch.Tensor, S_: torch.Tensor, Y_: torch.Tensor, MY_: torch.Tensor, gamma: torch.Tensor,
+                  lam: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """-H g with the L-BFGS inverse Hessian in compact form (Byrd, Nocedal & Schnabel 1994) and the initial
+        matrix gamma M^-1: a few batched matrix products instead of the two-loop recursion's 4m small operations.
+        Pairs rejected for lack of curvature (and slots not filled yet) are zeros, with 1 on the diagonal of R,
+        which is the same as leaving them out. The history is a ring buffer; ``order`` lists its slots oldest
+        first, and only the small k x k matrices and k-vectors are put in that order."""
+        sh = g.shape
+        B, k = sh[0] * sh[1], S_.shape[2]
+        Mg = self.inverse_m(g, lam)
+        gv, Mgv = g.reshape(B, -1, 1), Mg.reshape(B, -1, 1)
+        Sm, Ym, MYm = S_.reshape(B, k, -1), Y_.reshape(B, k, -1), MY_.reshape(B, k, -1)
+        SY = torch.bmm(Sm, Ym.transpose(1, 2))[:, order][:, :, order]
+        diag = torch.diagonal(SY, dim1=1, dim2=2)
+        empty = (diag <= 0).to(g.dtype)
+        R = torch.triu(SY) + torch.diag_embed(empty)
+        gam = gamma.reshape(B, 1, 1)
+        a, b = torch.bmm(Sm, gv)[:, order], torch.bmm(MYm, gv)[:, order]
+        YMY = torch.bmm(Ym, MYm.transpose(1, 2))[:, order][:, :, order]
+        u = torch.linalg.solve_triangular(R, a, upper=True)
+        v = (diag + empty)[..., None] * u + gam * (torch.bmm(YMY, u) - b)
+        p = torch.linalg.solve_triangular(R.transpose(1, 2), v, upper=False)
+        back = torch.argsort(order)
+        u, p = u[:, back], p[:, back]
+        Hg = gam * Mgv + torch.bmm(Sm.transpose(1, 2), p) - gam * torch.bmm(MYm.transpose(1, 2), u)
+        return -Hg.view(sh)
+
+    def line_search(self, theta: torch.Tensor, f: torch.Tensor, g: torch.Tensor, d: torch.Tensor, t: torch.Tensor,
+                    gd: torch.Tensor, lam: torch.Tensor, done: torch.Tensor):
+        """Backtracking (Armijo) along ``d`` from step ``t``, per problem; returns the accepted coefficients, loss
+        and gradient, and which problems found a decrease (the finished ones count as accepted)."""
+        accepted = done.clone()
+        new_theta, new_f, new_g = theta, f, g
+        for _ in range(40):
+            cand = theta + t[..., None, None] * d
+            fc, gc = self.loss_grad(cand, lam)
+            ok = ~accepted & (fc <= f + 1e-4 * t * gd)
+            if bool(ok.all()):
+                new_theta, new_f, new_g = cand, fc, gc
+            else:
+                new_theta = torch.where(ok[..., None, None], cand, new_theta)
+                new_f, new_g = torch.where(ok, fc, new_f), torch.where(ok[..., None, None], gc, new_g)
+            accepted |= ok
+            if bool(accepted.all()):
+                break
+            t = torch.where(accepted, t, t / 2)
+        return new_theta, new_f, new_g, accepted
+
+
 def lbfgs_logistic(X: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, n_classes: int, *, max_iter: int, tol: float,
                    history: int = 10, precondition: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Batched L2-regularised multinomial logistic regression by L-BFGS with a per-problem Armijo line search.
@@ -92,75 +188,12 @@ def lbfgs_logistic(X: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, n_classe
     """
     S, n, D = X.shape
     G0, K = lam.shape[1], n_classes
-    y_idx = y[:, :, None, None]  # (S, n, 1, 1)
-    penalised = torch.ones(D, 1, dtype=X.dtype, device=X.device)
-    penalised[-1] = 0
-    Xt = X.transpose(1, 2)
+    obj = _Objective(X, y, n_classes, precondition)
     theta_out = torch.zeros(S, G0, D, K, dtype=X.dtype, device=X.device)
     grad_out = torch.full((S, G0), math.inf, dtype=X.dtype, device=X.device)
-
-    def loss_grad(theta: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        G = theta.shape[1]
-        Z = torch.bmm(X, theta.permute(0, 2, 1, 3).reshape(S, D, G * K)).view(S, n, G, K)
-        zmax = Z.amax(3, keepdim=True)
-        E = torch.exp(Z - zmax)
-        total = E.sum(3, keepdim=True)
-        nll = (zmax + total.log() - Z.gather(3, y_idx.expand(S, n, G, 1)))[..., 0].mean(1)  # (S, G)
-        E /= total
-        E.scatter_add_(3, y_idx.expand(S, n, G, 1), torch.full((1, 1, 1, 1), -1.0, dtype=X.dtype,
-                                                                  device=X.device).expand(S, n, G, 1))
-        grad = torch.bmm(Xt, E.view(S, n, G * K)).view(S, D, G, K).permute(0, 2, 1, 3) / n
-        w = theta * penalised
-        return nll + 0.5 * lam * (theta * w).sum((2, 3)), grad + lam[..., None, None] * w
-
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.vecdot(a.flatten(2), b.flatten(2))
-
-    # Preconditioner: H0 = gamma * M^-1 with M = Sigma / K + lam I, Sigma = X'X / n, the Hessian at the start
-    # (uniform probabilities) up to the softmax's coupling of the classes. Applied through the eigenvectors of
-    # Sigma, which every problem of a feature set shares.
-    if precondition:
-        evals, Q = torch.linalg.eigh(Xt @ X / n)  # (S, D), (S, D, D)
-        curv = (evals.clamp_min(0) / K)[:, None, :]  # (S, 1, D)
-
-    def inverse_m(v: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        if not precondition:
-            return v
-        G = v.shape[1]
-        w = torch.bmm(Q.transpose(1, 2), v.permute(0, 2, 1, 3).reshape(S, D, G * K)).view(S, D, G, K)
-        w = w / (curv + lam[..., None]).permute(0, 2, 1)[..., None]
-        return torch.bmm(Q, w.view(S, D, G * K)).view(S, D, G, K).permute(0, 2, 1, 3)
-
-    def direction(g: torch.Tensor, S_: torch.Tensor, Y_: torch.Tensor, MY_: torch.Tensor, gamma: torch.Tensor,
-                  lam: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-        """-H g with the L-BFGS inverse Hessian in compact form (Byrd, Nocedal & Schnabel 1994) and the initial
-        matrix gamma M^-1: a few batched matrix products instead of the two-loop recursion's 4m small operations.
-        Pairs rejected for lack of curvature (and slots not filled yet) are zeros, with 1 on the diagonal of R,
-        which is the same as leaving them out. The history is a ring buffer; ``order`` lists its slots oldest
-        first, and only the small k x k matrices and k-vectors are put in that order."""
-        sh = g.shape
-        B, k = sh[0] * sh[1], S_.shape[2]
-        Mg = inverse_m(g, lam)
-        gv, Mgv = g.reshape(B, -1, 1), Mg.reshape(B, -1, 1)
-        Sm, Ym, MYm = S_.reshape(B, k, -1), Y_.reshape(B, k, -1), MY_.reshape(B, k, -1)
-        SY = torch.bmm(Sm, Ym.transpose(1, 2))[:, order][:, :, order]
-        diag = torch.diagonal(SY, dim1=1, dim2=2)
-        empty = (diag <= 0).to(g.dtype)
-        R = torch.triu(SY) + torch.diag_embed(empty)
-        gam = gamma.reshape(B, 1, 1)
-        a, b = torch.bmm(Sm, gv)[:, order], torch.bmm(MYm, gv)[:, order]
-        YMY = torch.bmm(Ym, MYm.transpose(1, 2))[:, order][:, :, order]
-        u = torch.linalg.solve_triangular(R, a, upper=True)
-        v = (diag + empty)[..., None] * u + gam * (torch.bmm(YMY, u) - b)
-        p = torch.linalg.solve_triangular(R.transpose(1, 2), v, upper=False)
-        back = torch.argsort(order)
-        u, p = u[:, back], p[:, back]
-        Hg = gam * Mgv + torch.bmm(Sm.transpose(1, 2), p) - gam * torch.bmm(MYm.transpose(1, 2), u)
-        return -Hg.view(sh)
-
     cols = torch.arange(G0, device=X.device)
     theta = theta_out.clone()
-    f, g = loss_grad(theta, lam)
+    f, g = obj.loss_grad(theta, lam)
     S_hist, Y_hist, MY_hist = (torch.zeros(S, G0, history, D, K, dtype=X.dtype, device=X.device) for _ in range(3))
     gamma = torch.ones_like(f)
     gmax = g.abs().amax((2, 3))
@@ -181,38 +214,24 @@ def lbfgs_logistic(X: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, n_classe
         if it > 1:
             slot = (it - 1) % history  # the oldest pair's slot, overwritten next
             order = (torch.arange(history, device=X.device) + slot) % history
-            d = direction(g, S_hist, Y_hist, MY_hist, gamma, lam, order)
+            d = obj.direction(g, S_hist, Y_hist, MY_hist, gamma, lam, order)
             t = torch.ones_like(f)
         else:
-            d = -inverse_m(g, lam)
+            d = -obj.inverse_m(g, lam)
             t = torch.ones_like(f) if precondition else torch.clamp(1 / g.abs().sum((2, 3)).clamp_min(1e-12), max=1.0)
-        gd = dot(g, d)
+        gd = _dot(g, d)
         uphill = gd >= 0  # numerically lost curvature: steepest descent for that problem
         if bool(uphill.any()):
             d = torch.where(uphill[..., None, None], -g, d)
-            gd = torch.where(uphill, -dot(g, g), gd)
+            gd = torch.where(uphill, -_dot(g, g), gd)
         live = (~done).to(X.dtype)
         d, gd = d * live[..., None, None], gd * live
-        accepted = done.clone()
-        new_theta, new_f, new_g = theta, f, g
-        for _ in range(40):
-            cand = theta + t[..., None, None] * d
-            fc, gc = loss_grad(cand, lam)
-            ok = ~accepted & (fc <= f + 1e-4 * t * gd)
-            if bool(ok.all()):
-                new_theta, new_f, new_g = cand, fc, gc
-            else:
-                new_theta = torch.where(ok[..., None, None], cand, new_theta)
-                new_f, new_g = torch.where(ok, fc, new_f), torch.where(ok[..., None, None], gc, new_g)
-            accepted |= ok
-            if bool(accepted.all()):
-                break
-            t = torch.where(accepted, t, t / 2)
+        new_theta, new_f, new_g, accepted = obj.line_search(theta, f, g, d, t, gd, lam, done)
         s, yv = new_theta - theta, new_g - g
-        sy = dot(s, yv)
-        valid = sy > 1e-10 * dot(s, s).clamp_min(1e-300)
-        My = inverse_m(yv, lam)
-        gamma = torch.where(valid, sy / dot(yv, My).clamp_min(1e-300), gamma)
+        sy = _dot(s, yv)
+        valid = sy > 1e-10 * _dot(s, s).clamp_min(1e-300)
+        My = obj.inverse_m(yv, lam)
+        gamma = torch.where(valid, sy / _dot(yv, My).clamp_min(1e-300), gamma)
         m = valid.to(X.dtype)[..., None, None]
         slot = (it - 1) % history
         S_hist[:, :, slot], Y_hist[:, :, slot], MY_hist[:, :, slot] = s * m, yv * m, My * m

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import TldiagError
-from ._checks import RandomState, check_int, check_pair, metric_device, rng_from, subsample
+from ..validation import RandomState, check_int, check_pair, metric_device, rng_from, subsample
 
 DEFAULT_MAX_MEMORY = 1 << 30  # bytes for one block of kernel rows (and its temporaries)
 
@@ -91,6 +91,20 @@ class MMDResult:
                 "subsampled": self.subsampled, "n_permutations": self.n_permutations,
                 "n_bootstrap": self.n_bootstrap, "per_bandwidth": [list(p) for p in self.per_bandwidth],
                 "device": self.device, "seconds": self.seconds, "null": self.null.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MMDResult":
+        """From :meth:`to_dict` (a stored summary)."""
+        bandwidth = d["bandwidth"]
+        return cls(mmd2=float(d["mmd2"]), p_value=float(d["p_value"]),
+                   bandwidth=tuple(bandwidth) if isinstance(bandwidth, (list, tuple)) else float(bandwidth),
+                   bandwidth_method=d["bandwidth_method"], null=np.asarray(d.get("null", ()), dtype=np.float64),
+                   ci=tuple(float(v) for v in d["ci_mmd2"]), confidence=float(d["confidence"]),
+                   n_source=int(d["n_source"]), n_target=int(d["n_target"]),
+                   n_source_total=int(d["n_source_total"]), n_target_total=int(d["n_target_total"]),
+                   n_permutations=int(d["n_permutations"]), n_bootstrap=int(d["n_bootstrap"]),
+                   per_bandwidth=tuple(tuple(p) for p in d.get("per_bandwidth", ())), device=d.get("device", "cpu"),
+                   seconds=float(d.get("seconds", 0.0)))
 
 
 def median_heuristic(X_source: np.ndarray, X_target: np.ndarray, *, bandwidth_samples: int = 2000,
@@ -177,8 +191,9 @@ def _gauss(d2: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.exp(d2 * (-0.5 / sigma ** 2))
 
 
-def _statistics(Z_np: np.ndarray, splits: np.ndarray, wu: np.ndarray, wv: np.ndarray, sigmas: Sequence[float],
-                dev: torch.device, max_memory: int) -> tuple[np.ndarray, np.ndarray, tuple[tuple[float, float], ...]]:
+def permutation_statistics(Z_np: np.ndarray, splits: np.ndarray, wu: np.ndarray, wv: np.ndarray,
+                           sigmas: Sequence[float], dev: torch.device, max_memory: int
+                           ) -> tuple[np.ndarray, np.ndarray, tuple[tuple[float, float], ...]]:
     """MMD²_u of every split (rows of ``splits``: True = source), of every bootstrap weighting (columns of
     wu, wv), and of the first split under each σ on its own, in one blocked pass over the kernel."""
     n = int(splits[0].sum())
@@ -274,7 +289,7 @@ def mmd_test(X_source: np.ndarray, X_target: np.ndarray, *, bandwidth: float | S
         wu[:n, b] = rng.multinomial(n, np.full(n, 1.0 / n))
         wv[n:, b] = rng.multinomial(m, np.full(m, 1.0 / m))
     dev = metric_device(device)
-    stats, boot, per_bandwidth = _statistics(Z_np, splits, wu, wv, sigmas, dev, max_memory)
+    stats, boot, per_bandwidth = permutation_statistics(Z_np, splits, wu, wv, sigmas, dev, max_memory)
     mmd2, null = float(stats[0]), stats[1:]
     p_value = float((1 + np.sum(null >= mmd2)) / (1 + n_permutations)) if n_permutations else float("nan")
     if n_bootstrap:
@@ -287,3 +302,6 @@ def mmd_test(X_source: np.ndarray, X_target: np.ndarray, *, bandwidth: float | S
                      n_source_total=n_total, n_target_total=m_total, n_permutations=int(n_permutations),
                      n_bootstrap=int(n_bootstrap), per_bandwidth=per_bandwidth, device=str(dev),
                      seconds=time.perf_counter() - t0)
+
+
+__all__ = ["DEFAULT_MAX_MEMORY", "MMDResult", "median_heuristic", "mmd_test", "permutation_statistics"]

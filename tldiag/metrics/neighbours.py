@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import TldiagError
-from ._checks import (RandomState, check_features, check_int, check_pair, label_names, metric_device, rng_from,
+from ..validation import (RandomState, check_features, check_int, check_pair, label_names, metric_device, rng_from,
                       unit_rows)
 
 METRICS = ("euclidean", "cosine")
@@ -283,3 +283,7 @@ def knn_mixing(X_source: Any, X_target: Any, *, y_source: Sequence | None = None
     return MixingResult(score=observed / expected, ci=ci, observed_share=observed, expected_share=expected,
                         n_neighbors=n_neighbors, metric=metric, n_source=n_s, n_target=n_t,
                         per_class=tuple(per_class), target_shares=shares)
+
+
+__all__ = ["METRICS", "check_metric", "nearest_neighbours", "trustworthiness", "ClassMixing", "MixingResult",
+           "knn_mixing"]

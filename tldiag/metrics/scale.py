@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import TldiagError
-from ._checks import check_pair
+from ..validation import check_pair
 from .mmd import MMDResult, mmd_test
 
 SEED_SCALE = ("MMD between L2-normalised embeddings, Gaussian kernel with the median-heuristic σ on the "
@@ -94,3 +94,6 @@ def seed_scale_mmd(X_source: np.ndarray, X_target: np.ndarray, **kwargs) -> MMDR
         raise TldiagError("seed_scale_mmd fixes the bandwidth (median heuristic); call mmd_test to choose σ.")
     X_source, X_target = check_pair(X_source, X_target)
     return mmd_test(l2_normalise(X_source), l2_normalise(X_target), **kwargs)
+
+
+__all__ = ["SEED_SCALE", "Thresholds", "Light", "traffic_light", "l2_normalise", "seed_scale_mmd"]

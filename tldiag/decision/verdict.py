@@ -45,9 +45,9 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .errors import TldiagError
-from .sourcehead import SourceHeadResult
-from .stats import at_chance
+from ..errors import TldiagError
+from ..sourcehead import SourceHeadResult
+from ..stats import at_chance
 
 GO, CAUTION, NO_GO, INFO = "GO", "CAUTION", "NO-GO", "INFO"
 DECISIONS = (GO, CAUTION, NO_GO)
@@ -107,6 +107,18 @@ class RecipeRules:
 
 
 @dataclass(frozen=True)
+class PageRules:
+    """The notes the analysis pages show beside their numbers (they do not vote): the Shift page's "the two signals
+    measure different things" from ``shift_separable_pad`` (PAD, with an MMD that is not red), the Explorer's
+    "the target forms its own islands" below ``explorer_islands_mixing`` (k-NN mixing), the Probes page's "barely
+    better than random weights" below ``probes_floor_gain`` (probe minus the random-init floor)."""
+
+    shift_separable_pad: float = 1.5
+    explorer_islands_mixing: float = 0.3
+    probes_floor_gain: float = 0.02
+
+
+@dataclass(frozen=True)
 class Rules:
     """The thresholds of every signal (see ``verdict_rules.toml`` for what each means and where it comes from).
 
@@ -121,6 +133,7 @@ class Rules:
     efficiency: EfficiencyRules = EfficiencyRules()
     finetune: GainRules = GainRules()
     recipe: RecipeRules = RecipeRules()
+    pages: PageRules = PageRules()
     origin: str = "defaults"
 
     def validate(self) -> "Rules":
@@ -143,6 +156,13 @@ class Rules:
             (0 <= r.headroom < 1, f"recipe.headroom={r.headroom!r} must be an accuracy gap in [0, 1), e.g. 0.02"),
             (-1 < r.finetune_over_probe < 1, f"recipe.finetune_over_probe={r.finetune_over_probe!r} must be an "
                                              "accuracy difference in (-1, 1), e.g. 0.01"),
+            (0 <= self.pages.shift_separable_pad <= 2, f"pages.shift_separable_pad={self.pages.shift_separable_pad!r} "
+                                                       "must be a proxy A-distance in [0, 2], e.g. 1.5"),
+            (0 <= self.pages.explorer_islands_mixing <= 1, "pages.explorer_islands_mixing="
+                                                           f"{self.pages.explorer_islands_mixing!r} must be a mixing "
+                                                           "score in [0, 1], e.g. 0.3"),
+            (-1 < self.pages.probes_floor_gain < 1, f"pages.probes_floor_gain={self.pages.probes_floor_gain!r} must "
+                                                    "be an accuracy difference in (-1, 1), e.g. 0.02"),
         ]
         for ok, message in checks:
             if not ok:
@@ -228,17 +248,14 @@ class DivergenceEvidence:
     layers: tuple[tuple[str, float], ...] = ()
 
     @classmethod
-    def from_shift(cls, report: Mapping[str, Any]) -> "DivergenceEvidence":
-        """From :meth:`tldiag.metrics.ShiftReport.to_dict`."""
-        rows = {row["layer"]: row for row in report["layers"]}
-        head = rows[report["headline_layer"]]
-        return cls(tap=head["layer"], mmd=float(head["mmd"]), mmd_ci=(float(head["mmd_ci_low"]),
-                                                                      float(head["mmd_ci_high"])),
-                   p_value=float(head["p_value"]), n_permutations=int(report["n_permutations"]),
-                   balanced_accuracy=float(head["balanced_accuracy"]), roc_auc=float(head["roc_auc"]),
-                   pad=float(head["pad"]), n_source=int(head["mmd_test"]["n_source"]),
-                   n_target=int(head["mmd_test"]["n_target"]),
-                   layers=tuple((r["layer"], float(r["mmd"])) for r in report["layers"]))
+    def from_report(cls, report: Any) -> "DivergenceEvidence":
+        """From a :class:`tldiag.metrics.ShiftReport` (``ShiftReport.from_dict`` for a stored one): its headline
+        tap."""
+        head = report.head
+        return cls(tap=head.layer, mmd=head.mmd.mmd, mmd_ci=head.mmd.mmd_ci, p_value=head.mmd.p_value,
+                   n_permutations=int(report.n_permutations), balanced_accuracy=head.domain.balanced_accuracy,
+                   roc_auc=head.domain.roc_auc, pad=head.domain.pad, n_source=head.mmd.n_source,
+                   n_target=head.mmd.n_target, layers=tuple((x.layer, x.mmd.mmd) for x in report.layers))
 
 
 @dataclass(frozen=True)
@@ -298,12 +315,14 @@ class TransferabilityEvidence:
         if "logme_random" in d:  # an older record: the reference was the random-init twin
             d["logme_reference"], d["knn_reference"] = d.pop("logme_random"), d.pop("knn_random", None)
             d["reference"] = "random init"
+        for key in ("logme", "knn_accuracy"):
+            d[key] = float(d[key])
         return cls(**d)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Best transfer arm against best scratch arm at one budget (from :class:`tldiag.efficiency.Comparison`)."""
+    """Best transfer arm against best scratch arm at one budget (from :class:`tldiag.training.efficiency.Comparison`)."""
 
     per_class: float
     transfer_arm: str
@@ -355,8 +374,8 @@ class BaselineEvidence:
 
     @classmethod
     def from_result(cls, result: Any, readouts: Any) -> "BaselineEvidence":
-        """From the fast experiment's :class:`tldiag.efficiency.EfficiencyResult` and its readouts."""
-        from .efficiency import ARM_TITLES, curves
+        """From the fast experiment's :class:`tldiag.training.efficiency.EfficiencyResult` and its readouts."""
+        from ..training.efficiency import ARM_TITLES, curves
 
         g = readouts.gain
         cs = curves(result)
@@ -407,8 +426,8 @@ class EfficiencyEvidence:
 
     @classmethod
     def from_readouts(cls, readouts: Any, result: Any, job: str | None = None) -> "EfficiencyEvidence":
-        """From a :class:`tldiag.efficiency.Readouts` and its :class:`~tldiag.efficiency.EfficiencyResult`."""
-        from .efficiency import SCRATCH_ARMS, TRANSFER_ARMS  # loaded already: readouts come from it
+        """From a :class:`tldiag.training.efficiency.Readouts` and its :class:`~tldiag.training.efficiency.EfficiencyResult`."""
+        from ..training.efficiency import SCRATCH_ARMS, TRANSFER_ARMS  # loaded already: readouts come from it
 
         comp = _comparison
 
@@ -455,7 +474,7 @@ class FinetuneEvidence:
     @classmethod
     def from_results(cls, result: Mapping[str, Any], scratch: Mapping[str, Any] | None = None, *,
                      job: str | None = None, scratch_job: str | None = None) -> "FinetuneEvidence":
-        """From :meth:`tldiag.finetune.FinetuneResult.to_dict` (a finished job's result) and its scratch twin's."""
+        """From :meth:`tldiag.training.finetune.FinetuneResult.to_dict` (a finished job's result) and its scratch twin's."""
         c, probe = result["config"], result.get("linear_probe") or {}
         return cls(job=job, strategy=c["strategy"], lr=float(c["lr"]), backbone_lr_mult=float(c["backbone_lr_mult"]),
                    epochs=int(c["epochs"]), test_accuracy=float(result["test_accuracy"]),
@@ -570,7 +589,7 @@ class Recipe:
 
     Attributes:
         approach: ``linear-probe``, ``partial``, ``freeze-unfreeze``, ``full`` (fine-tuning strategies of
-            :mod:`tldiag.finetune`) or ``another-source``.
+            :mod:`tldiag.training.finetune`) or ``another-source``.
         freeze_up_to: The tap up to which the backbone stays frozen (the probe's recommended cut), when known.
         steps: What to do, each with its reason and the learning rates.
         another_source: Whether to look for another source model; another_source_reason says why (or why not).
@@ -943,7 +962,7 @@ def break_even_text(ev: Evidence) -> str | None:
 # ----------------------------------------------------------------------------- recipe
 def _strategy_steps(strategy: str, frozen: int | None, n_stages: int | None, cut: str | None, mult: float,
                     defaults: Any) -> list[str]:
-    """The steps of a fine-tuning ``strategy`` with ``defaults`` (a :class:`tldiag.finetune.FinetuneConfig`: the
+    """The steps of a fine-tuning ``strategy`` with ``defaults`` (a :class:`tldiag.training.finetune.FinetuneConfig`: the
     Fine-tune page's settings)."""
     lr = defaults.lr
     common = (f"AdamW, a {defaults.warmup_epochs:g}-epoch linear warm-up then cosine decay, label smoothing "
@@ -997,7 +1016,7 @@ def _source_step(ev: Evidence, rules: Rules) -> list[str]:
 
 
 def _arm_name(arm: str) -> str:
-    from .efficiency import ARM_NAMES  # loaded already when an arm was measured
+    from ..training.efficiency import ARM_NAMES  # loaded already when an arm was measured
 
     return ARM_NAMES.get(arm, arm)
 
@@ -1020,11 +1039,25 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         return _scratch_recipe(ev, by["candidate"])
     if ev.probe is None and ev.divergence is None:
         return None
-    probe, div, ft, eff = ev.probe, ev.divergence, ev.finetune, ev.efficiency
-    cut = probe.recommended_tap if probe else None
+    div = ev.divergence
     shifted = div is not None and div.mmd >= rules.divergence.mmd_green and div.p_value <= rules.divergence.alpha
     red = shifted and div.mmd >= rules.divergence.mmd_red
+    another, other_reason = _another_source(ev, by, red, rules)
+    savings = _label_savings(ev.efficiency)
+    if decision == NO_GO:
+        return _no_go_recipe(ev, another, other_reason, savings)
+    at_budget = _probe_at_budget(ev)
+    steps = _linear_steps(ev, at_budget, shifted, red, rules)
+    if steps:
+        cut = ev.probe.recommended_tap
+        return Recipe("linear-probe", f"Linear probe on frozen features at {cut}", cut, steps, another,
+                      other_reason, savings)
+    return _finetune_recipe(ev, at_budget, shifted, rules, another, other_reason, savings)
 
+
+def _another_source(ev: Evidence, by: Mapping[str, Signal], red: bool, rules: Rules) -> tuple[bool, str]:
+    """Whether to look for another source model, and why (or why not)."""
+    div = ev.divergence
     other = []
     if red:
         other.append(f"the MMD at {div.tap} is {div.mmd:.3f} (≥ {rules.divergence.mmd_red:g}): the background's bound "
@@ -1033,71 +1066,95 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         s = by.get(key)
         if s is not None and s.status == NO_GO:
             other.append(f"{_lower_first(s.title)} is NO-GO ({s.value})")
-    another = bool(other)
-    if another:
-        other_reason = ("Look for another source model: " + "; ".join(other) + ". Compare candidates on the Probes "
-                        "page's leaderboard (probe accuracy, LogME) before labelling more.")
-    else:
-        other_reason = ("No need to look for another source model: no signal says this one is far from the target"
-                        + (f" (MMD {div.mmd:.3f} at {div.tap})" if div else "") + ".")
+    if other:
+        return True, ("Look for another source model: " + "; ".join(other) + ". Compare candidates on the Probes "
+                      "page's leaderboard (probe accuracy, LogME) before labelling more.")
+    return False, ("No need to look for another source model: no signal says this one is far from the target"
+                   + (f" (MMD {div.mmd:.3f} at {div.tap})" if div else "") + ".")
 
-    if eff is not None:
-        saved = ("an unknown factor" if eff.labels_saved is None else f"{eff.labels_saved_bound}{eff.labels_saved:.3g}×")
-        savings = (f"About {saved} fewer labels to reach {eff.target_accuracy:.1%}"
-                   + (f" ({eff.transfer_labels:.3g} instead of {eff.scratch_labels:.3g} per class)"
-                      if eff.transfer_labels and eff.scratch_labels else "")
-                   + f"; {_pts(eff.gain.gain)} at {eff.gain.per_class:.3g} labels per class; "
-                   + ("scratch does not catch up within the budgets tried."
-                      if eff.break_even is None else f"beyond ~{eff.break_even:.3g} labels per class scratch catches "
-                                                     "up, so labelling more than that buys transfer nothing."))
-    else:
-        savings = "Unknown until the data-efficiency experiment runs (it measures labels saved and the break-even)."
 
-    if decision == NO_GO:
-        measured = eff.gain if eff is not None else ev.baseline.comparison if ev.baseline is not None else None
-        beat = (f"at {measured.per_class:.3g} labels per class, {_arm_name(measured.scratch_arm)} scored "
-                f"{measured.scratch:.3f} against {measured.transfer:.3f} for {_arm_name(measured.transfer_arm)}"
-                if measured is not None and measured.scratch_arm else "")
-        return Recipe("another-source", "Do not transfer this model as it is", cut, (
-            "Keep the from-scratch baseline as the model to beat (the Data efficiency page's small CNN, or the "
-            "same architecture from random weights)" + (f": {beat}." if beat else "."),
-            "If you must transfer from this model, transfer fewer layers: keep only the shallow, general stages and "
-            "fine-tune everything above them, and check against the scratch baseline on the same split.",
-        ), True, other_reason if another else "Look for another source model: the measured signals say NO-GO.",
-            savings)
+def _label_savings(eff: EfficiencyEvidence | None) -> str:
+    """The recipe's label-savings line, from the data-efficiency experiment."""
+    if eff is None:
+        return "Unknown until the data-efficiency experiment runs (it measures labels saved and the break-even)."
+    saved = ("an unknown factor" if eff.labels_saved is None else f"{eff.labels_saved_bound}{eff.labels_saved:.3g}×")
+    return (f"About {saved} fewer labels to reach {eff.target_accuracy:.1%}"
+            + (f" ({eff.transfer_labels:.3g} instead of {eff.scratch_labels:.3g} per class)"
+               if eff.transfer_labels and eff.scratch_labels else "")
+            + f"; {_pts(eff.gain.gain)} at {eff.gain.per_class:.3g} labels per class; "
+            + ("scratch does not catch up within the budgets tried."
+               if eff.break_even is None else f"beyond ~{eff.break_even:.3g} labels per class scratch catches "
+                                              "up, so labelling more than that buys transfer nothing."))
 
-    steps: list[str] = []
-    # the probe at the team's budget (the fast comparison) decides, not the probe on the whole labelled pool
-    at_budget = _probe_at_budget(ev)
+
+def _no_go_recipe(ev: Evidence, another: bool, other_reason: str, savings: str) -> Recipe:
+    eff, cut = ev.efficiency, ev.probe.recommended_tap if ev.probe else None
+    measured = eff.gain if eff is not None else ev.baseline.comparison if ev.baseline is not None else None
+    beat = (f"at {measured.per_class:.3g} labels per class, {_arm_name(measured.scratch_arm)} scored "
+            f"{measured.scratch:.3f} against {measured.transfer:.3f} for {_arm_name(measured.transfer_arm)}"
+            if measured is not None and measured.scratch_arm else "")
+    return Recipe("another-source", "Do not transfer this model as it is", cut, (
+        "Keep the from-scratch baseline as the model to beat (the Data efficiency page's small CNN, or the "
+        "same architecture from random weights)" + (f": {beat}." if beat else "."),
+        "If you must transfer from this model, transfer fewer layers: keep only the shallow, general stages and "
+        "fine-tune everything above them, and check against the scratch baseline on the same split.",
+    ), True, other_reason if another else "Look for another source model: the measured signals say NO-GO.",
+        savings)
+
+
+def _probe_reading(ev: Evidence, at_budget) -> tuple[float | None, str]:
+    """The frozen probe's accuracy the recipe reads (at the team's budget when the fast comparison ran) and where."""
+    probe = ev.probe
     probe_acc = at_budget[0] if at_budget else (probe.best_accuracy if probe else None)
     where = (f"at {at_budget[1]:.3g} labels per class" if at_budget else
              f"at {probe.best_tap}, with {probe.n_train} training labels" if probe else "")
+    return probe_acc, where
+
+
+def _finetune_gain(ft: FinetuneEvidence | None) -> float | None:
+    """Fine-tuned minus frozen probe on the same split; None without a converged run (a run still improving at
+    its last epoch says what its schedule reached, not what fine-tuning can)."""
+    return None if ft is None or ft.probe_accuracy is None or not ft.converged else ft.test_accuracy - ft.probe_accuracy
+
+
+def _linear_steps(ev: Evidence, at_budget, shifted: bool, red: bool, rules: Rules) -> tuple[str, ...]:
+    """The steps of the linear-probe recipe when it is the one (empty otherwise): a fine-tune that added less than
+    ``finetune_over_probe``, or no fine-tune and a probe within ``headroom`` of 100%."""
+    probe, div = ev.probe, ev.divergence
+    cut = probe.recommended_tap if probe else None
+    # the probe at the team's budget (the fast comparison) decides, not the probe on the whole labelled pool
+    probe_acc, where = _probe_reading(ev, at_budget)
     headroom = probe_acc is not None and probe_acc >= 1 - rules.recipe.headroom
-    # a run still improving at its last epoch says what its schedule reached, not what fine-tuning can: no vote
-    ft_gain = None if ft is None or ft.probe_accuracy is None or not ft.converged else \
-        ft.test_accuracy - ft.probe_accuracy
+    ft_gain = _finetune_gain(ev.finetune)
     linear = (ft_gain is not None and ft_gain < rules.recipe.finetune_over_probe) or (ft_gain is None and headroom)
-    if linear and not red and cut:
-        why = (f"fine-tuning added {_pts(ft_gain)} over it on the same split (< {_pts(rules.recipe.finetune_over_probe)})"
-               if ft_gain is not None else
-               f"it already reaches {probe_acc:.3f} {where} (within {rules.recipe.headroom:.0%} of 100%), leaving "
-               "fine-tuning nothing to win")
-        steps.append(f"Train a linear classifier on the frozen features at {cut} (standardised, L2 logistic "
-                     f"regression with C chosen on validation, as the Probes page does): {why}.")
-        if shifted:
-            steps.append(f"The shift at {div.tap} (MMD {div.mmd:.3f}) would usually call for fine-tuning, but the probe "
-                         "measured on held-out target images leaves it nothing to win; the measurement decides.")
-        steps.append(f"Freezing the whole backbone makes training and serving cheap; re-check with a fine-tune if the "
-                     f"target grows or drifts (the probe's accuracy at {cut} is {probe.recommended_accuracy:.3f}).")
-        steps.extend(_source_step(ev, rules))
-        return Recipe("linear-probe", f"Linear probe on frozen features at {cut}", cut, tuple(steps), another,
-                      other_reason, savings)
+    if not (linear and not red and cut):
+        return ()
+    why = (f"fine-tuning added {_pts(ft_gain)} over it on the same split (< {_pts(rules.recipe.finetune_over_probe)})"
+           if ft_gain is not None else
+           f"it already reaches {probe_acc:.3f} {where} (within {rules.recipe.headroom:.0%} of 100%), leaving "
+           "fine-tuning nothing to win")
+    steps = [f"Train a linear classifier on the frozen features at {cut} (standardised, L2 logistic "
+             f"regression with C chosen on validation, as the Probes page does): {why}."]
+    if shifted:
+        steps.append(f"The shift at {div.tap} (MMD {div.mmd:.3f}) would usually call for fine-tuning, but the probe "
+                     "measured on held-out target images leaves it nothing to win; the measurement decides.")
+    steps.append(f"Freezing the whole backbone makes training and serving cheap; re-check with a fine-tune if the "
+                 f"target grows or drifts (the probe's accuracy at {cut} is {probe.recommended_accuracy:.3f}).")
+    steps.extend(_source_step(ev, rules))
+    return tuple(steps)
 
-    from .finetune import STRATEGY_TITLES, FinetuneConfig, recommend  # the Fine-tune page's defaults (imports torch)
 
+def _finetune_recipe(ev: Evidence, at_budget, shifted: bool, rules: Rules, another: bool, other_reason: str,
+                     savings: str) -> Recipe:
+    from ..training.finetune import STRATEGY_TITLES, FinetuneConfig, recommend  # the Fine-tune page's defaults
+
+    probe, div, ft = ev.probe, ev.divergence, ev.finetune
+    cut = probe.recommended_tap if probe else None
+    probe_acc, where = _probe_reading(ev, at_budget)
+    ft_gain = _finetune_gain(ft)
     n_train = at_budget[2] if at_budget else probe.n_train if probe else (ft.n_train if ft else 0)
     rec = recommend(n_train, ev.n_stages or 1, pretrained=ev.pretrained)
-    steps.extend(rec.reasons)
+    steps: list[str] = list(rec.reasons)
     steps.extend(_strategy_steps(rec.strategy, rec.frozen_stages, ev.n_stages, cut, rec.backbone_lr_mult,
                                  FinetuneConfig()))
     if shifted:
@@ -1115,7 +1172,7 @@ def _recipe(ev: Evidence, by: Mapping[str, Signal], decision: str, rules: Rules)
         elif ft.best_epoch <= 2 and ft.epochs_run >= ft.best_epoch + 2:
             steps.append("It peaked in its first epochs and then got worse on validation: lower the learning rate "
                          "(or the backbone multiplier) or freeze more stages.")
-    if ft is None:
+    else:
         steps.append("Launch the fine-tune to check it beats the linear probe"
                      + (f" ({probe_acc:.3f} {where})" if probe_acc is not None else "")
                      + " on the same split; if it does not, the frozen probe is the cheaper recipe.")

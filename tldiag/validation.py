@@ -1,11 +1,21 @@
-"""Input checks shared by the metrics: every error names the bad value and the fix."""
+"""Argument checks shared by every module: each error names the bad value and the fix.
+
+Numbers and integers (:func:`check_int`, :func:`check_number`), feature matrices (:func:`check_features`,
+:func:`check_pair`), labels (:func:`label_names`), seeds (:func:`rng_from`), dataset specs and devices of a job
+configuration (:func:`check_specs`, :func:`check_device`). Checks of one module's own vocabulary (a strategy name,
+a metric name) stay in that module.
+"""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from ..errors import TldiagError
+from .errors import SpecError, TldiagError
+
+__all__ = ["RandomState", "check_device", "check_features", "check_int", "check_number", "check_pair", "check_specs",
+           "label_names", "metric_device", "rng_from", "subsample", "subsample_indices", "unit_rows"]
 
 RandomState = int | np.random.Generator | None
 
@@ -46,14 +56,58 @@ def check_pair(X_source: Any, X_target: Any, *, min_samples: int = 2) -> tuple[n
     return X_source, X_target
 
 
-def check_int(value: Any, name: str, *, minimum: int, allow_none: bool = False, hint: str = "") -> None:
-    """A clear error unless ``value`` is an integer >= ``minimum`` (or None when allowed); ``hint`` is
-    appended to the message, e.g. "(1000 is usual)"."""
+def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None, allow_none: bool = False,
+              hint: str = "") -> None:
+    """A clear error unless ``value`` is an integer from ``minimum`` (to ``maximum`` when given), or None when
+    allowed; ``hint`` is appended to the message, e.g. "(1000 is usual)". A bounded setting of a job
+    configuration raises :class:`SpecError` ("epochs=0 must be a whole number from 1 to 10000.")."""
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    is_int = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+    if maximum is not None:
+        if not is_int or not minimum <= value <= maximum:
+            raise SpecError(f"{name}={value!r} must be a whole number from {minimum} to {maximum}"
+                            + (f" {hint}." if hint else "."))
+        return
+    if not is_int or value < minimum:
         bound = f">= {minimum}" + (" or None" if allow_none else "")
         raise TldiagError(f"{name} must be an integer {bound}, got {value!r}" + (f" {hint}." if hint else "."))
+
+
+def check_number(value: object, name: str, *, low: float, high: float, low_open: bool = False,
+                 high_open: bool = False, fix: str = "") -> None:
+    """A clear error unless ``value`` is a finite number in the interval from ``low`` to ``high`` (open at an end
+    when ``low_open`` / ``high_open``); ``fix`` says what to use instead."""
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
+        and math.isfinite(float(value))
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise SpecError(f"{name}={value!r} must be a number in {span}" + (f"; {fix}." if fix else "."))
+
+
+def check_specs(target: str, source: str | None, device: str | None) -> None:
+    """A job configuration's dataset specs and device, checked without opening anything."""
+    from .data import parse_dataset_spec
+
+    parse_dataset_spec(target)
+    if source:
+        parse_dataset_spec(source)
+    if device is not None:
+        check_device(device)
+
+
+def check_device(device: str) -> None:
+    """A clear error unless ``device`` names a torch device that exists here (cpu, cuda, cuda:N, mps)."""
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise SpecError(f"device={device!r} is not a device; use cpu, cuda, cuda:N or mps.")
+    import torch
+
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"device={device!r} but no CUDA GPU is visible to torch; use cpu.")
 
 
 def label_names(y: Any, n: int, name: str) -> np.ndarray:
@@ -101,7 +155,7 @@ def metric_device(device: str | None):
     """The torch device for a metric: the given one, else tldiag's default; MPS has no float64, so CPU."""
     import torch
 
-    from .._config import device_name
+    from ._config import device_name
 
     dev = torch.device(device or device_name())
     return torch.device("cpu") if dev.type == "mps" else dev

@@ -6,7 +6,7 @@ exported as a JSON manifest and a self-contained HTML report.
   the seed and the settings), the UMAP map (``$TLDIAG_HOME/projections``), and the newest finished data-efficiency
   and fine-tuning jobs of the same model, target, resolution and seed. ``compute=`` names the analyses to run when
   they are missing; the others are only read.
-* :func:`build_record` applies :func:`tldiag.verdict.decide` and writes the manifest: versions, model id and
+* :func:`build_record` applies :func:`tldiag.decision.verdict.decide` and writes the manifest: versions, model id and
   weights hash, dataset specs, fingerprints and sizes, taps, seeds, every metric with its settings, timings, the
   verdict and its reasons, the rules.
 * :meth:`DecisionRecord.html` renders the report: plotly.js and every figure inlined, the manifest embedded, no
@@ -28,9 +28,10 @@ from importlib import metadata
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
-from .cache import JsonStore, json_default, make_key
-from .errors import TldiagError
-from .setup import Setup
+from ..cache import JsonStore, json_default, make_key
+from ..errors import TldiagError
+from ..setup import Setup
+from ..training.configs import baselines_config
 from .verdict import (DivergenceEvidence, EfficiencyEvidence, Evidence, FinetuneEvidence, ProbeEvidence, Rules,
                       PIXELS_REFERENCE, TransferabilityEvidence, Verdict, decide)
 
@@ -43,7 +44,6 @@ ANALYSIS_TITLES = {"shift": "Shift tests", "probes": "Linear probes and transfer
                    "baselines": "Scratch baselines at your budget", "projection": "UMAP map",
                    "efficiency": "Data-efficiency experiment", "finetune": "Fine-tuning",
                    "source_head": "Source model on the target"}
-BASELINE_ARMS = ("small-cnn", "pixel-linear", "pixel-knn", "linear-probe")
 SUMMARY_VERSION = 1
 RECORD_VERSION = 1
 SHIFT_SETTINGS = {"n_permutations": 1000, "max_samples": 5000}  # the Shift page's defaults
@@ -65,8 +65,8 @@ class Context:
 
     @classmethod
     def open(cls, setup: Setup, *, model=None, source=None, target=None) -> "Context":
-        from .data import load_dataset
-        from .models import load_model
+        from ..data import load_dataset
+        from ..models import load_model
 
         setup = setup.validate()
         model = model or load_model(setup.model, resolution=setup.resolution)
@@ -83,12 +83,12 @@ class Context:
                         target=self.target.fingerprint, taps=list(self.taps), seed=self.setup.seed, settings=settings)
 
     def pair(self, progress: Progress | None = None):
-        from .embed import embed_pair
+        from ..embed import embed_pair
 
         return embed_pair(self.model, self.source, self.target, list(self.taps), progress=progress)
 
     def embedded(self) -> bool:
-        from .embed import is_cached
+        from ..embed import is_cached
 
         return all(is_cached(self.model, ds, list(self.taps)) for ds in (self.source, self.target))
 
@@ -134,7 +134,7 @@ def verdict_taps(taps: Sequence[str]) -> list[str]:
     logits are a linear map of the penultimate features, so neither a linear probe nor a kernel two-sample test
     learns more from them, and on a 1,000-class head they were a fifth of the fast verdict's time; they still
     feed LEEP and NCE. The Shift and Probes pages show every tap."""
-    from .models import LOGITS
+    from ..models import LOGITS
 
     rest = [t for t in taps if t != LOGITS]
     return rest or list(taps)
@@ -142,7 +142,7 @@ def verdict_taps(taps: Sequence[str]) -> list[str]:
 
 def shift(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None) -> dict[str, Any] | None:
     """The setup's shift summary: stored, or (``compute``) computed from the embeddings and stored; else None."""
-    from .metrics import shift_report
+    from ..metrics import shift_report
 
     def summarise() -> dict[str, Any]:
         embedded = pair or ctx.pair()
@@ -153,26 +153,20 @@ def shift(ctx: Context, *, compute: bool, pair=None, progress: Progress | None =
 
 
 def _transferability(report, target, headline: str) -> dict[str, Any]:
-    """LogME and kNN at the headline tap, of the pretrained features and of the target's raw pixels (the reference
-    that needs no pretraining, the pixel baselines' features)."""
-    import numpy as np
-
-    from .efficiency import pixel_features
-    from .transferability import knn_accuracy, logme
+    """LogME and kNN at the headline tap, of the pretrained features and of the target's raw pixels
+    (:func:`tldiag.transferability.pixel_reference`)."""
+    from ..transferability import pixel_reference
 
     scores = {s["tap"]: s for s in report.scores}.get(headline, {})
-    y = np.asarray(target.labels)
-    rows = np.flatnonzero(y >= 0)
-    X = pixel_features(target, rows)
+    logme_pixels, knn_pixels = pixel_reference(target)
     return {"tap": headline, "logme": scores.get("logme"), "knn_accuracy": scores.get("knn_accuracy"),
-            "reference": PIXELS_REFERENCE, "logme_reference": float(logme(X, y[rows])),
-            "knn_reference": float(knn_accuracy(X, y[rows]))}
+            "reference": PIXELS_REFERENCE, "logme_reference": logme_pixels, "knn_reference": knn_pixels}
 
 
 def probes_summary(ctx: Context, report) -> dict[str, Any]:
     """The stored form of a :class:`~tldiag.probes.ProbeReport`, with LogME and kNN of the target's raw pixels at
     the headline tap (the transferability signal compares the two)."""
-    from .metrics.layers import headline_layer
+    from ..metrics.layers import headline_layer
 
     headline = headline_layer([t.tap for t in report.target.taps])
     return {"settings": {**_probe_settings(report.target.config), "random_state": ctx.setup.seed},
@@ -182,7 +176,7 @@ def probes_summary(ctx: Context, report) -> dict[str, Any]:
 
 def remember_probes(ctx: Context, report, config) -> None:
     """Store a probe report computed elsewhere (the Probes page) when it used the verdict's settings."""
-    from .probes import ProbeConfig
+    from ..probes import ProbeConfig
 
     if config == ProbeConfig():
         _store().put(ctx.key("probes", _probe_settings(config)), probes_summary(ctx, report))
@@ -192,7 +186,7 @@ def probes(ctx: Context, *, compute: bool, pair=None, progress: Progress | None 
     """The setup's probe summary (the target curve, and LogME and kNN of the raw pixels at the headline tap):
     stored (the Probes page's, with all three curves, when it ran with these settings), or computed and stored;
     else None."""
-    from .probes import ProbeConfig, probe_report
+    from ..probes import ProbeConfig, probe_report
 
     config = ProbeConfig()
 
@@ -206,22 +200,10 @@ def probes(ctx: Context, *, compute: bool, pair=None, progress: Progress | None 
     return _stored(ctx, "probes", _probe_settings(config), compute, summarise)
 
 
-def baselines_config(setup: Setup):
-    """The fast verdict's budget comparison as a data-efficiency experiment: the frozen-feature probe against a
-    linear model and k-NN on the raw pixels and the small CNN (the CPU profile's tuned schedule), at the setup's
-    budget only, 3 repeats. Its trained runs land in the run store, so the full experiment reuses them."""
-    from .efficiency import EfficiencyConfig
-
-    b = setup.budget
-    return EfficiencyConfig(model=setup.model, target=setup.target_spec, source=setup.source_spec,
-                            resolution=setup.resolution, seed=setup.seed, arms=BASELINE_ARMS,
-                            budgets=(b,) if b else (), budget=b, include_all=b is None, profile="cpu")
-
-
 def baselines(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None
               ) -> dict[str, Any] | None:
     """The setup's budget comparison (see :func:`baselines_config`): stored, or computed and stored; else None."""
-    from .efficiency import readouts, run_experiment
+    from ..training.efficiency import readouts, run_experiment
 
     if not ctx.model.pretrained:  # nothing to transfer: the verdict says so without measuring
         return None
@@ -238,7 +220,7 @@ def baselines(ctx: Context, *, compute: bool, pair=None, progress: Progress | No
 
 
 def baseline_evidence(summary: Mapping[str, Any]):
-    from .efficiency import EfficiencyResult, readouts
+    from ..training.efficiency import EfficiencyResult, readouts
     from .verdict import BaselineEvidence
 
     result = EfficiencyResult.from_dict(summary["result"])
@@ -247,8 +229,8 @@ def baseline_evidence(summary: Mapping[str, Any]):
 
 def projection(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None):
     """The UMAP map of the headline tap (the Explorer's defaults): from the cache, or computed; else None."""
-    from .metrics.layers import headline_layer
-    from .projection import ProjectionParams, project_pair
+    from ..metrics.layers import headline_layer
+    from ..projection import ProjectionParams, project_pair
 
     if not compute and not ctx.embedded():
         return None
@@ -259,20 +241,23 @@ def projection(ctx: Context, *, compute: bool, pair=None, progress: Progress | N
 
 
 # ----------------------------------------------------------------------------- jobs of the setup
-def _same_run(config: Mapping[str, Any], setup: Setup, model_id: str) -> bool:
-    return (config.get("model") == model_id and config.get("target") == setup.target_spec
-            and config.get("resolution") == setup.resolution and config.get("seed") == setup.seed)
+def _same_run(job, setup: Setup, model_id: str) -> bool:
+    from ..training.jobs import config_of
+
+    c = config_of(job)
+    return c is not None and (c.model, c.target, c.resolution, c.seed) == (model_id, setup.target_spec,
+                                                                           setup.resolution, setup.seed)
 
 
 def matching_jobs(setup: Setup, kind: str, store=None, *, model_id: str | None = None, done: bool = True) -> list:
     """Jobs of ``kind`` on the setup's model (or ``model_id``), target, resolution and seed, newest first; only the
     finished ones unless ``done=False`` (then only the queued or running ones)."""
-    from .jobs import JobStore
+    from ..training.jobs import JobStore
 
     store = store or JobStore()
     model_id = model_id or setup.model
-    return [j for j in store.list(kind=kind) if _same_run(j.config, setup, model_id)
-            and ((j.status == "done" and j.result) if done else j.active)]
+    return [j for j in store.list(kind=kind) if ((j.status == "done" and j.result) if done else j.active)
+            and _same_run(j, setup, model_id)]
 
 
 def _run_budget(result, budget: int | None) -> int | None:
@@ -288,7 +273,7 @@ def _run_budget(result, budget: int | None) -> int | None:
 def efficiency_of(job, budget: int | None = None) -> tuple[dict[str, Any], EfficiencyEvidence] | None:
     """The summary and evidence of a finished data-efficiency job, read at the team's ``budget``; None when its arms
     cannot be compared there (or it did not run that budget)."""
-    from .efficiency import curves, readouts, result_of
+    from ..training.efficiency import curves, readouts, result_of
 
     result = result_of(job)
     at = _run_budget(result, budget)
@@ -315,38 +300,20 @@ def efficiency(setup: Setup, store=None):
 def finetune(setup: Setup, store=None):
     """The newest finished fine-tuning run of the setup and its from-scratch twin when one ran:
     (summary, evidence) or None."""
-    from .models import random_init_id
+    from ..training.finetune import config_of, scratch_job
+    from ..training.jobs import JobStore
 
+    store = store or JobStore()
     jobs = matching_jobs(setup, "finetune", store)
     if not jobs:
         return None
     job = jobs[0]
-    rid = random_init_id(setup.model)
-    scratch = matching_jobs(setup, "finetune", store, model_id=rid) if rid else []
-    s = scratch[0] if scratch else None
+    s = scratch_job(config_of(job), store.list(kind="finetune"))
     summary = {"job": job.id, "settings": job.result["config"], "result": job.result,
                "scratch_job": s.id if s else None, "scratch": s.result if s else None,
                "seconds": job.result.get("seconds")}
     return summary, FinetuneEvidence.from_results(job.result, s.result if s else None, job=job.id,
                                                   scratch_job=s.id if s else None)
-
-
-def efficiency_config(setup: Setup, **overrides: Any):
-    """The data-efficiency experiment of a setup with the Data efficiency page's defaults."""
-    from .efficiency import EfficiencyConfig
-
-    return EfficiencyConfig(model=setup.model, target=setup.target_spec, source=setup.source_spec,
-                            resolution=setup.resolution, seed=setup.seed, budget=setup.budget, **overrides)
-
-
-def finetune_config(setup: Setup, *, model=None, dataset=None, **overrides: Any):
-    """The fine-tuning run of a setup with the Fine-tune page's defaults: the strategy recommended for the amount of
-    target data (checked against the model and the data, nothing trains)."""
-    from .finetune import FinetuneConfig, plan
-
-    base = FinetuneConfig(model=setup.model, target=setup.target_spec, source=setup.source_spec,
-                          resolution=setup.resolution, seed=setup.seed, **overrides)
-    return plan(base, model=model, dataset=dataset).recommendation.apply(base)
 
 
 # ----------------------------------------------------------------------------- gathering
@@ -389,16 +356,14 @@ def _dataset_info(ds) -> dict[str, Any]:
 
 def evidence_of(analyses_parts: Mapping[str, Any], *, n_stages: int | None, pretrained: bool,
                 budget: int | None = None, model: str = "", source_head: Mapping[str, Any] | None = None) -> Evidence:
-    """The verdict's :class:`~tldiag.verdict.Evidence` from the summaries (read back into their typed results)."""
-    from .probes import ProbeReport
+    """The verdict's :class:`~tldiag.decision.verdict.Evidence` from the summaries (read back into their typed results)."""
+    from ..metrics import ShiftReport
+    from ..probes import ProbeReport
 
     sh, pr, bl = (analyses_parts.get(k) for k in ("shift", "probes", "baselines"))
     tr = pr.get("transferability") if pr else None
-    transfer = None
-    if tr and tr.get("logme") is not None:
-        transfer = TransferabilityEvidence.from_dict({**tr, "logme": float(tr["logme"]),
-                                                      "knn_accuracy": float(tr["knn_accuracy"])})
-    return Evidence(divergence=DivergenceEvidence.from_shift(sh["result"]) if sh else None,
+    transfer = TransferabilityEvidence.from_dict(tr) if tr and tr.get("logme") is not None else None
+    return Evidence(divergence=DivergenceEvidence.from_report(ShiftReport.from_dict(sh["result"])) if sh else None,
                     transferability=transfer,
                     probe=ProbeEvidence.from_report(ProbeReport.from_dict(pr["result"])) if pr else None,
                     efficiency=analyses_parts.get("efficiency_evidence"), finetune=analyses_parts.get("finetune_evidence"),
@@ -407,7 +372,7 @@ def evidence_of(analyses_parts: Mapping[str, Any], *, n_stages: int | None, pret
 
 
 def _source_head_evidence(summary: Mapping[str, Any] | None):
-    from .sourcehead import SourceHeadResult
+    from ..sourcehead import SourceHeadResult
 
     return None if summary is None else SourceHeadResult.from_dict(summary)
 
@@ -416,7 +381,7 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
            progress: Callable[[str, int, int, str], None] | None = None) -> Analyses:
     """Everything that exists for ``setup``; the analyses named in ``compute`` (of :data:`COMPUTED_HERE`: ``shift``,
     ``probes``, ``baselines``, ``projection``) are computed when missing. Jobs (``efficiency``, ``finetune``) are
-    only read: see :func:`tldiag.efficiency.submit` and :func:`tldiag.finetune.submit` to run them.
+    only read: see :func:`tldiag.training.jobs.launch` to run them.
 
     Args:
         progress: ``progress(analysis, done, total, message)``.
@@ -425,7 +390,7 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
     if unknown:
         raise TldiagError(f"gather(compute=...) computes {', '.join(COMPUTED_HERE)}; {unknown} are jobs or unknown. "
                           "Launch efficiency and fine-tuning as jobs (tldiag efficiency / tldiag finetune).")
-    from .finetune import stage_count
+    from ..training.loop import stage_count
 
     t0 = time.perf_counter()
     ctx = Context.open(setup, model=model, source=source, target=target)
@@ -455,7 +420,7 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
         timings[name] = time.perf_counter() - t
     source_head = None
     if pair is not None or ctx.embedded():
-        from .sourcehead import measure
+        from ..sourcehead import measure
 
         t = time.perf_counter()
         try:
@@ -550,8 +515,8 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
                  created: str | None = None, timings: Mapping[str, float] | None = None) -> DecisionRecord:
     """Decide on ``analyses`` and assemble the manifest (``timings``: more wall times to record, e.g. the whole
     headless run's)."""
-    from . import __version__
-    from ._config import device_name
+    from .. import __version__
+    from .._config import device_name
 
     verdict = decide(analyses.evidence, rules)
     a = analyses
@@ -577,19 +542,19 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
 # ----------------------------------------------------------------------------- figures and HTML
 def figures(analyses: Analyses) -> dict[str, Any]:
     """Every figure the computed analyses have, by section: plotly Figures."""
-    from . import viz
+    from .. import viz
 
     out: dict[str, Any] = {}
     if analyses.shift:
         out["Divergence by depth"] = viz.divergence_by_layer(analyses.shift["result"])
     if analyses.probes:
-        from .probes import ProbeReport
+        from ..probes import ProbeReport
 
         out["Linear probe by depth"] = viz.probe_curves_figure(ProbeReport.from_dict(analyses.probes["result"]))
     if analyses.projection is not None:
         out[f"UMAP of {analyses.projection.layer}, coloured by domain"] = viz.projection_figure(analyses.projection)
     if analyses.efficiency:
-        from .efficiency import ARM_TITLES, EfficiencyResult, curves, readouts
+        from ..training.efficiency import ARM_TITLES, EfficiencyResult, curves, readouts
 
         result = EfficiencyResult.from_dict(analyses.efficiency["result"])
         cs = curves(result)
@@ -708,5 +673,5 @@ def embedded_manifest(page: str) -> dict[str, Any]:
     return json.loads(page[start:page.index("</script>", start)].replace("<\\/", "</"))
 
 
-__all__ = ["ANALYSES", "Analyses", "Context", "DecisionRecord", "build_record", "efficiency_config",
-           "embedded_manifest", "figures", "finetune_config", "gather", "matching_jobs", "permalink", "render_html"]
+__all__ = ["ANALYSES", "COMPUTED_HERE", "FAST", "Analyses", "Context", "DecisionRecord", "build_record",
+           "embedded_manifest", "figures", "gather", "matching_jobs", "permalink", "render_html"]

@@ -2,10 +2,10 @@
 
 The life of a job:
 
-1. :meth:`JobStore.submit` writes a row (``queued``) and starts ``python -m tldiag.jobs run <id>`` in a new
+1. :meth:`JobStore.submit` writes a row (``queued``) and starts ``python -m tldiag.training.jobs run <id>`` in a new
    session (its own process group), with stdout and stderr going to the job's log file. The process does not
    belong to the caller: it keeps running when the browser tab closes or the dashboard server stops.
-2. The process waits for a slot of its pool, oldest job first: ``gpu`` (a job on ``cuda`` or ``mps``) has
+2. The process waits for a slot of its queue, oldest job first: ``gpu`` (a job on ``cuda`` or ``mps``) has
    ``TLDIAG_GPU_JOBS`` slots (default 1), ``cpu`` has ``TLDIAG_CPU_JOBS`` (default one per 8 cores, at least 1).
    It takes the slot (``running``) in the same transaction that checks it is free.
 3. It runs the job's function ``fn(config, context)``; :meth:`JobContext.report` writes progress and metric
@@ -34,15 +34,17 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from . import _config
-from ._proc import process_alive, process_start
-from .errors import TldiagError
+from .. import _config
+from .._proc import process_alive, process_start
+from ..errors import TldiagError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
-POOLS = ("cpu", "gpu")
-KINDS: dict[str, str] = {"finetune": "tldiag.finetune:run_job", "efficiency": "tldiag.efficiency:run_job"}
-"""Job kind -> the ``module:function`` that runs it as ``fn(config, context) -> result``."""
+QUEUES = ("cpu", "gpu")
+KINDS: dict[str, str] = {"finetune": "tldiag.training.finetune", "efficiency": "tldiag.training.efficiency"}
+"""Job kind -> the module that runs it: its ``run_job(config, context) -> result`` runs in the job's process, its
+``prepare_job(config, **inputs) -> Launch`` checks a configuration before :func:`launch` records anything, and its
+``config_of(job)`` reads a job's configuration back as the typed object."""
 SCHEMA_VERSION = 1
 _NEVER_STARTED_S = 120.0
 _PROGRESS_EVERY_S = 0.5
@@ -95,7 +97,7 @@ class Job:
         entry: The ``module:function`` its process calls.
         name: The name shown to users.
         config: The job's configuration (JSON), as submitted.
-        pool: ``cpu`` or ``gpu``: which slots it waits for.
+        queue: ``cpu`` or ``gpu``: which slots it waits for.
         status: One of :data:`STATUSES`.
         progress: Fraction done in [0, 1], as last reported.
         message: The last status line reported.
@@ -111,7 +113,7 @@ class Job:
     entry: str
     name: str
     config: Mapping[str, Any]
-    pool: str
+    queue: str
     status: str
     progress: float
     message: str
@@ -144,6 +146,54 @@ class Job:
         return log_tail(self.log_path, lines)
 
 
+@dataclass(frozen=True)
+class Launch:
+    """A checked job configuration, ready to record: what :func:`launch` submits.
+
+    Attributes:
+        config: The resolved configuration (JSON-serialisable: the job's record).
+        name: The default name shown to users.
+        device: Where it computes (decides the queue).
+    """
+
+    config: Mapping[str, Any]
+    name: str
+    device: str
+
+
+def _kind_module(kind: str):
+    if kind not in KINDS:
+        raise TldiagError(f"Unknown job kind '{kind}'; valid: {', '.join(KINDS)}.")
+    return import_module(KINDS[kind])
+
+
+def launch(kind: str, config: Any, *, name: str | None = None, store: "JobStore | None" = None, **inputs: Any) -> "Job":
+    """Check ``config`` (a :class:`~tldiag.training.finetune.FinetuneConfig` for ``finetune``, an
+    :class:`~tldiag.training.efficiency.EfficiencyConfig` for ``efficiency``) with its kind's ``prepare_job`` and
+    launch it as a background job; nothing is recorded when the check fails.
+
+    Args:
+        kind: A key of :data:`KINDS`.
+        config: The job's typed configuration.
+        name: The name shown to users (default: the kind's, e.g. "model → target · strategy").
+        store: The job store (default: ``$TLDIAG_HOME/jobs``).
+        **inputs: What the check may reuse instead of loading it again: ``model=``, ``dataset=``.
+    """
+    ready = _kind_module(kind).prepare_job(config, **inputs)
+    return (store or JobStore()).submit(kind, ready.config, name=name or ready.name, device=ready.device)
+
+
+def config_of(job: "Job") -> Any:
+    """A job's configuration as its kind's typed object, or None when it is not one (an unknown kind, or a record
+    from an older version that no longer parses)."""
+    if job.kind not in KINDS:
+        return None
+    try:
+        return _kind_module(job.kind).config_of(job)
+    except TldiagError:
+        return None
+
+
 def log_tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
     """The last ``lines`` lines of a log file (empty when there is none)."""
     try:
@@ -159,18 +209,18 @@ def log_tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
     return "\n".join([r for r in rows if r.strip()][-lines:])
 
 
-def pool_of(device: str) -> str:
-    """The pool of slots a job on ``device`` waits for: ``gpu`` for ``cuda``/``mps``, else ``cpu``."""
+def queue_of(device: str) -> str:
+    """The queue a job on ``device`` waits in for a slot: ``gpu`` for ``cuda``/``mps``, else ``cpu``."""
     return "gpu" if str(device).split(":")[0] in ("cuda", "mps") else "cpu"
 
 
-def pool_capacity(pool: str) -> int:
-    """How many jobs of ``pool`` run at once: ``TLDIAG_GPU_JOBS`` (default 1) or ``TLDIAG_CPU_JOBS`` (default one
+def queue_capacity(queue: str) -> int:
+    """How many jobs of ``queue`` run at once: ``TLDIAG_GPU_JOBS`` (default 1) or ``TLDIAG_CPU_JOBS`` (default one
     per 8 cores, at least 1)."""
-    var = {"gpu": "TLDIAG_GPU_JOBS", "cpu": "TLDIAG_CPU_JOBS"}[pool]
+    var = {"gpu": "TLDIAG_GPU_JOBS", "cpu": "TLDIAG_CPU_JOBS"}[queue]
     raw = os.environ.get(var, "").strip()
     if not raw:
-        return 1 if pool == "gpu" else max(1, _config.cpu_count() // 8)
+        return 1 if queue == "gpu" else max(1, _config.cpu_count() // 8)
     try:
         value = int(raw)
     except ValueError:
@@ -224,7 +274,7 @@ class JobStore:
     # ------------------------------------------------------------------ reading
     def _job(self, row: sqlite3.Row) -> Job:
         return Job(id=row["id"], seq=row["seq"], kind=row["kind"], entry=row["entry"], name=row["name"], config=json.loads(row["config"]),
-                   pool=row["pool"], status=row["status"], progress=float(row["progress"]), message=row["message"],
+                   queue=row["pool"], status=row["status"], progress=float(row["progress"]), message=row["message"],
                    pid=row["pid"], created=row["created"], started=row["started"], finished=row["finished"],
                    updated=row["updated"], error=row["error"],
                    result=json.loads(row["result"]) if row["result"] else None,
@@ -299,10 +349,10 @@ class JobStore:
             config: The job's configuration; must be JSON-serialisable. Validate it before submitting: a job
                 that fails on bad input wastes the slot it waited for.
             name: The name shown to users (default: the id).
-            device: Where it computes; decides the pool (``cuda``/``mps`` -> ``gpu``).
-            entry: ``module:function`` to run instead of ``KINDS[kind]``.
+            device: Where it computes; decides the queue (``cuda``/``mps`` -> ``gpu``).
+            entry: ``module:function`` to run instead of ``KINDS[kind]``'s ``run_job``.
         """
-        entry = entry or KINDS.get(kind)
+        entry = entry or (f"{KINDS[kind]}:run_job" if kind in KINDS else None)
         if not entry:
             raise TldiagError(f"Unknown job kind '{kind}'; valid: {', '.join(KINDS)}.")
         if ":" not in entry:
@@ -311,15 +361,15 @@ class JobStore:
             config_json = json.dumps(dict(config), sort_keys=True)
         except TypeError as exc:
             raise TldiagError(f"The job configuration must be JSON-serialisable ({exc}).") from None
-        pool = pool_of(device)
-        pool_capacity(pool)  # a bad TLDIAG_*_JOBS value is refused before anything is written
+        queue = queue_of(device)
+        queue_capacity(queue)  # a bad TLDIAG_*_JOBS value is refused before anything is written
         job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         self.folder(job_id).mkdir(parents=True)
         now = time.time()
         with self._transaction() as db:
             db.execute("INSERT INTO jobs (id, kind, entry, name, config, pool, status, created, updated) "
                        "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                       (job_id, kind, entry, name or job_id, config_json, pool, now, now))
+                       (job_id, kind, entry, name or job_id, config_json, queue, now, now))
         self.start(job_id)
         return self.get(job_id)
 
@@ -327,8 +377,8 @@ class JobStore:
         """Start the process of a queued job (detached, in its own process group); returns its pid."""
         log = open(self.log_path(job_id), "ab")
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "tldiag.jobs", "run", job_id, "--root", str(self.root)],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([sys.executable, "-m", "tldiag.training.jobs", "run", job_id, "--root",
+                                     str(self.root)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
             self.finish(job_id, "failed", error=f"Could not start the job process: {exc}")
@@ -372,21 +422,21 @@ class JobStore:
             return cur.rowcount == 1
 
     def try_start(self, job_id: str) -> str:
-        """Take a slot of the job's pool for it if one is free and no older job of the pool waits; returns the
+        """Take a slot of the job's queue for it if one is free and no older job of the queue waits; returns the
         job's status afterwards (``running`` when it got the slot)."""
         self.reconcile()
         with self._transaction() as db:
             row = db.execute("SELECT status, pool FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row["status"] != "queued":
                 return "missing" if row is None else row["status"]
-            pool = row["pool"]
-            running = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running' AND pool = ?", (pool,)
+            queue = row["pool"]  # the column keeps its first name (schema 1)
+            running = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running' AND pool = ?", (queue,)
                                  ).fetchone()[0]
-            free = pool_capacity(pool) - running
+            free = queue_capacity(queue) - running
             if free <= 0:
                 return "queued"
             first = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = 'queued' AND pool = ? "
-                                                 "ORDER BY seq LIMIT ?", (pool, free))]
+                                                 "ORDER BY seq LIMIT ?", (queue, free))]
             if job_id not in first:
                 return "queued"
             now = time.time()
@@ -491,16 +541,16 @@ def run(job_id: str, root: str | os.PathLike[str] | None = None, *, poll_s: floa
         waited = False
         while (status := store.try_start(job_id)) == "queued":
             if not waited:
-                _log(f"waiting for a free {job.pool} slot")
-                store._report(job_id, None, f"waiting for a free {job.pool} slot", None)
+                _log(f"waiting for a free {job.queue} slot")
+                store._report(job_id, None, f"waiting for a free {job.queue} slot", None)
                 waited = True
             time.sleep(poll_s)
         if status != "running":
             return 0
-        if job.pool == "cpu":
+        if job.queue == "cpu":
             import torch
 
-            torch.set_num_threads(max(1, _config.cpu_count() // pool_capacity("cpu")))
+            torch.set_num_threads(max(1, _config.cpu_count() // queue_capacity("cpu")))
         _log(f"started {job.kind} job {job_id} (pid {os.getpid()})")
         result = _resolve(job.entry)(job.config, JobContext(store, job))
         store.finish(job_id, "done", result=dict(result or {}))
@@ -525,13 +575,18 @@ def run(job_id: str, root: str | os.PathLike[str] | None = None, *, poll_s: floa
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m tldiag.jobs", description="Run one job (started by JobStore).")
+    parser = argparse.ArgumentParser(prog="python -m tldiag.training.jobs",
+                                     description="Run one job (started by JobStore).")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run")
     p.add_argument("job_id")
     p.add_argument("--root")
     args = parser.parse_args(argv)
     return run(args.job_id, args.root)
+
+
+__all__ = ["STATUSES", "ACTIVE", "QUEUES", "KINDS", "SCHEMA_VERSION", "JobCancelled", "Job", "Launch", "launch",
+           "config_of", "log_tail", "queue_of", "queue_capacity", "JobStore", "JobContext", "run", "main"]
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ the verdict's), compared with a paired 95% interval over repeats and test images
 
 A candidate with random weights has nothing to transfer: its outcome is NO-GO by definition, and it is recorded
 as such without training. The outcomes are computed once (:func:`realise_all`, ``python -m tldiag.bench verdict
---realise``, about 45 minutes on a 2-core CPU) and stored in ``tldiag/panel_outcomes.json``; ``python -m tldiag.bench
+--realise``, about 45 minutes on a 2-core CPU) and stored in ``tldiag/decision/panel_outcomes.json``; ``python -m tldiag.bench
 verdict`` then computes the fast verdict (shift tests, probes and the scratch baselines at the budget: no training
 beyond seconds) and the full verdict (the fast one plus the data-efficiency experiment at the budget, ``cpu``
 profile) of every scenario and prints them next to the realised outcome with the agreement rates
@@ -85,12 +85,12 @@ def damaged_checkpoint() -> str:
     """The model id of :data:`DAMAGED`: an all-zero EfficientNet-Lite0 state dict under the data roots."""
     import torch
 
-    from ._config import datasets_dir
-    from .models import load_model
+    from .._config import datasets_dir
+    from ..models import load_model
 
     path = datasets_dir() / "panel" / "zeros-efficientnet-lite0.pt"
     if not path.is_file():
-        from .cache import atomic_write
+        from ..cache import atomic_write
 
         state = {k: torch.zeros_like(v) for k, v in load_model("efficientnet-lite0").module.state_dict().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def damaged_checkpoint() -> str:
 
 def setup_of(sc: Scenario, *, seed: int = 0):
     """The :class:`~tldiag.setup.Setup` a team would open for the scenario."""
-    from .setup import Setup
+    from ..setup import Setup
 
     model = damaged_checkpoint() if sc.model == DAMAGED else sc.model
     return Setup(model=model, source=sc.source, target=sc.target, resolution=sc.resolution, limit=sc.limit,
@@ -115,7 +115,7 @@ REALISED_EFFORT = {"epochs": 15, "patience": 4, "min_epochs": 5, "min_epoch_imag
 def realised_config(sc: Scenario):
     """The long, fair schedule of the realised outcome: every trained arm (the small CNN at 32 px, the fine-tune at
     the scenario's resolution with the strategy for its budget) gets :data:`REALISED_EFFORT`."""
-    from .efficiency import EfficiencyConfig
+    from ..training.efficiency import EfficiencyConfig
 
     s = setup_of(sc, seed=0)
     return EfficiencyConfig(model=s.model, target=s.target_spec, source=s.source_spec, resolution=sc.resolution,
@@ -136,8 +136,8 @@ def outcome_of(gain: float, low: float) -> str:
 
 def realise(sc: Scenario, progress: Callable[[float, int, str], None] | None = None) -> dict[str, Any]:
     """The realised outcome of one scenario (see the module docstring), as stored."""
-    from .efficiency import ARM_TITLES, curves, readouts, run_experiment
-    from .models import parse_model_id
+    from ..training.efficiency import ARM_TITLES, curves, readouts, run_experiment
+    from ..models import parse_model_id
 
     t0 = time.perf_counter()
     if sc.model != DAMAGED and parse_model_id(sc.model).kind == "random":
@@ -175,7 +175,7 @@ def realise_all(names: Sequence[str] | None = None, path: Path = OUTCOMES_FILE, 
                 log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
     """Compute the realised outcomes of the scenarios named (default: all) and store them in ``path`` as each one
     finishes (the others stay as stored)."""
-    from .cache import atomic_write_text
+    from ..cache import atomic_write_text
 
     stored = load_outcomes(path)
     for sc in SCENARIOS:
@@ -212,8 +212,9 @@ class Row:
 def evidence(sc: Scenario) -> tuple[Any, Any, float, float]:
     """What the fast and the full verdict of a scenario read (computed from empty caches, or read from warm ones),
     and the seconds each took: ``(fast_evidence, full_evidence, fast_s, full_s)``."""
-    from .efficiency import curves, readouts, run_experiment
-    from .report import FAST, efficiency_config, gather
+    from ..training.efficiency import curves, readouts, run_experiment
+    from ..training.configs import efficiency_config
+    from .report import FAST, gather
     from .verdict import EfficiencyEvidence
 
     setup = setup_of(sc)

@@ -17,7 +17,7 @@ The experiment (:func:`run_experiment`):
   ``small-cnn`` (a 73k-parameter CNN sized for CPUs, from scratch), ``linear-probe`` (a logistic regression on
   the frozen pretrained features; tap and C chosen on validation, fitted on the budget only) and ``fine-tuned``
   (a short fine-tuning schedule from the pretrained weights). The trained arms share one training loop
-  (:func:`tldiag.finetune._fit`): the same augmentation, AdamW with warm-up and cosine decay, label smoothing,
+  (:func:`tldiag.training.loop.fit`): the same augmentation, AdamW with warm-up and cosine decay, label smoothing,
   early stopping on the validation set with the best weights restored. Their settings (:class:`ArmSchedule`)
   come from a **profile**: ``cpu`` (reduced resolution and epochs, a partial fine-tune; labelled as such) or
   ``full`` (every arm at the full resolution with longer schedules); ``auto`` picks ``full`` on a GPU.
@@ -38,22 +38,21 @@ import copy
 import hashlib
 import json
 import math
-import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
-from . import _config
-from .data import ImageDataset, load_dataset
-from .errors import SpecError, TldiagError
-from .stats import at_chance, chance_line as _chance_line
-from .models import DEFAULT_MODEL, LOGITS, PRE_LOGITS, Model, Preprocessing, Tap, load_model, parse_model_id, \
-    random_init_id
+from .. import _config
+from ..data import ImageDataset, load_dataset
+from ..errors import SpecError, TldiagError
+from ..stats import at_chance, chance_line as _chance_line
+from ..models import DEFAULT_MODEL, LOGITS, Model, load_model, parse_model_id, random_init_id
+from ..validation import check_int, check_number, check_specs, metric_device
+from .loop import IN_MEMORY_BYTES, fit, head_name, labelled_split, score_test, stages_of
+from .smallcnn import small_cnn
 
 ProgressFn = Callable[[int, int, str], None]
 BUDGETS = (1, 2, 5, 10, 20, 50, 100)
@@ -82,67 +81,7 @@ KNN_GRID = (1, 3, 5, 9, 15)
 LR_GRID = (0.3, 1.0, 3.0)
 """Every trained arm tries its learning rate times each of these on validation (the same search for every arm)."""
 PROFILES = ("auto", "cpu", "full")
-RUN_VERSION = 4  # 4: augmentations drawn per image, applied per batch (tldiag.augment)
-_PRELOAD_BYTES = 1 << 30
-
-
-# ----------------------------------------------------------------------------- the small CNN
-class SmallCNN(nn.Module):
-    """Three blocks of two 3x3 convolutions (BatchNorm, ReLU) and a 2x2 max-pool, 16-32-64 channels, global average
-    pooling and a linear classifier: about 73k parameters, a from-scratch baseline that trains at ~750 images per
-    second on two CPU cores at 32x32 pixels."""
-
-    def __init__(self, n_classes: int, width: int = 16):
-        super().__init__()
-
-        def block(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                                 nn.ReLU(inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-                                 nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2))
-
-        self.features = nn.Sequential(block(3, width), block(width, 2 * width), block(2 * width, 4 * width))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(4 * width, n_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.features(x)).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
-
-
-def _small_cnn_extract(module: nn.Module, x: torch.Tensor, wanted: frozenset[str]) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    h = x
-    for i, block in enumerate(module.features):
-        h = block(h)
-        if f"features.{i}" in wanted:
-            out[f"features.{i}"] = h.mean((2, 3))
-    pooled = module.pool(h).flatten(1)
-    if PRE_LOGITS in wanted:
-        out[PRE_LOGITS] = pooled
-    if LOGITS in wanted:
-        out[LOGITS] = module.classifier(pooled)
-    return out
-
-
-def small_cnn(n_classes: int, *, resolution: int = 32, seed: int = 0) -> Model:
-    """The small CNN baseline as a :class:`tldiag.models.Model` (random init from ``seed``; inputs scaled to
-    [-1, 1] at ``resolution`` pixels)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = SmallCNN(n_classes).eval()
-    width = module.classifier.in_features // 4
-    taps = tuple(Tap(f"features.{i}", f"block {i + 1} · {width * 2 ** i} channels", (i + 1) / 4, width * 2 ** i,
-                     2 ** (i + 1)) for i in range(3)) + (Tap(PRE_LOGITS, f"pre-logits · {4 * width}-d", 0.99, 4 * width),
-                                                         Tap(LOGITS, f"logits · {n_classes} classes", 1.0, n_classes))
-    prep = Preprocessing(resolution, resolution, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    return Model(id="small-cnn", module=module, preprocessing=prep, taps=taps, weights_hash=f"random-init-seed{seed}",
-                 num_classes=n_classes, backend="torchvision", pretrained=False, _extract=_small_cnn_extract,
-                 lock=threading.RLock())
+RUN_VERSION = 4  # 4: augmentations drawn per image, applied per batch (tldiag.training.augment)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -153,7 +92,7 @@ class ArmSchedule:
     Attributes:
         resolution: Input size in pixels (None: the model's own).
         epochs: Most epochs; early stopping on validation may end sooner.
-        strategy: A fine-tuning strategy (:data:`tldiag.finetune.STRATEGIES`), or ``auto``: the Fine-tune page's
+        strategy: A fine-tuning strategy (:data:`tldiag.training.finetune.STRATEGIES`), or ``auto``: the Fine-tune page's
             recommendation for the budget's number of labels.
         lr: Peak learning rate (of the new classifier).
         backbone_lr_mult: The backbone's rate as a fraction of ``lr`` (1 for training from scratch).
@@ -268,7 +207,7 @@ class EfficiencyConfig:
         arms: Which of :data:`ARMS` to run.
         profile: ``cpu``, ``full`` or ``auto`` (``full`` on a GPU, ``cpu`` otherwise).
         schedules: Per trained arm, settings that replace the profile's (:class:`ArmSchedule` fields).
-        augment: Augmentation of every trained arm (:data:`tldiag.finetune.AUGMENTATIONS`); ``auto`` by dataset.
+        augment: Augmentation of every trained arm (:data:`tldiag.training.finetune.AUGMENTATIONS`); ``auto`` by dataset.
         label_smoothing: Cross-entropy label smoothing of every trained arm.
         seed: Seed of the split, the subsets, the initialisations and the training.
         device: Torch device; tldiag's default (the GPU when present) when None.
@@ -294,7 +233,7 @@ class EfficiencyConfig:
     def validate(self) -> "EfficiencyConfig":
         """Check every value that does not need the model or the data; raise a :class:`TldiagError` naming the
         value and the fix."""
-        from .finetune import AUGMENTATIONS, _check_int, _check_number, _check_specs
+        from .finetune import AUGMENTATIONS
 
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown or not self.arms:
@@ -305,18 +244,18 @@ class EfficiencyConfig:
         if not self.budgets and not self.include_all:
             raise SpecError("No label budgets: give budgets (e.g. 1,5,10,50) or include all labels.")
         for b in self.budgets:
-            _check_int("budget", b, 1, 1_000_000)
+            check_int(b, "budget", minimum=1, maximum=1_000_000)
         if self.budget is not None:
-            _check_int("budget", self.budget, 1, 1_000_000)
+            check_int(self.budget, "budget", minimum=1, maximum=1_000_000)
         for b in self.trained_budgets or ():
-            _check_int("trained budget", b, 0, 1_000_000)
-        _check_int("repeats", self.repeats, 1, 100)
-        _check_int("seed", self.seed, 0, 2**32 - 1)
+            check_int(b, "trained budget", minimum=0, maximum=1_000_000)
+        check_int(self.repeats, "repeats", minimum=1, maximum=100)
+        check_int(self.seed, "seed", minimum=0, maximum=2**32 - 1)
         if self.profile not in PROFILES:
             raise SpecError(f"Unknown profile {self.profile!r}; valid: {', '.join(PROFILES)}.")
         if self.augment not in AUGMENTATIONS:
             raise SpecError(f"Unknown augmentation {self.augment!r}; valid: {', '.join(AUGMENTATIONS)}.")
-        _check_number("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True,
+        check_number(self.label_smoothing, "label_smoothing", low=0.0, high=1.0, high_open=True,
                       fix="e.g. 0.1; 0 turns it off")
         valid = {f.name for f in fields(ArmSchedule)}
         for arm, over in self.schedules.items():
@@ -329,9 +268,9 @@ class EfficiencyConfig:
         if spec.kind == "random":
             raise SpecError(f"{self.model} has random weights, so there is no transfer to measure; choose a "
                             "pretrained model (its architecture gives the scratch arm).")
-        _check_specs(self.target, self.source, self.device)
+        check_specs(self.target, self.source, self.device)
         if self.resolution is not None:
-            _check_int("resolution", self.resolution, 16, 1024)
+            check_int(self.resolution, "resolution", minimum=16, maximum=1024)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -406,9 +345,7 @@ class ExperimentPlan:
 
 
 def _labelled_split(dataset: ImageDataset, seed: int):
-    from .finetune import _labelled_split as split
-
-    return split(dataset, seed, task="the data-efficiency experiment")
+    return labelled_split(dataset, seed, task="the data-efficiency experiment")
 
 
 def _seed(*parts: int) -> int:
@@ -510,12 +447,12 @@ def _schedule_config(schedule: ArmSchedule, config: EfficiencyConfig, **resolved
 
 
 def _check_schedule(arm: str, schedule: ArmSchedule, config: EfficiencyConfig) -> None:
-    from .finetune import STRATEGIES, _check_int
+    from .finetune import STRATEGIES
 
     try:
         if schedule.strategy != "auto" and schedule.strategy not in STRATEGIES:
             raise SpecError(f"Unknown strategy {schedule.strategy!r}; valid: auto, {', '.join(STRATEGIES)}.")
-        _check_int("min_epoch_images", schedule.min_epoch_images, 0, 1_000_000)
+        check_int(schedule.min_epoch_images, "min_epoch_images", minimum=0, maximum=1_000_000)
         _schedule_config(schedule, config).validate()
     except SpecError as exc:
         raise SpecError(f"Arm {arm!r}: {exc}") from None
@@ -681,9 +618,10 @@ class _Preloaded:
 
 
 def _images_for(dataset: ImageDataset, rows: np.ndarray) -> tuple[Any, bool]:
-    """The dataset to train from: decoded in memory when that takes under 1 GiB, else read as needed."""
+    """The dataset to train from: decoded in memory when that takes at most :data:`tldiag.training.loop.IN_MEMORY_BYTES`
+    (the same bound as a split held as one tensor), else read as needed."""
     first = dataset[int(rows[0])]
-    if first.width * first.height * 3 * len(rows) > _PRELOAD_BYTES:
+    if first.width * first.height * 3 * len(rows) > IN_MEMORY_BYTES:
         return dataset, False
     return _Preloaded(dataset, rows), True
 
@@ -718,144 +656,31 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     """
     t0 = time.perf_counter()
     dataset = dataset or load_dataset(config.target)
-    the_plan, rows, y, (tr, va, te) = _prepare_experiment(config, dataset)
-    config, names = the_plan.config, the_plan.classes
-    n_classes = len(names)
-    subsets = budget_subsets(y[tr], the_plan.budgets, config.repeats, config.seed)
-    counts = np.bincount(y[te], minlength=n_classes)
+    the_plan, rows, y, split = _prepare_experiment(config, dataset)
+    config = the_plan.config
+    n_classes = len(the_plan.classes)
+    subsets = budget_subsets(y[split[0]], the_plan.budgets, config.repeats, config.seed)
+    counts = np.bincount(y[split[2]], minlength=n_classes)
     chance = float(counts.max() / counts.sum())
     runs: list[Run] = []
     notes = list(the_plan.notes)
     trained = [a for a in config.arms if a in TRAINED_ARMS]
     fitted = [a for a in config.arms if a in FITTED_ARMS]
-    total = the_plan.n_runs + len(fitted)
-    done = 0
+    ledger = _Ledger(the_plan.n_runs + len(fitted), progress)
 
     def record(run: Run) -> None:
         runs.append(run)
         if on_run:
             on_run(run)
 
-    def tick(message: str) -> None:
-        if progress:
-            progress(done, total, message)
-
     base = model if model is not None and model.id == config.model else None
     if "linear-probe" in fitted:
-        from .embed import embed_dataset
-
         base = base or load_model(config.model, resolution=config.resolution)
-        tick("linear probes on the frozen pretrained features: embedding")
-        taps = [t for t in base.default_taps() if t != LOGITS]
-        emb = embed_dataset(base, dataset, taps,
-                            progress=(lambda d, t, m: tick(f"linear probes: embedding the target ({d}/{t})")))
-        features = {t: np.asarray(emb[t])[rows] for t in taps}
-        for run in _linear_runs("linear-probe", features, y, (tr, va, te), subsets, n_classes,
-                                progress=lambda m: tick(f"linear probes: {m}")):
-            record(run)
-        done += 1
-    if "pixel-linear" in fitted or "pixel-knn" in fitted:
-        tick(f"pixel baselines: reading the images at {PIXEL_SIZE}x{PIXEL_SIZE} px")
-        pixels = pixel_features(dataset, rows)
-        if "pixel-linear" in fitted:
-            for run in _linear_runs("pixel-linear", {f"{PIXEL_SIZE}px": pixels}, y, (tr, va, te), subsets,
-                                    n_classes, progress=lambda m: tick(f"linear model on pixels: {m}")):
-                record(run)
-            done += 1
-        if "pixel-knn" in fitted:
-            tick("k-NN on pixels")
-            for run in _knn_runs(pixels, y, (tr, va, te), subsets):
-                record(run)
-            done += 1
+    for run in _fitted_runs(fitted, base, dataset, rows, y, split, subsets, n_classes, ledger):
+        record(run)
     if not trained:
         return _result(the_plan, chance, runs, notes, t0)
-
-    images, preloaded = _images_for(dataset, rows)
-    workers = 0 if preloaded else _default_workers()  # workers measured slower here: fork + IPC per run
-    # data-loading workers draw their own augmentation streams, so their number is part of what a run is
-    common = {"target": dataset.fingerprint, "classes": names, "seed": config.seed, "augment": config.augment,
-              "workers": workers, "label_smoothing": config.label_smoothing,
-              "split": [int(len(tr)), int(len(va)), int(len(te))]}
-    if "fine-tuned" in trained:
-        base = base or load_model(config.model, resolution=config.resolution)
-    val_counts = np.bincount(y[va], minlength=n_classes)
-    val_chance = float(val_counts.max() / val_counts.sum())
-    chance_line = _chance_line(val_chance, len(va))  # what at_chance calls chance
-    arch_models: dict[tuple[str, int], Model] = {}
-
-    def start_model(arm: str, repeat: int, schedule: ArmSchedule) -> Model:
-        """A fresh copy of the arm's starting weights (loaded once per arm, and per repeat for random inits)."""
-        nonlocal base
-        key = (arm, 0 if arm == "fine-tuned" else repeat)
-        if key not in arch_models:
-            if arm == "small-cnn":
-                arch_models[key] = small_cnn(n_classes, resolution=schedule.resolution or 32,
-                                             seed=_init_seed(arm, config.seed, repeat))
-            elif arm == "scratch":
-                rid = random_init_id(config.model)
-                arch_models[key] = load_model(f"{rid}?seed={_init_seed(arm, config.seed, repeat)}",
-                                              resolution=schedule.resolution)
-            else:
-                base = base or load_model(config.model, resolution=config.resolution)
-                arch_models[key] = base if schedule.resolution == config.resolution else \
-                    load_model(config.model, resolution=schedule.resolution)
-        m = arch_models[key]
-        return m.with_module(copy.deepcopy(m.module))
-
-    def train(arm: str, b: int, r: int, lr: float, label: str) -> tuple[Run, Any]:
-        """One trained run of ``arm`` at budget ``b``, repeat ``r`` and peak rate ``lr`` (not yet tested)."""
-        from .finetune import _fit, _head_name, recommend, stages_of
-
-        schedule = the_plan.schedules[arm]
-        sub = tr[subsets[(b, r)]]
-        model = start_model(arm, r, schedule)
-        n_stages = len(stages_of(model, _head_name(model.module, model.backend))[0])
-        strategy, frozen, mult = schedule.strategy, None, schedule.backbone_lr_mult
-        if strategy == "auto":
-            rec = recommend(len(sub), n_stages, pretrained=model.pretrained)
-            strategy, frozen, mult = rec.strategy, rec.frozen_stages, rec.backbone_lr_mult
-        if strategy == "partial" and frozen is None:
-            frozen = max(n_stages - 1, 0)
-        cfg = _schedule_config(schedule, config, strategy=strategy, backbone_lr_mult=mult, lr=lr,
-                               frozen_stages=frozen, seed=_seed(config.seed, r, b, 3), num_workers=workers)
-        if strategy == "freeze-unfreeze" and schedule.epochs < 2:
-            cfg = replace(cfg, strategy="partial", frozen_stages=max(n_stages - 1, 0))
-        cfg.validate()
-        t1 = time.perf_counter()
-
-        def step(k: int, steps: int, message: str) -> None:
-            if progress:
-                progress(done + k / max(steps, 1), total, f"{label}: {message}")
-
-        out = _fit(model, images, (rows[sub], y[sub]), (rows[va], y[va]), cfg, n_classes, workers=workers,
-                  progress=step, min_epoch_images=schedule.min_epoch_images, keep_pretrained=False,
-                  learning_above=chance_line)
-        run = Run(arm=arm, budget=b, repeat=r, n_train=len(sub), per_class=len(sub) / n_classes, accuracy=0.0,
-                  macro_f1=0.0, val_accuracy=round(out.val_accuracy, 6), epochs=out.epochs_run,
-                  best_epoch=out.best_epoch,
-                  detail=cfg.strategy + (f", {cfg.frozen_stages} stages frozen" if cfg.strategy == "partial" else "")
-                  + f", lr {lr:g}",
-                  seconds=round(time.perf_counter() - t1, 3), lr=float(lr), steps=int(out.steps_done),
-                  converged=not at_chance(out.val_accuracy, val_chance, len(va)))
-        return run, (out, model, cfg)
-
-    def finish(run: Run, trained_: Any, path: Path) -> Run:
-        from .cache import atomic_write_text
-        from .finetune import _test
-
-        out, model, cfg = trained_
-        acc, f1, pred = _test(out.module, model, images, (rows[te], y[te]), cfg, n_classes, workers)
-        run = replace(run, accuracy=round(acc, 6), macro_f1=round(f1, 6), correct=_bits(pred == y[te]))
-        atomic_write_text(path, json.dumps(run.to_dict()))
-        return run
-
-    def key_path(arm: str, b: int, r: int, lr: float | str) -> Path:
-        schedule = the_plan.schedules[arm]
-        weights = base.weights_hash if arm == "fine-tuned" else f"random init {_init_seed(arm, config.seed, r)}"
-        key = _run_key(**common, arm=arm, model=config.model if arm != "small-cnn" else "small-cnn",
-                       weights=weights, schedule=asdict(schedule), budget=b, repeat=r, lr=lr)
-        return _run_store() / f"{key}.json"
-
+    arms = _TrainedArms(the_plan, dataset, rows, y, split, subsets, ledger, base=base)
     ref = the_plan.reference if the_plan.reference in the_plan.trained_budgets else the_plan.trained_budgets[-1]
     chosen_lr: dict[str, float] = {}
     order = [(ref, 0)] + [(b, r) for r in range(config.repeats) for b in the_plan.trained_budgets if (b, r) != (ref, 0)]
@@ -863,38 +688,7 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
         for arm in trained:
             if b not in the_plan.budgets_of(arm):
                 continue
-            schedule = the_plan.schedules[arm]
-            label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
-            search = (b, r) == (ref, 0)
-            path = key_path(arm, b, r, "search" if search else chosen_lr[arm])
-            cached = _read_run(path) if reuse and path.is_file() else None
-            if cached is not None:
-                if search:
-                    chosen_lr[arm] = float(cached.lr or schedule.lr)
-                record(cached)
-                done += len(schedule.lr_grid) if search else 1
-                tick(f"{label}: reused")
-                continue
-            if search:
-                tried = []
-                for g in schedule.lr_grid:
-                    lr = schedule.lr * g
-                    run, state = train(arm, b, r, lr, f"{label} · learning-rate search, lr {lr:g}")
-                    tried.append((run.val_accuracy, -abs(math.log(g)), lr, run, state))
-                    done += 1
-                    tick(f"{label}: lr {lr:g} → validation accuracy {run.val_accuracy:.3f}")
-                _, _, lr, run, state = max(tried, key=lambda t: t[:2])
-                chosen_lr[arm] = lr
-                run = replace(run, detail=run.detail + " (chosen on validation from "
-                              + ", ".join(f"{t[2]:g}: {t[0]:.3f}" for t in tried) + ")")
-                del tried
-            else:
-                run, state = train(arm, b, r, chosen_lr[arm], label)
-                done += 1
-            run = finish(run, state, path)
-            del state
-            record(run)
-            tick(f"{label}: test accuracy {run.accuracy:.3f}" + ("" if run.converged else " (did not converge)"))
+            record(arms.run(arm, b, r, chosen_lr, search=(b, r) == (ref, 0), reuse=reuse))
     reused = sum(r.reused for r in runs if r.arm in TRAINED_ARMS)
     if reused:
         notes.append(f"{reused} trained runs were read from earlier runs of the same settings.")
@@ -905,8 +699,183 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     return _result(the_plan, chance, runs, notes, t0)
 
 
+class _Ledger:
+    """The experiment's progress: ``done`` of ``total`` runs (a trained run's steps count as a fraction of one)."""
+
+    def __init__(self, total: int, progress: ProgressFn | None):
+        self.done, self.total, self.progress = 0.0, total, progress
+
+    def tick(self, message: str, fraction: float = 0.0) -> None:
+        if self.progress:
+            self.progress(self.done + fraction, self.total, message)
+
+
+def _fitted_runs(fitted: Sequence[str], base: Model | None, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray,
+                 split: tuple, subsets, n_classes: int, ledger: _Ledger) -> Iterable[Run]:
+    """The runs of the fitted arms (``linear-probe`` on the frozen features of ``base``, ``pixel-linear`` and
+    ``pixel-knn`` on the raw pixels), one arm after the other."""
+    if "linear-probe" in fitted:
+        from ..embed import embed_dataset
+
+        ledger.tick("linear probes on the frozen pretrained features: embedding")
+        taps = [t for t in base.default_taps() if t != LOGITS]
+        emb = embed_dataset(base, dataset, taps,
+                            progress=(lambda d, t, m: ledger.tick(f"linear probes: embedding the target ({d}/{t})")))
+        features = {t: np.asarray(emb[t])[rows] for t in taps}
+        yield from _linear_runs("linear-probe", features, y, split, subsets, n_classes,
+                                progress=lambda m: ledger.tick(f"linear probes: {m}"))
+        ledger.done += 1
+    if "pixel-linear" in fitted or "pixel-knn" in fitted:
+        ledger.tick(f"pixel baselines: reading the images at {PIXEL_SIZE}x{PIXEL_SIZE} px")
+        pixels = pixel_features(dataset, rows)
+        if "pixel-linear" in fitted:
+            yield from _linear_runs("pixel-linear", {f"{PIXEL_SIZE}px": pixels}, y, split, subsets, n_classes,
+                                    progress=lambda m: ledger.tick(f"linear model on pixels: {m}"))
+            ledger.done += 1
+        if "pixel-knn" in fitted:
+            ledger.tick("k-NN on pixels")
+            yield from _knn_runs(pixels, y, split, subsets)
+            ledger.done += 1
+
+
+class _TrainedArms:
+    """The trained arms of one experiment: their starting weights (loaded once), one trained run
+    (:meth:`train`), its test score and record (:meth:`finish`), and the run store's key of each run."""
+
+    def __init__(self, the_plan: ExperimentPlan, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray,
+                 split: tuple, subsets, ledger: _Ledger, *, base: Model | None):
+        config = the_plan.config
+        self.plan, self.config, self.rows, self.y, self.split, self.subsets = the_plan, config, rows, y, split, subsets
+        self.ledger, self.n_classes = ledger, len(the_plan.classes)
+        tr, va, te = split
+        self.images, preloaded = _images_for(dataset, rows)
+        self.workers = 0 if preloaded else _default_workers()  # workers measured slower here: fork + IPC per run
+        # data-loading workers draw their own augmentation streams, so their number is part of what a run is
+        self.common = {"target": dataset.fingerprint, "classes": the_plan.classes, "seed": config.seed,
+                       "augment": config.augment, "workers": self.workers, "label_smoothing": config.label_smoothing,
+                       "split": [int(len(tr)), int(len(va)), int(len(te))]}
+        self.base = base
+        if "fine-tuned" in config.arms:
+            self.base = base or load_model(config.model, resolution=config.resolution)
+        val_counts = np.bincount(y[va], minlength=self.n_classes)
+        self.val_chance = float(val_counts.max() / val_counts.sum())
+        self.chance_line = _chance_line(self.val_chance, len(va))  # what at_chance calls chance
+        self.models: dict[tuple[str, int], Model] = {}
+
+    def start_model(self, arm: str, repeat: int, schedule: ArmSchedule) -> Model:
+        """A fresh copy of the arm's starting weights (loaded once per arm, and per repeat for random inits)."""
+        config = self.config
+        key = (arm, 0 if arm == "fine-tuned" else repeat)
+        if key not in self.models:
+            if arm == "small-cnn":
+                self.models[key] = small_cnn(self.n_classes, resolution=schedule.resolution or 32,
+                                             seed=_init_seed(arm, config.seed, repeat))
+            elif arm == "scratch":
+                rid = random_init_id(config.model)
+                self.models[key] = load_model(f"{rid}?seed={_init_seed(arm, config.seed, repeat)}",
+                                              resolution=schedule.resolution)
+            else:
+                self.base = self.base or load_model(config.model, resolution=config.resolution)
+                self.models[key] = self.base if schedule.resolution == config.resolution else \
+                    load_model(config.model, resolution=schedule.resolution)
+        m = self.models[key]
+        return m.with_module(copy.deepcopy(m.module))
+
+    def train(self, arm: str, b: int, r: int, lr: float, label: str) -> tuple[Run, Any]:
+        """One trained run of ``arm`` at budget ``b``, repeat ``r`` and peak rate ``lr`` (not yet tested)."""
+        from .finetune import recommend
+
+        config, (tr, va, _), y, rows, n_classes = self.config, self.split, self.y, self.rows, self.n_classes
+        schedule = self.plan.schedules[arm]
+        sub = tr[self.subsets[(b, r)]]
+        model = self.start_model(arm, r, schedule)
+        n_stages = len(stages_of(model, head_name(model.module, model.backend))[0])
+        strategy, frozen, mult = schedule.strategy, None, schedule.backbone_lr_mult
+        if strategy == "auto":
+            rec = recommend(len(sub), n_stages, pretrained=model.pretrained)
+            strategy, frozen, mult = rec.strategy, rec.frozen_stages, rec.backbone_lr_mult
+        if strategy == "partial" and frozen is None:
+            frozen = max(n_stages - 1, 0)
+        cfg = _schedule_config(schedule, config, strategy=strategy, backbone_lr_mult=mult, lr=lr,
+                               frozen_stages=frozen, seed=_seed(config.seed, r, b, 3), num_workers=self.workers)
+        if strategy == "freeze-unfreeze" and schedule.epochs < 2:
+            cfg = replace(cfg, strategy="partial", frozen_stages=max(n_stages - 1, 0))
+        cfg.validate()
+        t1 = time.perf_counter()
+
+        def step(k: int, steps: int, message: str) -> None:
+            self.ledger.tick(f"{label}: {message}", k / max(steps, 1))
+
+        out = fit(model, self.images, (rows[sub], y[sub]), (rows[va], y[va]), cfg, n_classes, workers=self.workers,
+                  progress=step, min_epoch_images=schedule.min_epoch_images, keep_pretrained=False,
+                  learning_above=self.chance_line)
+        run = Run(arm=arm, budget=b, repeat=r, n_train=len(sub), per_class=len(sub) / n_classes, accuracy=0.0,
+                  macro_f1=0.0, val_accuracy=round(out.val_accuracy, 6), epochs=out.epochs_run,
+                  best_epoch=out.best_epoch,
+                  detail=cfg.strategy + (f", {cfg.frozen_stages} stages frozen" if cfg.strategy == "partial" else "")
+                  + f", lr {lr:g}",
+                  seconds=round(time.perf_counter() - t1, 3), lr=float(lr), steps=int(out.steps_done),
+                  converged=not at_chance(out.val_accuracy, self.val_chance, len(va)))
+        return run, (out, model, cfg)
+
+    def finish(self, run: Run, trained: Any, path: Path) -> Run:
+        """Score a trained run on the test images and store it in the run store."""
+        from ..cache import atomic_write_text
+
+        out, model, cfg = trained
+        te, y = self.split[2], self.y
+        acc, f1, pred = score_test(out.module, model, self.images, (self.rows[te], y[te]), cfg, self.n_classes,
+                                   self.workers)
+        run = replace(run, accuracy=round(acc, 6), macro_f1=round(f1, 6), correct=_bits(pred == y[te]))
+        atomic_write_text(path, json.dumps(run.to_dict()))
+        return run
+
+    def key_path(self, arm: str, b: int, r: int, lr: float | str) -> Path:
+        config = self.config
+        weights = self.base.weights_hash if arm == "fine-tuned" else f"random init {_init_seed(arm, config.seed, r)}"
+        key = _run_key(**self.common, arm=arm, model=config.model if arm != "small-cnn" else "small-cnn",
+                       weights=weights, schedule=asdict(self.plan.schedules[arm]), budget=b, repeat=r, lr=lr)
+        return _run_store() / f"{key}.json"
+
+    def run(self, arm: str, b: int, r: int, chosen_lr: dict[str, float], *, search: bool, reuse: bool) -> Run:
+        """The run of ``arm`` at budget ``b`` and repeat ``r``: from the run store, or trained, tested and stored.
+        With ``search`` (the reference budget, repeat 0) it searches the learning rate on validation and sets
+        ``chosen_lr[arm]`` for the others."""
+        config, ledger = self.config, self.ledger
+        schedule = self.plan.schedules[arm]
+        label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
+        path = self.key_path(arm, b, r, "search" if search else chosen_lr[arm])
+        cached = _read_run(path) if reuse and path.is_file() else None
+        if cached is not None:
+            if search:
+                chosen_lr[arm] = float(cached.lr or schedule.lr)
+            ledger.done += len(schedule.lr_grid) if search else 1
+            ledger.tick(f"{label}: reused")
+            return cached
+        if search:
+            tried = []
+            for g in schedule.lr_grid:
+                lr = schedule.lr * g
+                run, state = self.train(arm, b, r, lr, f"{label} · learning-rate search, lr {lr:g}")
+                tried.append((run.val_accuracy, -abs(math.log(g)), lr, run, state))
+                ledger.done += 1
+                ledger.tick(f"{label}: lr {lr:g} → validation accuracy {run.val_accuracy:.3f}")
+            _, _, lr, run, state = max(tried, key=lambda t: t[:2])
+            chosen_lr[arm] = lr
+            run = replace(run, detail=run.detail + " (chosen on validation from "
+                          + ", ".join(f"{t[2]:g}: {t[0]:.3f}" for t in tried) + ")")
+            del tried
+        else:
+            run, state = self.train(arm, b, r, chosen_lr[arm], label)
+            ledger.done += 1
+        run = self.finish(run, state, path)
+        del state
+        ledger.tick(f"{label}: test accuracy {run.accuracy:.3f}" + ("" if run.converged else " (did not converge)"))
+        return run
+
+
 def _default_workers() -> int:
-    from .embed import default_num_workers
+    from ..embed import default_num_workers
 
     return default_num_workers()
 
@@ -955,8 +924,7 @@ def _linear_runs(arm: str, features: Mapping[str, np.ndarray], y: np.ndarray, sp
     """A fitted linear arm (the probe on frozen features, or the linear model on pixels): for every budget and
     repeat, a logistic regression per feature set fitted on the budget's images only (no refit on validation),
     the feature set and C with the best validation accuracy, scored on test."""
-    from .metrics._checks import metric_device
-    from .probes import ProbeConfig, _probe_tap
+    from ..probes import ProbeConfig, probe_tap
 
     t0 = time.perf_counter()
     tr, va, te = split
@@ -969,7 +937,7 @@ def _linear_runs(arm: str, features: Mapping[str, np.ndarray], y: np.ndarray, sp
         splits = [(tr[subsets[(b, r)]], va, te) for r in repeats]
         scores = []
         for t, X in features.items():
-            acc, f1, chosen, val_acc, _, pred = _probe_tap(X, y, splits, n_classes, config, dev, refit=False)
+            acc, f1, chosen, val_acc, _, pred = probe_tap(X, y, splits, n_classes, config, dev, refit=False)
             scores.append((t, acc, f1, chosen, [max(v) for v in val_acc], pred))
         for i, r in enumerate(repeats):
             # the best validation accuracy; ties go to the deeper tap (taps run shallow to deep)
@@ -1352,7 +1320,7 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
 
 # ----------------------------------------------------------------------------- as a job
 def run_job(config: Mapping[str, Any], context) -> dict[str, Any]:
-    """The ``efficiency`` job kind (see :mod:`tldiag.jobs`): each finished run becomes a metric row, so a page can
+    """The ``efficiency`` job kind (see :mod:`tldiag.training.jobs`): each finished run becomes a metric row, so a page can
     draw the chart while the experiment goes on."""
     cfg = EfficiencyConfig.from_dict(config)
     context.log(f"data efficiency of {cfg.model} on {cfg.target} ({', '.join(cfg.arms)}; {cfg.repeats} repeats)")
@@ -1369,16 +1337,20 @@ def run_job(config: Mapping[str, Any], context) -> dict[str, Any]:
     return result.to_dict()
 
 
-def submit(config: EfficiencyConfig, *, name: str | None = None, store=None, dataset: ImageDataset | None = None):
-    """Check ``config`` with :func:`plan_experiment` (nothing is recorded when it fails) and launch it as a
-    background job; returns the :class:`tldiag.jobs.Job`."""
-    from .jobs import JobStore
+def prepare_job(config: EfficiencyConfig, *, dataset: ImageDataset | None = None):
+    """The ``efficiency`` job of ``config``, checked with :func:`plan_experiment` (see
+    :func:`tldiag.training.jobs.launch`)."""
+    from .jobs import Launch
 
-    the_plan = plan_experiment(config, dataset=dataset)
-    store = store or JobStore()
-    c = the_plan.config
-    name = name or f"{c.model} → {c.target} · data efficiency"
-    return store.submit("efficiency", c.to_dict(), name=name, device=c.device or "cpu")
+    c = plan_experiment(config, dataset=dataset).config
+    return Launch(c.to_dict(), f"{c.model} → {c.target} · data efficiency", c.device or "cpu")
+
+
+def config_of(job) -> EfficiencyConfig:
+    """The configuration of an ``efficiency`` job (a :class:`tldiag.training.jobs.Job`); keys this version does not
+    know (a record written by a newer one, a test's replay) are left out."""
+    known = {f.name for f in fields(EfficiencyConfig)}
+    return EfficiencyConfig.from_dict({k: v for k, v in job.config.items() if k in known})
 
 
 def result_of(job) -> EfficiencyResult | None:
@@ -1401,6 +1373,6 @@ def partial_result(config: Mapping[str, Any], metrics: Sequence[Mapping[str, Any
 
 __all__ = ["ARMS", "ARM_TITLES", "BUDGETS", "PROFILES", "ArmCurve", "ArmSchedule", "Comparison", "EfficiencyConfig",
            "bootstrap_interval",
-           "EfficiencyResult", "ExperimentPlan", "Reach", "Readouts", "Run", "SmallCNN", "budget_label", "labels_per_class",
+           "EfficiencyResult", "ExperimentPlan", "Reach", "Readouts", "Run", "budget_label", "labels_per_class",
            "budget_subsets", "curves", "default_schedules", "labels_to_reach", "partial_result", "plan_experiment",
-           "readouts", "result_of", "run_experiment", "run_job", "small_cnn", "submit", "t_interval"]
+           "readouts", "result_of", "run_experiment", "run_job", "prepare_job", "config_of", "t_interval"]
