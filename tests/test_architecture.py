@@ -97,3 +97,34 @@ def test_pages_hold_no_thresholds(page):
                 if isinstance(side, ast.Constant) and isinstance(side.value, float):
                     offences.append(f"line {node.lineno}: {ast.unparse(node)}")
     assert not offences, "\n".join(offences)
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.If, ast.Try)):
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    names.update((a.asname or a.name).split(".")[0] for a in sub.names)
+    return names
+
+
+def test_every_import_from_the_package_resolves():
+    """A moved module leaves no import behind (also the lazy ones inside functions, which only fail when run)."""
+    broken = []
+    for path in PACKAGE_FILES + APP_FILES + sorted(ROOT.glob("tests/**/*.py")):
+        for module, name, line in imports(path):
+            if not module.startswith("tldiag") or not name or name == "*" or is_module(f"{module}.{name}"):
+                continue
+            target = ROOT.joinpath(*module.split("."))
+            target = target / "__init__.py" if target.is_dir() else target.with_suffix(".py")
+            if not target.exists() or name not in _top_level_names(target):
+                broken.append(f"{path.relative_to(ROOT)}:{line} from {module} import {name}")
+    assert not broken, "\n".join(broken)

@@ -432,7 +432,7 @@ def bench_verdict(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from . import panel
+    from .decision import panel
     from .decision.verdict import load_rules
 
     names = [n.strip() for n in (args.scenarios or "").split(",") if n.strip()]
