@@ -34,6 +34,7 @@ install: $(VENV)/.runtime-installed
 install-dev: $(VENV)/.dev-installed
 
 run: install
+	@$(PY) -m tldiag.access "$(ADDRESS)"  # refuses an address other machines reach without sign-in
 	@echo "tldiag dashboard: http://$(ADDRESS):$(PORT)  (Ctrl-C stops it)"
 	$(VENV)/bin/streamlit run app.py --server.address=$(ADDRESS) --server.port=$(PORT) \
 		--server.headless=true --browser.gatherUsageStats=false

@@ -1,9 +1,11 @@
 """tldiag dashboard: `streamlit run app.py` (or `make run`). Pages live in pages/."""
 import streamlit as st
 
-from app_state import current_setup, set_setup, umap_warm_up
+from app_state import current_setup, serving, set_setup, sign_in_gate, sign_out_button, umap_warm_up
 
 st.set_page_config(page_title="tldiag · transfer-learning diagnostics", page_icon="🧭", layout="wide")
+mode = serving()  # stops here on an address other machines reach without sign-in (unless opted in)
+sign_in_gate(mode)  # with [auth] configured: nothing below renders before sign-in
 
 PAGES = [
     st.Page("pages/1_setup.py", title="Setup", icon="⚙️", default=True),
@@ -15,11 +17,14 @@ PAGES = [
     st.Page("pages/7_verdict.py", title="Verdict", icon="⚖️"),
 ]
 
-page = st.navigation(PAGES)  # first: from here on every page runs through this router
+page = st.navigation(PAGES)  # from here on every page runs through this router
 umap_warm_up()  # once per server: compiles UMAP in the background, so the first map a user opens is fast
 setup = current_setup()
 set_setup(setup)  # keep the URL a complete permalink of the setup, on every page
+if mode.banner:
+    st.warning(mode.banner, icon="⚠️")
 with st.sidebar:
+    sign_out_button()
     st.markdown("### Current setup")
     st.markdown(f"**Model** `{setup.model}`  \n**Source** `{setup.source}`  \n**Target** `{setup.target}`")
     st.caption(f"{setup.resolution or 'native'} px · "

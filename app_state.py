@@ -5,6 +5,7 @@ Pages call these functions; tldiag itself never imports streamlit.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import replace
 from typing import Any, Callable
@@ -14,6 +15,8 @@ import streamlit as st
 
 from app_cache import NoWarmUp, SharedResults, UmapWarmUp, start_umap_warm_up
 
+from tldiag import access
+from tldiag.audit import ANONYMOUS, AuditLog
 from tldiag.data import ImageDataset, load_dataset
 from tldiag.training.efficiency import EfficiencyConfig, ExperimentPlan, plan_experiment
 from tldiag.embed import EmbeddingPair, Embeddings, embed_dataset, embed_pair, is_cached
@@ -30,6 +33,102 @@ from tldiag.decision import report as decision
 from tldiag.decision.verdict import Rules, load_rules
 
 SETUP_KEY = "setup"
+SIGNED_IN_AT = "signed_in_at"
+
+
+# ---------------------------------------------------------------- who is using it
+def _secrets() -> dict[str, Any]:
+    try:
+        return st.secrets.to_dict()
+    except Exception:  # no secrets file anywhere: Streamlit raises its own FileNotFoundError subclass
+        return {}
+
+
+def serving() -> access.ServingMode:
+    """How this server serves (see :func:`tldiag.access.serving_mode`): the page stops with the reason when it may
+    not serve on its address (another machine could reach it without sign-in)."""
+    address = st.get_option("server.address") or "0.0.0.0"  # unset: Streamlit listens on every interface
+    try:
+        return access.serving_mode(address, auth_configured=access.auth_configured(_secrets()))
+    except TldiagError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def sign_in_gate(mode: access.ServingMode) -> None:
+    """With sign-in configured, nothing renders before it: a sign-in button, then the app. An identity token past
+    its expiry (``exp``, which Streamlit does not check) signs the user out."""
+    if mode.mode != access.SIGNED_IN:
+        return
+    if not _logged_in():
+        st.title("tldiag")
+        st.markdown("Sign in with your company account to open the dashboard.")
+        st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
+        st.stop()
+    exp = st.user.get("exp")
+    if exp is not None and float(exp) <= time.time():
+        st.session_state.pop(SIGNED_IN_AT, None)
+        audit_log().record("sign-out", user_email(), reason="identity token expired")
+        st.logout()
+        st.stop()
+    if SIGNED_IN_AT not in st.session_state:
+        st.session_state[SIGNED_IN_AT] = time.time()
+        audit_log().record("sign-in", user_email(), role=user_role())
+
+
+def user_email() -> str | None:
+    """The signed-in user's address; None on a single-user or open server."""
+    if not _signed_in_mode():
+        return None
+    return st.user.get("email") if _logged_in() else None
+
+
+def _logged_in() -> bool:
+    return bool(st.user.get("is_logged_in", False))  # absent where no sign-in ever ran (AppTest)
+
+
+def _signed_in_mode() -> bool:
+    return access.auth_configured(_secrets())
+
+
+def user_role() -> str:
+    """The user's role: from the access file when signed in; on a single-user (or open) server the one user may
+    do everything."""
+    if not _signed_in_mode():
+        return "admin"
+    return access.AccessPolicy.load().role_of(user_email())
+
+
+def allowed(action: str) -> bool:
+    """Whether the current user may ``action`` (a key of :data:`tldiag.access.ACTIONS`): pages hide what is not."""
+    return access.can(user_role(), action)
+
+
+def require(action: str) -> None:
+    """Refuse ``action`` on the server side (whatever the browser sent), and log the refusal."""
+    try:
+        access.require(user_email(), user_role(), action)
+    except access.AccessDenied:
+        audit_log().record("refused", user_email(), action, role=user_role())
+        raise
+
+
+def sign_out_button() -> None:
+    """A sidebar sign-out button when signed in."""
+    if user_email() is not None and st.button("Sign out", key="sign_out"):
+        audit_log().record("sign-out", user_email())
+        st.session_state.pop(SIGNED_IN_AT, None)
+        st.logout()
+
+
+def audit_log() -> AuditLog:
+    """The audit log of this server's job store (``$TLDIAG_HOME/jobs``)."""
+    return AuditLog()
+
+
+def log_export(file_name: str, subject: str) -> None:
+    """A download's entry in the audit log (``on_click`` of a download button)."""
+    audit_log().record("export", user_email(), subject, file=file_name)
 
 
 def _route_through_app() -> None:
@@ -127,10 +226,11 @@ def require_embeddings(setup: Setup) -> EmbeddingPair:
     with prompt.container():
         st.info("This page needs the embeddings of the current setup, which are not computed yet. Compute them "
                 "here, or review the setup first on the Setup page.", icon="ℹ️")
-        clicked = st.button("Compute embeddings", type="primary", key="compute_here")
+        clicked = allowed("compute") and st.button("Compute embeddings", type="primary", key="compute_here")
     if not clicked:
         st.stop()
     try:
+        require("compute")
         pair = embeddings(setup)
     except TldiagError as exc:
         show_error(exc)
@@ -312,8 +412,9 @@ def finetune_plan(config: FinetuneConfig) -> Plan:
 
 def launch_finetune(config: FinetuneConfig, name: str | None) -> Job:
     """Check and launch a fine-tuning job (a separate process that outlives this session)."""
+    require("launch")
     return launch_job("finetune", config, name=name, store=job_store(), model=model(config.model, config.resolution),
-                      dataset=dataset(config.target))
+                      dataset=dataset(config.target), user=user_email())
 
 
 def efficiency_plan(config: EfficiencyConfig) -> ExperimentPlan:
@@ -324,12 +425,18 @@ def efficiency_plan(config: EfficiencyConfig) -> ExperimentPlan:
 
 def launch_efficiency(config: EfficiencyConfig, name: str | None) -> Job:
     """Check and launch a data-efficiency experiment as a background job."""
-    return launch_job("efficiency", config, name=name, store=job_store(), dataset=dataset(config.target))
+    require("launch")
+    return launch_job("efficiency", config, name=name, store=job_store(), dataset=dataset(config.target),
+                      user=user_email())
 
 
 # ---------------------------------------------------------------- the parts every job page shares
 def launch_button(label: str, key: str, job_key: str, launch: Callable[[], Job]) -> None:
-    """A primary button that launches a job (``launch()``) and selects it on the page (``job_key``)."""
+    """A primary button that launches a job (``launch()``) and selects it on the page (``job_key``); not shown to
+    a user whose role may not launch jobs."""
+    if not allowed("launch"):
+        st.caption("Your role (viewer) reads results; a runner or an admin launches jobs.")
+        return
     if st.button(label, type="primary", key=key):
         try:
             job = launch()
@@ -351,15 +458,35 @@ def pick_job(kind: str, job_key: str, *, label: str, empty: str) -> tuple[Job, l
     if st.session_state.get(job_key) not in ids:
         st.session_state[job_key] = ids[0]
     by_id = {j.id: j for j in jobs}
-    job_id = st.selectbox(label, ids, key=job_key, format_func=lambda i: f"{by_id[i].name} · {i}")
+    job_id = st.selectbox(label, ids, key=job_key,
+                          format_func=lambda i: f"{by_id[i].name} · {by_id[i].owner or ANONYMOUS} · {i}")
     return by_id[job_id], jobs
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def md_text(text: object) -> str:
+    """``text`` as inert Markdown: every character Markdown (or Streamlit's HTML and LaTeX) would act on is
+    escaped, so a user's file, class or job name shows as typed, never as a link, an image or markup."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def job_heading(job: Job) -> None:
+    """A job's name (as typed), id, owner and status, with its place in the queue while it waits."""
+    place = job_store().queue_position(job)
+    status = f"queued, {place} in line" if place else job.status
+    st.markdown(f"**{md_text(job.name)}** · `{job.id}` · {md_text(job.owner or ANONYMOUS)} · {status}")
+
+
 def cancel_and_log(job: Job, *, help: str) -> None:
-    """A running job's Cancel button and the tail of its log."""
-    if st.button("Cancel", key=f"cancel_{job.id}", help=help):
+    """A running job's Cancel button (for its owner when a runner, for anyone's job when an admin) and the tail of
+    its log."""
+    action = "cancel_own" if job.owner == (user_email() or ANONYMOUS) else "cancel_any"
+    if allowed(action) and st.button("Cancel", key=f"cancel_{job.id}", help=help):
         try:
-            job_store().cancel(job.id)
+            require(action)
+            job_store().cancel(job.id, user=user_email())
         except TldiagError as exc:
             show_error(exc)
         st.rerun()

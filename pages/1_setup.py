@@ -153,7 +153,8 @@ else:
     hint = f"{n_images:,} images; the speed is measured on the first batches and the time left is shown."
 st.caption(hint)
 
-if st.button("Compute embeddings", type="primary", key="compute") or st.session_state.get("embedded") == setup:
+if (app_state.allowed("compute") and st.button("Compute embeddings", type="primary", key="compute")) \
+        or st.session_state.get("embedded") == setup:
     try:
         pair = app_state.embeddings(setup)
     except TldiagError as exc:

@@ -98,7 +98,7 @@ chosen = st.multiselect("Candidate models", list(dict.fromkeys([*default, *avail
 ids = tuple(chosen)
 board = app_state.leaderboard_if_cached(setup, ids, config) if ids else None
 if board is None and ids:
-    if st.button(f"Evaluate {len(ids)} models", type="primary", key="run_board",
+    if app_state.allowed("compute") and st.button(f"Evaluate {len(ids)} models", type="primary", key="run_board",
                  help="Embeds both datasets with each model (cached), then probes and scores it."):
         try:
             board = app_state.leaderboard(setup, ids, config)

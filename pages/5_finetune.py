@@ -100,7 +100,7 @@ def _show_live(job_id: str) -> None:
     if not job.active:
         st.rerun()  # the whole page: the result card replaces the live view
     waiting = job.status == "queued"
-    st.markdown(f"**{job.name}** · `{job.id}` · {job.status}")
+    app_state.job_heading(job)
     st.progress(job.progress, text=f"{job.status}: {job.message or 'starting'}"
                 + ("" if waiting or job.seconds is None else f" · {job.seconds:.0f} s"))
     rows = store.metrics(job_id)
@@ -151,7 +151,8 @@ def _show_result(job) -> None:
                   help=f"{scratch.config.model}, every layer trained, same data, split and epochs.")
     else:
         m3.metric("From scratch", "—", help="No finished from-scratch run with the same data and split yet.")
-        if twin is not None and st.button("Launch the scratch baseline", key=f"scratch_{job.id}",
+        if twin is not None and app_state.allowed("launch") and st.button("Launch the scratch baseline",
+                                                                          key=f"scratch_{job.id}",
                                           help=f"The same run with {twin.model}: random weights, every layer trains."):
             try:
                 st.session_state["w_ft_job"] = app_state.launch_finetune(twin, f"{twin.model} → {twin.target} · "
@@ -199,7 +200,7 @@ def _show_result(job) -> None:
 
 
 if not job.active:
-    st.markdown(f"**{job.name}** · `{job.id}` · {job.status}")
+    app_state.job_heading(job)
 if job.active:
     st.fragment(run_every=1.0)(_show_live)(job.id)
 elif job.status == "done":

@@ -79,7 +79,7 @@ def _show_live(job_id: str) -> None:
     job = store.get(job_id)
     if not job.active:
         st.rerun()  # the whole page: the result replaces the live view
-    st.markdown(f"**{job.name}** · `{job.id}` · {job.status}")
+    app_state.job_heading(job)
     st.progress(job.progress, text=f"{job.status}: {job.message or 'starting'}"
                 + ("" if job.seconds is None else f" · {job.seconds:.0f} s"))
     _partial_chart(job, f"live_eff_{len(store.metrics(job_id))}")
@@ -155,7 +155,7 @@ def _show_result(job) -> None:
 
 
 if not job.active:
-    st.markdown(f"**{job.name}** · `{job.id}` · {job.status}")
+    app_state.job_heading(job)
 if job.active:
     st.fragment(run_every=2.0)(_show_live)(job.id)
 elif job.status == "done":

@@ -21,7 +21,8 @@ try:
 except TldiagError as exc:
     app_state.show_error(exc)
     st.stop()
-record = decision.build_record(analyses, rules, base_url=app_state.app_base_url())
+record = decision.build_record(analyses, rules, base_url=app_state.app_base_url(),
+                               requested_by=app_state.user_email())
 v = record.verdict
 
 # ---------------------------------------------------------------- the decision
@@ -122,6 +123,8 @@ for m in v.missing:
             c2.progress(job.progress, text=f"{job.status}: {job.message or 'starting'} ({job.id})")
             c2.page_link("pages/6_efficiency.py" if kind == "efficiency" else "pages/5_finetune.py",
                          label="Follow it on its page", icon="➡️")
+        elif not app_state.allowed("compute" if m.key in ("shift", "probes", "baselines") else "launch"):
+            c2.caption("A runner or an admin computes this.")
         elif m.key == "shift" and c2.button("Run the shift tests", key="v_run_shift", type="primary"):
             _compute(("shift",))
         elif m.key == "probes" and c2.button("Run the probes", key="v_run_probes", type="primary"):
@@ -167,9 +170,11 @@ st.caption("A self-contained HTML report (every figure and plotly.js inlined: it
 stem = f"tldiag-{setup.model}-{setup.target}".replace(":", "-").replace("/", "-").replace("?", "-").replace("&", "-")
 c1, c2 = st.columns(2)
 c1.download_button("Download the report (HTML)", data=record.html, file_name=f"{stem}.html", mime="text/html",
-                   type="primary", on_click="ignore", key="v_html", icon="📄")
+                   type="primary", on_click=app_state.log_export, args=(f"{stem}.html", record.manifest["permalink"]),
+                   key="v_html", icon="📄")
 c2.download_button("Download the manifest (JSON)", data=record.json(), file_name=f"{stem}.json",
-                   mime="application/json", on_click="ignore", key="v_json", icon="🧾")
+                   mime="application/json", on_click=app_state.log_export,
+                   args=(f"{stem}.json", record.manifest["permalink"]), key="v_json", icon="🧾")
 st.markdown("**Permalink**: this setup's Verdict page. Anyone with access to this dashboard reopens the same analysis "
             "from the cache.")
 st.code(record.manifest["permalink"], language=None)

@@ -138,3 +138,28 @@ def test_unknown_kind_and_unserialisable_config_are_refused_before_anything_is_w
     with pytest.raises(TldiagError, match="JSON-serialisable"):
         store.submit("test", {"x": object()}, entry="job_helpers:sleepy")
     assert store.list() == []
+
+
+def test_a_user_may_queue_a_few_jobs_and_sees_their_place(store, monkeypatch):
+    """First come, first served across users, with a per-user limit on what waits (TLDIAG_MAX_QUEUED_PER_USER)."""
+    monkeypatch.setenv("TLDIAG_MAX_QUEUED_PER_USER", "2")
+
+    def submit(user):
+        return store.submit("test", {"seconds": 20, "steps": 1}, entry="job_helpers:sleepy", device="cuda",
+                            user=user)
+
+    running = submit("ann@example.com")
+    _until(lambda: store.get(running.id).status == "running")
+    a1, b1, a2 = submit("ann@example.com"), submit("bob@example.com"), submit("ann@example.com")
+    assert [store.queue_position(store.get(j.id)) for j in (a1, b1, a2)] == [1, 2, 3]
+    assert store.queue_position(store.get(running.id)) is None
+    n_jobs = len(store.list())
+    with pytest.raises(TldiagError, match="ann@example.com already has 2 queued jobs .at most 2 per user"):
+        submit("ann@example.com")
+    assert len(store.list()) == n_jobs  # nothing recorded for the refused one
+    assert submit("bob@example.com").owner == "bob@example.com"  # the limit is per user
+    store.cancel(a1.id, user="ann@example.com")
+    assert store.queue_position(store.get(b1.id)) == 1
+    monkeypatch.setenv("TLDIAG_MAX_QUEUED_PER_USER", "many")
+    with pytest.raises(TldiagError, match="TLDIAG_MAX_QUEUED_PER_USER='many' must be a whole number"):
+        submit("ann@example.com")

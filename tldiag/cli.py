@@ -618,6 +618,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 3 if v.decision in fail_on else 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import AuditLog
+
+    log = AuditLog()
+    entries = log.entries(user=args.user, action=args.action, last=args.last)
+    if not entries:
+        print(f"no audit entries{' matching' if args.user or args.action else ' yet'} in {log.path}")
+    else:
+        rows = [{"when": e.to_dict()["when"], "user": e.user, "action": e.action, "subject": e.subject,
+                 "detail": json.dumps(dict(e.detail), sort_keys=True) if e.detail else ""} for e in entries]
+        print(_table(rows, list(rows[0])))
+    _write_json(args.json, [e.to_dict() for e in entries])
+    return 0
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     from .training.jobs import JobStore
 
@@ -633,7 +648,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 rows.append({"id": j.id, "status": j.status, "progress": f"{100 * j.progress:.0f}%",
                              "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(j.started)) if j.started else "",
                              "seconds": f"{j.seconds:.0f}" if j.seconds is not None else "",
-                             "test acc": f"{acc:.3f}" if acc is not None else "", "name": j.name})
+                             "test acc": f"{acc:.3f}" if acc is not None else "", "owner": j.owner,
+                             "name": j.name})
             print(_table(rows, list(rows[0])))
         _write_json(args.json, [_job_payload(store, j) for j in jobs])
         return 0
@@ -712,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     _efficiency_parser(sub)
     _report_parser(sub)
     _jobs_parser(sub)
+    _audit_parser(sub)
     return parser
 
 
@@ -872,6 +889,17 @@ def _report_parser(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _audit_parser(sub) -> None:
+    from .audit import ACTIONS
+
+    p = sub.add_parser("audit", help="the audit log: sign-ins, launches, cancels, exports and rule changes, by whom")
+    p.add_argument("--user", help="only this user's entries (an e-mail address, or 'local user')")
+    p.add_argument("--action", choices=ACTIONS, help="only this action")
+    p.add_argument("--last", type=int, help="only the newest N entries")
+    p.add_argument("--json", metavar="FILE", help="write the entries as JSON ('-' for stdout)")
+    p.set_defaults(func=cmd_audit)
+
+
 def _jobs_parser(sub) -> None:
     p = sub.add_parser("jobs", help="list, show, wait for, cancel background jobs; register a fine-tuned checkpoint")
     p.add_argument("action", nargs="?", default="list", choices=["list", "show", "wait", "cancel", "register"])
@@ -895,7 +923,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["cmd_models", "cmd_datasets", "cmd_embed", "cmd_shift", "cmd_project", "cmd_probe", "cmd_finetune",
-           "cmd_efficiency", "cmd_report", "cmd_jobs", "build_parser", "main"]
+           "cmd_efficiency", "cmd_report", "cmd_jobs", "cmd_audit", "build_parser", "main"]
 
 
 if __name__ == "__main__":

@@ -512,9 +512,11 @@ def _compute_seconds(a: Analyses) -> dict[str, float | None]:
 
 
 def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: str = "",
-                 created: str | None = None, timings: Mapping[str, float] | None = None) -> DecisionRecord:
+                 created: str | None = None, timings: Mapping[str, float] | None = None,
+                 requested_by: str | None = None) -> DecisionRecord:
     """Decide on ``analyses`` and assemble the manifest (``timings``: more wall times to record, e.g. the whole
-    headless run's)."""
+    headless run's; ``requested_by``: who asked for the record, the signed-in user or "local user")."""
+    from ..audit import ANONYMOUS
     from .. import __version__
     from .._config import device_name
 
@@ -523,6 +525,7 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
     manifest = {
         "record": "tldiag decision record", "record_version": RECORD_VERSION,
         "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "requested_by": requested_by or ANONYMOUS,
         "tldiag_version": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
         "libraries": _versions(), "device": device_name(),
         "setup": a.setup.as_dict(), "permalink": permalink(a.setup, base_url),
@@ -597,7 +600,8 @@ def render_html(record: DecisionRecord) -> str:
              f"{_e(a.setup.model)} → {_e(a.setup.target)}</title><style>{_CSS}</style>"
              f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
              "<h1>Transfer decision record</h1>",
-             f"<p class='muted'>{_e(m['created'])} · tldiag {_e(m['tldiag_version'])} · model <code>{_e(a.setup.model)}"
+             f"<p class='muted'>{_e(m['created'])} · requested by {_e(m.get('requested_by', ''))} · tldiag "
+             f"{_e(m['tldiag_version'])} · model <code>{_e(a.setup.model)}"
              f"</code> · source <code>{_e(a.setup.source_spec)}</code> · target <code>{_e(a.setup.target_spec)}</code>"
              f" · {a.setup.resolution or 'native'} px · seed {a.setup.seed}</p>",
              f"<div class='decision {decision}'>{_e(v.decision or 'No verdict yet')}</div>",

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from .. import _config
 from .._proc import process_alive, process_start
+from ..audit import ANONYMOUS, AuditLog
 from ..errors import TldiagError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -105,6 +106,7 @@ class Job:
         error: Why it failed (with the tail of its log), or None.
         result: What its function returned (JSON), when done.
         folder: The job's folder: its log file ``job.log`` and its artefacts.
+        owner: Who asked for it (the signed-in user's address, or "local user" on a single-user server).
     """
 
     id: str
@@ -126,6 +128,7 @@ class Job:
     result: Mapping[str, Any] | None
     cancel_requested: bool
     folder: Path = field(repr=False)
+    owner: str = ""
 
     @property
     def active(self) -> bool:
@@ -167,7 +170,8 @@ def _kind_module(kind: str):
     return import_module(KINDS[kind])
 
 
-def launch(kind: str, config: Any, *, name: str | None = None, store: "JobStore | None" = None, **inputs: Any) -> "Job":
+def launch(kind: str, config: Any, *, name: str | None = None, store: "JobStore | None" = None,
+           user: str | None = None, **inputs: Any) -> "Job":
     """Check ``config`` (a :class:`~tldiag.training.finetune.FinetuneConfig` for ``finetune``, an
     :class:`~tldiag.training.efficiency.EfficiencyConfig` for ``efficiency``) with its kind's ``prepare_job`` and
     launch it as a background job; nothing is recorded when the check fails.
@@ -177,10 +181,11 @@ def launch(kind: str, config: Any, *, name: str | None = None, store: "JobStore 
         config: The job's typed configuration.
         name: The name shown to users (default: the kind's, e.g. "model → target · strategy").
         store: The job store (default: ``$TLDIAG_HOME/jobs``).
+        user: Who asks for it (the job's owner, and the audit log's); default "local user".
         **inputs: What the check may reuse instead of loading it again: ``model=``, ``dataset=``.
     """
     ready = _kind_module(kind).prepare_job(config, **inputs)
-    return (store or JobStore()).submit(kind, ready.config, name=name or ready.name, device=ready.device)
+    return (store or JobStore()).submit(kind, ready.config, name=name or ready.name, device=ready.device, user=user)
 
 
 def config_of(job: "Job") -> Any:
@@ -214,6 +219,24 @@ def queue_of(device: str) -> str:
     return "gpu" if str(device).split(":")[0] in ("cuda", "mps") else "cpu"
 
 
+MAX_QUEUED_ENV = "TLDIAG_MAX_QUEUED_PER_USER"
+
+
+def max_queued_per_user() -> int:
+    """How many queued (not yet running) jobs one user may have: ``TLDIAG_MAX_QUEUED_PER_USER`` (default 3; 0 for
+    no limit). A fair share of a machine that several people use: everyone's jobs start oldest first."""
+    raw = os.environ.get(MAX_QUEUED_ENV, "").strip()
+    if not raw:
+        return 3
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise TldiagError(f"{MAX_QUEUED_ENV}={raw!r} must be a whole number of jobs (0 for no limit), e.g. 3.")
+    return value
+
+
 def queue_capacity(queue: str) -> int:
     """How many jobs of ``queue`` run at once: ``TLDIAG_GPU_JOBS`` (default 1) or ``TLDIAG_CPU_JOBS`` (default one
     per 8 cores, at least 1)."""
@@ -243,6 +266,8 @@ class JobStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            if "owner" not in {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}:  # stores from before owners
+                db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -278,7 +303,8 @@ class JobStore:
                    pid=row["pid"], created=row["created"], started=row["started"], finished=row["finished"],
                    updated=row["updated"], error=row["error"],
                    result=json.loads(row["result"]) if row["result"] else None,
-                   cancel_requested=bool(row["cancel_requested"]), folder=self.folder(row["id"]))
+                   cancel_requested=bool(row["cancel_requested"]), folder=self.folder(row["id"]),
+                   owner=row["owner"])
 
     def get(self, job_id: str) -> Job:
         """The job ``job_id`` (after noticing dead processes)."""
@@ -341,7 +367,7 @@ class JobStore:
 
     # ------------------------------------------------------------------ writing
     def submit(self, kind: str, config: Mapping[str, Any], *, name: str | None = None, device: str = "cpu",
-               entry: str | None = None) -> Job:
+               entry: str | None = None, user: str | None = None) -> Job:
         """Record a job and start its process.
 
         Args:
@@ -351,6 +377,7 @@ class JobStore:
             name: The name shown to users (default: the id).
             device: Where it computes; decides the queue (``cuda``/``mps`` -> ``gpu``).
             entry: ``module:function`` to run instead of ``KINDS[kind]``'s ``run_job``.
+            user: Who asks for it (recorded as the job's owner and in the audit log; default "local user").
         """
         entry = entry or (f"{KINDS[kind]}:run_job" if kind in KINDS else None)
         if not entry:
@@ -363,13 +390,20 @@ class JobStore:
             raise TldiagError(f"The job configuration must be JSON-serialisable ({exc}).") from None
         queue = queue_of(device)
         queue_capacity(queue)  # a bad TLDIAG_*_JOBS value is refused before anything is written
+        limit = max_queued_per_user()
         job_id = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-        self.folder(job_id).mkdir(parents=True)
         now = time.time()
-        with self._transaction() as db:
-            db.execute("INSERT INTO jobs (id, kind, entry, name, config, pool, status, created, updated) "
-                       "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                       (job_id, kind, entry, name or job_id, config_json, queue, now, now))
+        with self._transaction() as db:  # the count and the insert in one transaction: two tabs cannot both pass
+            waiting = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND owner = ?",
+                                 (user,)).fetchone()[0] if user else 0
+            if limit and waiting >= limit:  # signed-in users share the machine; the local user is alone on it
+                raise TldiagError(f"{user} already has {waiting} queued jobs (at most {limit} per user, "
+                                  f"{MAX_QUEUED_ENV}); wait for one to start or cancel one.")
+            self.folder(job_id).mkdir(parents=True)
+            db.execute("INSERT INTO jobs (id, kind, entry, name, config, pool, status, created, updated, owner) "
+                       "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                       (job_id, kind, entry, name or job_id, config_json, queue, now, now, user or ANONYMOUS))
+        AuditLog(self.root).record("launch", user, job_id, kind=kind, name=name or job_id)
         self.start(job_id)
         return self.get(job_id)
 
@@ -389,12 +423,23 @@ class JobStore:
             db.execute("UPDATE jobs SET pid = COALESCE(pid, ?), updated = ? WHERE id = ?", (proc.pid, time.time(), job_id))
         return proc.pid
 
-    def cancel(self, job_id: str, *, grace_s: float = 5.0) -> Job:
+    def queue_position(self, job: Job) -> int | None:
+        """A queued job's place in its queue (1 = next to start), first come first served across users; None once
+        it runs or ended."""
+        if job.status != "queued":
+            return None
+        with self._connect() as db:
+            ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND pool = ? AND seq < ?",
+                               (job.queue, job.seq)).fetchone()[0]
+        return int(ahead) + 1
+
+    def cancel(self, job_id: str, *, grace_s: float = 5.0, user: str | None = None) -> Job:
         """Stop a queued or running job: SIGTERM to its process group, SIGKILL after ``grace_s``; status
-        ``cancelled``."""
+        ``cancelled``. ``user`` (who asks) goes to the audit log."""
         job = self.get(job_id)
         if not job.active:
             raise TldiagError(f"Job {job_id} is already {job.status}; only queued or running jobs can be cancelled.")
+        AuditLog(self.root).record("cancel", user, job_id, kind=job.kind, owner=job.owner)
         with self._transaction() as db:
             db.execute("UPDATE jobs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), job_id))
             row = db.execute("SELECT pid, pid_start FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -585,8 +630,9 @@ def main(argv: list[str] | None = None) -> int:
     return run(args.job_id, args.root)
 
 
-__all__ = ["STATUSES", "ACTIVE", "QUEUES", "KINDS", "SCHEMA_VERSION", "JobCancelled", "Job", "Launch", "launch",
-           "config_of", "log_tail", "queue_of", "queue_capacity", "JobStore", "JobContext", "run", "main"]
+__all__ = ["STATUSES", "ACTIVE", "QUEUES", "KINDS", "SCHEMA_VERSION", "MAX_QUEUED_ENV", "JobCancelled", "Job", "Launch",
+           "launch", "config_of", "log_tail", "queue_of", "queue_capacity", "max_queued_per_user", "JobStore",
+           "JobContext", "run", "main"]
 
 
 if __name__ == "__main__":
