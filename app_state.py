@@ -30,7 +30,7 @@ from tldiag.probes import ProbeConfig, ProbeReport, probe_report
 from tldiag.projection import Projection, ProjectionParams, point_images, project_pair, thumbnail_images
 from tldiag.setup import Setup
 from tldiag.decision import report as decision
-from tldiag.decision.verdict import Rules, load_rules
+from tldiag.decision.verdict import Rules, load_rules, rules_changes, save_team_rules
 
 SETUP_KEY = "setup"
 SIGNED_IN_AT = "signed_in_at"
@@ -504,6 +504,15 @@ def _loaded(setup: Setup) -> dict[str, Any]:
 def context(setup: Setup) -> decision.Context:
     """The setup with this server's cached model and datasets."""
     return decision.Context.open(setup, **_loaded(setup))
+
+
+def save_rules(text: str) -> Rules:
+    """An admin's new team rules (checked, written, logged with what changed)."""
+    require("change_rules")
+    before = verdict_rules()
+    after = save_team_rules(text)
+    audit_log().record("rules-change", user_email(), after.origin, changed=rules_changes(before, after))
+    return after
 
 
 def verdict_rules() -> Rules:

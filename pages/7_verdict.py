@@ -7,7 +7,7 @@ from tldiag.decision import report as decision
 from tldiag.errors import TldiagError
 from tldiag.training import configs
 from tldiag.training.finetune import scratch_config
-from tldiag.decision.verdict import CAUTION, GO, NO_GO, RULES_FILE
+from tldiag.decision.verdict import CAUTION, GO, NO_GO, RULES_FILE, team_rules_path
 
 st.title("Verdict")
 st.caption("Should we transfer from this model to our data, and how? Every signal computed for this setup, read against "
@@ -182,7 +182,20 @@ st.caption("Headless, for pipelines: `tldiag report --model M --source S --targe
            "manifest.json` (the same analyses, the same caches).")
 with st.expander("Rules (thresholds) in use"):
     st.caption(f"From {rules.origin}. Change them with a TOML file named by TLDIAG_VERDICT_RULES (a file may hold only "
-               f"the values it changes); the defaults and their sources are in {RULES_FILE}.")
+               f"the values it changes), or, as an admin, below; the defaults and their sources are in {RULES_FILE}.")
     st.dataframe(pd.DataFrame([{"rule": f"{section}.{key}", "value": value}
                                for section, values in rules.to_dict().items() if isinstance(values, dict)
                                for key, value in values.items()]), hide_index=True, width="stretch")
+    if app_state.allowed("change_rules"):
+        team = team_rules_path()
+        text = st.text_area("The team's rules (TOML: only the values to change)", key="v_rules_text",
+                            value=team.read_text() if team.is_file() else "# e.g.\n# [baseline]\n# gain_go = 0.03\n",
+                            help=f"Saved to {team}; every verdict of this server (and tldiag report with the same "
+                                 "TLDIAG_HOME) then reads them, unless TLDIAG_VERDICT_RULES names another file.")
+        if st.button("Save the rules", key="v_rules_save"):
+            try:
+                app_state.save_rules(text)
+            except TldiagError as exc:
+                app_state.show_error(exc)
+            else:
+                st.rerun()

@@ -340,3 +340,22 @@ def test_bad_rules_are_refused_with_the_fix(tmp_path, text, message):
 def test_a_missing_rules_file_is_named(tmp_path):
     with pytest.raises(TldiagError, match="does not exist; copy .*verdict_rules.toml"):
         load_rules(tmp_path / "nope.toml")
+
+
+def test_team_rules_are_read_after_the_named_file_and_before_the_defaults(tmp_path, monkeypatch):
+    from tldiag.decision.verdict import load_rules, rules_changes, save_team_rules, team_rules_path
+
+    monkeypatch.delenv("TLDIAG_VERDICT_RULES", raising=False)
+    assert load_rules().origin == "defaults"
+    saved = save_team_rules("[baseline]\ngain_go = 0.05")
+    assert team_rules_path().read_text() == "[baseline]\ngain_go = 0.05\n"
+    assert load_rules() == saved and saved.baseline.gain_go == 0.05
+    assert rules_changes(Rules(), saved) == {"baseline.gain_go": [0.03, 0.05]}
+    named = tmp_path / "mine.toml"
+    named.write_text("[baseline]\ngain_go = 0.07\n")
+    monkeypatch.setenv("TLDIAG_VERDICT_RULES", str(named))
+    assert load_rules().baseline.gain_go == 0.07  # the operator's file wins
+    for bad, match in (("[baseline", "not valid TOML"), ("[baseline]\ngain_no_go = 0.5", "must not exceed")):
+        with pytest.raises(TldiagError, match=match):
+            save_team_rules(bad)
+    assert team_rules_path().read_text() == "[baseline]\ngain_go = 0.05\n"  # nothing written for a refused one

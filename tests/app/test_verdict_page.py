@@ -52,3 +52,23 @@ def test_the_baselines_at_the_budget_give_a_measured_verdict(open_page):
     assert any("searched on validation" in s for s in table["settings"])
     text = " ".join(m.value for m in at.markdown)
     assert "**Transfer vs the best scratch baseline at your budget**" in text
+
+
+def test_an_admin_saves_the_team_rules_and_the_change_is_logged(open_page):
+    """The single-user server's one user is an admin: the rules editor writes $TLDIAG_HOME/verdict_rules.toml,
+    every verdict then reads it, and the audit log holds what changed; a refused value writes nothing."""
+    from tldiag.audit import AuditLog
+    from tldiag.decision.verdict import load_rules, team_rules_path
+
+    at = open_page(PAGE, QUERY, timeout=300)
+    at.text_area(key="v_rules_text").input("[baseline]\ngain_go = 0.04\n")
+    at.button(key="v_rules_save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert load_rules().baseline.gain_go == 0.04 and load_rules().origin == str(team_rules_path())
+    [entry] = AuditLog().entries(action="rules-change")
+    assert entry.detail["changed"] == {"baseline.gain_go": [0.03, 0.04]}
+    before = team_rules_path().read_text()
+    at.text_area(key="v_rules_text").input("[baseline]\ngain_go = 'high'\n")
+    at.button(key="v_rules_save").click().run()
+    assert any("baseline.gain_go = 'high' must be a finite number" in e.value for e in at.error)
+    assert team_rules_path().read_text() == before

@@ -216,14 +216,52 @@ def _read_toml(path: Path) -> dict[str, Any]:
                           "format.") from None
 
 
+def team_rules_path() -> Path:
+    """The team's rules, which an admin edits on the Verdict page: ``$TLDIAG_HOME/verdict_rules.toml``."""
+    from .. import _config
+
+    return _config.home() / "verdict_rules.toml"
+
+
 def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
-    """The verdict's rules: from ``path``, else from the file ``TLDIAG_VERDICT_RULES`` names, else the defaults.
-    A file needs only the values it changes."""
+    """The verdict's rules: from ``path``, else from the file ``TLDIAG_VERDICT_RULES`` names, else the team's
+    (:func:`team_rules_path`, when an admin saved some), else the defaults. A file needs only the values it
+    changes."""
     chosen = path or os.environ.get(RULES_ENV, "").strip() or None
     if chosen is None:
-        return Rules()
+        team = team_rules_path()
+        if not team.is_file():
+            return Rules()
+        chosen = team
     p = Path(chosen).expanduser()
     return Rules.from_dict(_read_toml(p), origin=str(p))
+
+
+def save_team_rules(text: str) -> Rules:
+    """Check ``text`` (TOML: the values to change, as in ``verdict_rules.toml``) and make it the team's rules
+    (written atomically; nothing is written when a value is refused). Returns the rules it gives."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    from ..cache import atomic_write_text
+
+    path = team_rules_path()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TldiagError(f"The rules are not valid TOML ({exc}); write sections and values as in {RULES_FILE}, "
+                          "e.g. [baseline] then gain_go = 0.03.") from None
+    rules = Rules.from_dict(data, origin=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
+    return rules
+
+
+def rules_changes(before: Rules, after: Rules) -> dict[str, list[float]]:
+    """``section.key -> [before, after]`` of every threshold that differs (for the audit log)."""
+    a, b = before.to_dict(), after.to_dict()
+    return {f"{s}.{k}": [a[s][k], b[s][k]] for s in a if isinstance(a[s], dict) for k in a[s] if a[s][k] != b[s][k]}
 
 
 # ----------------------------------------------------------------------------- evidence
@@ -1184,4 +1222,5 @@ def _finetune_recipe(ev: Evidence, at_budget, shifted: bool, rules: Rules, anoth
 __all__ = ["ArmScore", "BaselineEvidence", "budget_text", "break_even_text",
            "CAUTION", "GO", "INFO", "NO_GO", "DECISIONS", "Comparison", "DivergenceEvidence", "EfficiencyEvidence",
            "Evidence", "FinetuneEvidence", "Missing", "ProbeEvidence", "Recipe", "Rules", "Signal",
-           "PIXELS_REFERENCE", "TransferabilityEvidence", "Verdict", "decide", "load_rules", "RULES_FILE"]
+           "PIXELS_REFERENCE", "TransferabilityEvidence", "Verdict", "decide", "load_rules", "RULES_FILE",
+           "rules_changes", "save_team_rules", "team_rules_path"]
