@@ -56,6 +56,30 @@ class AuditEntry:
                 "action": self.action, "subject": self.subject, "detail": dict(self.detail)}
 
 
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the job store's SQLite file (autocommit, rows by name, a 30 s wait for a writer), closed
+    after the block: the job store and the audit log share it."""
+    db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def open_store(root: str | os.PathLike[str] | None, schema: str) -> tuple[Path, Path]:
+    """The job store's folder (default ``$TLDIAG_HOME/jobs``, created) and SQLite file, with ``schema`` applied
+    (``CREATE ... IF NOT EXISTS``) in WAL mode, so that readers never wait for a writer."""
+    folder = Path(root) if root is not None else _config.home() / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "jobs.sqlite3"
+    with connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(schema)
+    return folder, path
+
+
 def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
@@ -65,21 +89,10 @@ class AuditLog:
     that :class:`tldiag.training.jobs.JobStore` uses)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None):
-        self.root = Path(root) if root is not None else _config.home() / "jobs"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / "jobs.sqlite3"
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self.root, self.path = open_store(root, _SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
+    def _connect(self):
+        return connect(self.path)
 
     def record(self, action: str, user: str | None, subject: str = "", **detail: Any) -> AuditEntry:
         """Append one row; ``detail`` must be JSON-serialisable."""
@@ -120,4 +133,4 @@ class AuditLog:
                 for r in reversed(rows)]
 
 
-__all__ = ["ACTIONS", "ANONYMOUS", "AuditEntry", "AuditLog"]
+__all__ = ["ACTIONS", "ANONYMOUS", "AuditEntry", "AuditLog", "connect", "open_store"]

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from .. import _config
 from .._proc import process_alive, process_start
-from ..audit import ANONYMOUS, AuditLog
+from ..audit import ANONYMOUS, AuditLog, connect, open_store
 from ..errors import TldiagError
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -259,24 +259,14 @@ class JobStore:
     """The job database and job folders under ``root`` (default ``$TLDIAG_HOME/jobs``)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None):
-        self.root = Path(root) if root is not None else _config.home() / "jobs"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / "jobs.sqlite3"
+        self.root, self.path = open_store(root, _SCHEMA)
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             if "owner" not in {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}:  # stores from before owners
                 db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            yield db
-        finally:
-            db.close()
+    def _connect(self):
+        return connect(self.path)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
