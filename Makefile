@@ -13,7 +13,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 # (grep's own "nothing left" status is neutralised; pip's failure still fails the pipeline.)
 PIPFILTER := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: run test test-fast bench install install-dev chromium clean-cache help
+.PHONY: run test test-fast bench install install-dev chromium node clean-cache help
 help:
 	@sed -n '1,4p' Makefile
 
@@ -51,7 +51,19 @@ chromium:
 		exit 1; \
 	fi
 
-test: install-dev chromium
+# the sign-in browser test starts a real OpenID Connect provider (npm's oauth2-mock-server) on 127.0.0.1
+node:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's nodejs and npm for the sign-in test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	else \
+		echo "The sign-in test needs Node.js 20+ with npm. Install it (Debian/Ubuntu: sudo apt-get install nodejs npm)," \
+		     "then run make test again."; \
+		exit 1; \
+	fi
+
+test: install-dev chromium node
 	$(PY) -m pytest
 
 test-fast: install-dev

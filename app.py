@@ -1,11 +1,11 @@
 """tldiag dashboard: `streamlit run app.py` (or `make run`). Pages live in pages/."""
 import streamlit as st
 
-from app_state import current_setup, serving, set_setup, sign_in_gate, sign_out_button, umap_warm_up
+from app_state import current_setup, gate, set_setup, sign_out_button, umap_warm_up
 
 st.set_page_config(page_title="tldiag · transfer-learning diagnostics", page_icon="🧭", layout="wide")
-mode = serving()  # stops here on an address other machines reach without sign-in (unless opted in)
-sign_in_gate(mode)  # with [auth] configured: nothing below renders before sign-in
+# before anything of the app: the refusal of an open public address, or the sign-in page when [auth] is configured
+mode = gate()
 
 PAGES = [
     st.Page("pages/1_setup.py", title="Setup", icon="⚙️", default=True),

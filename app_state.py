@@ -44,36 +44,46 @@ def _secrets() -> dict[str, Any]:
         return {}
 
 
-def serving() -> access.ServingMode:
-    """How this server serves (see :func:`tldiag.access.serving_mode`): the page stops with the reason when it may
-    not serve on its address (another machine could reach it without sign-in)."""
+def _only(render: Callable[[], None]) -> None:
+    """Show ``render`` as the app's only page (no menu, no other page reachable by its URL), then stop."""
+    st.navigation([st.Page(render, title="tldiag", url_path="welcome", default=True)], position="hidden").run()
+    st.stop()
+
+
+def _sign_in_page() -> None:
+    st.title("tldiag")
+    st.markdown("Sign in with your company account to open the dashboard.")
+    st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
+
+
+def gate() -> access.ServingMode:
+    """How this server serves (see :func:`tldiag.access.serving_mode`), before anything of the app renders: on an
+    address other machines reach without sign-in, only the refusal; with sign-in configured, only a Sign-in
+    button until the user signed in (and again once the identity token's ``exp`` passed, which Streamlit does not
+    check)."""
     address = st.get_option("server.address") or "0.0.0.0"  # unset: Streamlit listens on every interface
     try:
-        return access.serving_mode(address, auth_configured=access.auth_configured(_secrets()))
+        mode = access.serving_mode(address, auth_configured=access.auth_configured(_secrets()))
     except TldiagError as exc:
-        st.error(str(exc))
-        st.stop()
-
-
-def sign_in_gate(mode: access.ServingMode) -> None:
-    """With sign-in configured, nothing renders before it: a sign-in button, then the app. An identity token past
-    its expiry (``exp``, which Streamlit does not check) signs the user out."""
+        refusal = str(exc)
+        _only(lambda: st.error(refusal))
     if mode.mode != access.SIGNED_IN:
-        return
+        return mode
     if not _logged_in():
-        st.title("tldiag")
-        st.markdown("Sign in with your company account to open the dashboard.")
-        st.button("Sign in", type="primary", on_click=st.login, key="sign_in")
-        st.stop()
+        _only(_sign_in_page)
     exp = st.user.get("exp")
     if exp is not None and float(exp) <= time.time():
         st.session_state.pop(SIGNED_IN_AT, None)
         audit_log().record("sign-out", user_email(), reason="identity token expired")
         st.logout()
         st.stop()
-    if SIGNED_IN_AT not in st.session_state:
+    if SIGNED_IN_AT not in st.session_state:  # a new browser session: a sign-in only when the token is new
         st.session_state[SIGNED_IN_AT] = time.time()
-        audit_log().record("sign-in", user_email(), role=user_role())
+        issued = st.user.get("iat")
+        last = audit_log().entries(user=user_email(), action="sign-in", last=1)
+        if not last or last[0].detail.get("issued_at") != issued:
+            audit_log().record("sign-in", user_email(), role=user_role(), issued_at=issued)
+    return mode
 
 
 def user_email() -> str | None:

@@ -20,7 +20,7 @@ def module_name(path: Path) -> str:
 
 def imports(path: Path) -> list[tuple[str, str, int]]:
     """(module, name, line) of every ``from module import name`` in a file, relative imports resolved."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     here = module_name(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     out = []
@@ -69,11 +69,11 @@ def test_modules_imported_from_outside_declare_all():
     for module in sorted(imported):
         path = ROOT.joinpath(*module.split("."))
         path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-        if path.name == "__init__.py" and module.count(".") >= 1 and not path.read_text().count("import"):
+        if path.name == "__init__.py" and module.count(".") >= 1 and not path.read_text(encoding="utf-8").count("import"):
             continue  # a namespace-like package (tldiag.training, tldiag.decision): nothing to export
         if Path(path).name.startswith("_") and path.name != "__init__.py":
             continue  # package-private modules
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         if not any(isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in n.targets)
                    for n in tree.body):
             missing.append(module)
@@ -91,7 +91,7 @@ def test_pages_hold_no_thresholds(page):
     """A comparison with a fractional literal on a page is a rule the rules file does not know (they live in
     tldiag/decision/verdict_rules.toml, [pages] for the pages' notes)."""
     offences = []
-    for node in ast.walk(ast.parse(page.read_text())):
+    for node in ast.walk(ast.parse(page.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Compare):
             for side in (node.left, *node.comparators):
                 if isinstance(side, ast.Constant) and isinstance(side.value, float):
@@ -101,7 +101,7 @@ def test_pages_hold_no_thresholds(page):
 
 def _top_level_names(path: Path) -> set[str]:
     names: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):

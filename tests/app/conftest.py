@@ -57,15 +57,16 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serve(tmp: Path):
-    """A Streamlit server of app.py on a free port, with its own TLDIAG_HOME under ``tmp``."""
-    port = _free_port()
-    env = {**os.environ, "TLDIAG_HOME": str(tmp / "home"), "TLDIAG_DATA_ROOTS": str(tmp)}
+def _serve(tmp: Path, *, port: int | None = None, args: tuple[str, ...] = (), env: dict | None = None):
+    """A Streamlit server of app.py on a free port (or ``port``), with its own TLDIAG_HOME under ``tmp``; ``args``
+    and ``env`` add Streamlit options and environment variables."""
+    port = port or _free_port()
+    env = {**os.environ, "TLDIAG_HOME": str(tmp / "home"), "TLDIAG_DATA_ROOTS": str(tmp), **(env or {})}
     log = open(tmp / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless=true",
          f"--server.port={port}", "--server.address=127.0.0.1", "--browser.gatherUsageStats=false",
-         "--server.fileWatcherType=none"],
+         "--server.fileWatcherType=none", *args],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url, deadline = f"http://127.0.0.1:{port}", time.time() + 120
     try:

@@ -1,0 +1,103 @@
+"""Sign-in through a real OpenID Connect provider on 127.0.0.1, with users of different roles, in Chromium.
+
+The provider is oauth2-mock-server (npm, installed into the test's own folder), the dashboard reads it through
+Streamlit's st.login with an [auth] section in a secrets file of the test, and the roles come from an access file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .conftest import ROOT, _free_port, _serve
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+HERE = Path(__file__).resolve().parent
+TINY = "model=random:timm:test_resnet&resolution=32&limit=3&target=demo:digits"
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory):
+    """(issuer URL, the file that names who signs in next)."""
+    npm = shutil.which("npm")
+    if not npm or not shutil.which("node"):
+        pytest.fail("The sign-in tests need Node.js 20+ with npm (Debian/Ubuntu: sudo apt-get install nodejs npm).")
+    folder = tmp_path_factory.mktemp("oidc")
+    subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "oauth2-mock-server@9"], cwd=folder,
+                   check=True, capture_output=True, timeout=300)
+    shutil.copy(HERE / "oidc_provider.mjs", folder / "provider.mjs")
+    user = folder / "user.txt"
+    user.write_text("nobody@example.com")
+    proc = subprocess.Popen(["node", "provider.mjs", str(user)], cwd=folder, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    issuer = proc.stdout.readline().strip()
+    assert issuer.startswith("http://127.0.0.1:"), issuer
+    yield issuer, user
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+
+
+@pytest.fixture
+def signed_in_server(provider, tmp_path):
+    issuer, _ = provider
+    port = _free_port()
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text(f'[auth]\nredirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+                       f'cookie_secret = "{"s3cret" * 6}"\nclient_id = "tldiag-test"\n'
+                       f'client_secret = "tldiag-test-secret"\n'
+                       f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n')
+    access = tmp_path / "access.toml"
+    access.write_text('default_role = "viewer"\n[roles]\n"run@example.com" = "runner"\n')
+    with _serve(tmp_path, port=port, args=(f"--secrets.files={secrets}",),
+                env={"TLDIAG_ACCESS": str(access), "TLDIAG_UMAP_WARMUP": "0"}) as url:
+        yield url, tmp_path / "home"
+
+
+def _sign_in(page: Page, provider, url: str, email: str) -> None:
+    provider[1].write_text(email)
+    page.goto(url)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Current setup")).to_be_visible(timeout=90_000)
+
+
+def test_roles_owners_sign_out_and_the_audit_trail(page: Page, provider, signed_in_server, artifacts):
+    url, home = signed_in_server
+    # before sign-in: nothing of the app, whichever page the link names
+    for path in ("/", f"/verdict?{TINY}", f"/finetune?{TINY}"):
+        page.goto(url + path)
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=90_000)
+        text = page.locator("body").inner_text()
+        assert "Current setup" not in text and "Verdict" not in text and "Fine-tune" not in text, path
+    # a viewer reads, but has no launch button
+    _sign_in(page, provider, url, "ann@example.com")
+    page.goto(f"{url}/finetune?{TINY}")
+    expect(page.get_by_text("Your role (viewer)")).to_be_visible(timeout=90_000)
+    assert page.get_by_role("button", name=re.compile("^Launch")).count() == 0
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+    page.goto(f"{url}/finetune?{TINY}")  # signed out: the permalink shows the sign-in page again
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+    # a runner launches a job, which shows its owner
+    _sign_in(page, provider, url, "run@example.com")
+    page.goto(f"{url}/finetune?{TINY}")
+    launch = page.get_by_role("button", name=re.compile("^Launch"))
+    expect(launch.first).to_be_visible(timeout=90_000)
+    launch.first.click()
+    expect(page.get_by_text(re.compile(r"run@example\.com · (queued|running|done)")).first).to_be_visible(
+        timeout=120_000)
+    page.screenshot(path=str(artifacts / "sign_in_runner.png"), full_page=True)
+    # the audit trail, as `tldiag audit` prints it
+    out = subprocess.run([sys.executable, "-m", "tldiag.cli", "audit", "--json", "-"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "TLDIAG_HOME": str(home)}, check=True).stdout
+    rows = [(r["user"], r["action"]) for r in json.loads(out[out.index("["):])]
+    assert ("ann@example.com", "sign-in") in rows and ("ann@example.com", "sign-out") in rows
+    assert ("run@example.com", "sign-in") in rows and ("run@example.com", "launch") in rows
+    assert rows.count(("ann@example.com", "sign-in")) == 1  # one sign-in, however many pages it opened
