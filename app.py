@@ -1,7 +1,7 @@
 """tldiag dashboard: `streamlit run app.py` (or `make run`). Pages live in pages/."""
 import streamlit as st
 
-from app_state import current_setup, gate, set_setup, sign_out_button, umap_warm_up
+from app_state import current_setup, gate, md_code, set_setup, sign_out_button, umap_warm_up
 
 st.set_page_config(page_title="tldiag · transfer-learning diagnostics", page_icon="🧭", layout="wide")
 # before anything of the app: the refusal of an open public address, or the sign-in page when [auth] is configured
@@ -26,7 +26,8 @@ if mode.banner:
 with st.sidebar:
     sign_out_button()
     st.markdown("### Current setup")
-    st.markdown(f"**Model** `{setup.model}`  \n**Source** `{setup.source}`  \n**Target** `{setup.target}`")
+    st.markdown(f"**Model** {md_code(setup.model)}  \n**Source** {md_code(setup.source)}  \n"
+                f"**Target** {md_code(setup.target)}")
     st.caption(f"{setup.resolution or 'native'} px · "
                f"{f'≤ {setup.limit} images/class' if setup.limit else 'all images'} · seed {setup.seed}. "
                "The page URL holds this setup: copy it to share the analysis.")

@@ -482,6 +482,15 @@ def md_text(text: object) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
+def md_code(text: object) -> str:
+    """``text`` as an inline code span that no backtick inside it can close (CommonMark: a fence longer than any
+    run of backticks in the text), for specs, paths and ids typed by users."""
+    s = str(text).replace("\n", " ")
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", s)), default=0) + 1)
+    pad = " " if s[:1] in ("`", " ") or s[-1:] in ("`", " ") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
 def job_heading(job: Job) -> None:
     """A job's name (as typed), id, owner and status, with its place in the queue while it waits."""
     place = job_store().queue_position(job)

@@ -108,10 +108,11 @@ except TldiagError as exc:
 # ---------------------------------------------------------------- summaries
 st.subheader("Datasets")
 comparison = compare_classes(src, tgt)
-(st.success if comparison.identical else st.warning)(comparison.message())
+(st.success if comparison.identical else st.warning)(app_state.md_text(comparison.message()))
 st.plotly_chart(viz.class_counts_figure(src.class_counts(), tgt.class_counts()), width="stretch")
 for role, ds in (("Source", src), ("Target", tgt)):
-    st.markdown(f"**{role}** `{ds.spec}` — {len(ds):,} images, {len(ds.classes) or 'no'} classes · {ds.description}")
+    st.markdown(f"**{role}** {app_state.md_code(ds.spec)} — {len(ds):,} images, {len(ds.classes) or 'no'} classes · "
+                f"{app_state.md_text(ds.description)}")
     idx, columns = ds.gallery_indices(2, random_state=setup.seed)
     caption = (f"one column per class: {' · '.join(columns)}" if columns else "random sample (unlabelled)")
     if len(ds.classes) > len(columns) > 0:

@@ -31,7 +31,7 @@ except TldiagError as exc:
 
 suggested = rec.apply(base)
 st.subheader("New fine-tuning run")
-st.markdown(f"`{setup.model}` on `{setup.target_spec}` · {setup.resolution or 'native'} px · seed {setup.seed} "
+st.markdown(f"{app_state.md_code(setup.model)} on {app_state.md_code(setup.target_spec)} · {setup.resolution or 'native'} px · seed {setup.seed} "
             "(change them on the Setup page)")
 strategy = st.selectbox("Strategy", STRATEGIES, index=STRATEGIES.index(suggested.strategy),
                         format_func=lambda s: STRATEGY_TITLES[s] + (" — recommended" if s == suggested.strategy else ""),

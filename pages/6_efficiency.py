@@ -24,7 +24,7 @@ store = app_state.job_store()
 # ---------------------------------------------------------------- form
 base = configs.efficiency_config(setup)
 st.subheader("New experiment")
-st.markdown(f"`{setup.model}` on `{setup.target_spec}` · {setup.resolution or 'native'} px · seed {setup.seed} · "
+st.markdown(f"{app_state.md_code(setup.model)} on {app_state.md_code(setup.target_spec)} · {setup.resolution or 'native'} px · seed {setup.seed} · "
             f"your label budget: {setup.budget or 'all'} per class (always run; change them on the Setup page)")
 c1, c2 = st.columns([3, 2])
 arms = c1.multiselect("Arms", ARMS, default=list(ARMS), format_func=ARM_TITLES.get, key="w_eff_arms",
