@@ -60,6 +60,14 @@ class AccessDenied(TldiagError):
     """A user asked for something their role does not allow."""
 
 
+def _read_toml(path: Path, what: str) -> dict:
+    """A TOML file (UTF-8), or a clear error naming ``what`` and the path."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise TldiagError(f"{what} {str(path)!r} cannot be read: {exc}. Fix it (TOML) or remove it.") from None
+
+
 def _check_role(role: object, where: str) -> str:
     if role not in ROLES:
         raise TldiagError(f"{where}: role {role!r} is not a role; use one of {', '.join(ROLES)}.")
@@ -111,12 +119,7 @@ class AccessPolicy:
                 raise TldiagError(f"Access file {str(file)!r} does not exist; create it (see tldiag.access) or "
                                   "unset TLDIAG_ACCESS.")
             return cls()
-        try:
-            data = tomllib.loads(file.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise TldiagError(f"Access file {str(file)!r} cannot be read: {exc}. Fix it (TOML) or remove it.") \
-                from None
-        return cls.from_dict(data, origin=str(file))
+        return cls.from_dict(_read_toml(file, "Access file"), origin=str(file))
 
     def role_of(self, email: str | None) -> str:
         """The role of a signed-in user: their address, else their domain, else the default."""
@@ -211,10 +214,7 @@ def auth_configured(secrets: str | os.PathLike[str] | Mapping[str, object]) -> b
         path = Path(secrets)
         if not path.is_file():
             return False
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise TldiagError(f"{path} cannot be read: {exc}. Fix it (TOML) or remove it.") from None
+        data = _read_toml(path, "Secrets file")
     auth = data.get("auth")
     if auth is None:
         return False

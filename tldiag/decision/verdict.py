@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import combinations
 from pathlib import Path
@@ -48,6 +49,11 @@ from typing import Any, Mapping, Sequence
 from ..errors import TldiagError
 from ..sourcehead import SourceHeadResult
 from ..stats import at_chance
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover (Python 3.10)
+    import tomli as tomllib
 
 GO, CAUTION, NO_GO, INFO = "GO", "CAUTION", "NO-GO", "INFO"
 DECISIONS = (GO, CAUTION, NO_GO)
@@ -202,10 +208,6 @@ class Rules:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
@@ -240,10 +242,6 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
 def save_team_rules(text: str) -> Rules:
     """Check ``text`` (TOML: the values to change, as in ``verdict_rules.toml``) and make it the team's rules
     (written atomically; nothing is written when a value is refused). Returns the rules it gives."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
     from ..cache import atomic_write_text
 
     path = team_rules_path()
