@@ -249,14 +249,17 @@ def _same_run(job, setup: Setup, model_id: str) -> bool:
                                                                            setup.resolution, setup.seed)
 
 
-def matching_jobs(setup: Setup, kind: str, store=None, *, model_id: str | None = None, done: bool = True) -> list:
+def matching_jobs(setup: Setup, kind: str, store=None, *, model_id: str | None = None, done: bool = True,
+                  jobs: Sequence[Any] | None = None) -> list:
     """Jobs of ``kind`` on the setup's model (or ``model_id``), target, resolution and seed, newest first; only the
-    finished ones unless ``done=False`` (then only the queued or running ones)."""
+    finished ones unless ``done=False`` (then only the queued or running ones). ``jobs``: the store's jobs of
+    ``kind``, when the caller has read them already."""
     from ..training.jobs import JobStore
 
-    store = store or JobStore()
+    if jobs is None:
+        jobs = (store or JobStore()).list(kind=kind)
     model_id = model_id or setup.model
-    return [j for j in store.list(kind=kind) if ((j.status == "done" and j.result) if done else j.active)
+    return [j for j in jobs if ((j.status == "done" and j.result) if done else j.active)
             and _same_run(j, setup, model_id)]
 
 
@@ -303,12 +306,12 @@ def finetune(setup: Setup, store=None):
     from ..training.finetune import config_of, scratch_job
     from ..training.jobs import JobStore
 
-    store = store or JobStore()
-    jobs = matching_jobs(setup, "finetune", store)
+    listed = (store or JobStore()).list(kind="finetune")  # one read: the run and its scratch twin
+    jobs = matching_jobs(setup, "finetune", jobs=listed)
     if not jobs:
         return None
     job = jobs[0]
-    s = scratch_job(config_of(job), store.list(kind="finetune"))
+    s = scratch_job(config_of(job), listed)
     summary = {"job": job.id, "settings": job.result["config"], "result": job.result,
                "scratch_job": s.id if s else None, "scratch": s.result if s else None,
                "seconds": job.result.get("seconds")}
