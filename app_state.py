@@ -218,9 +218,19 @@ def embeddings(setup: Setup) -> EmbeddingPair:
     m = model(setup.model, setup.resolution)
     src, tgt = dataset(setup.source_spec), dataset(setup.target_spec)
     slot, progress = _progress_bar("Embedding", "images")
-    pair = embed_pair(m, src, tgt, resolved_taps(setup, m), progress=progress)
+    pair = embed_pair(m, src, tgt, resolved_taps(setup, m), progress=progress, requested_by=user_email())
     slot.empty()
+    _log_computed(setup, pair)
     return pair
+
+
+def _log_computed(setup: Setup, pair: EmbeddingPair) -> None:
+    """An audit row for each dataset whose embeddings this session computed (a cache read is not logged)."""
+    for emb in (pair.source, pair.target):
+        computed = sorted(t for t, hit in emb.cache_hits.items() if not hit)
+        if computed:
+            audit_log().record("compute", user_email(), emb.dataset, model=setup.model, taps=computed,
+                               images=len(emb), seconds=round(emb.seconds, 1))
 
 
 def require_embeddings(setup: Setup) -> EmbeddingPair:
@@ -355,7 +365,7 @@ def random_init_embeddings(setup: Setup, pair: EmbeddingPair) -> Embeddings | No
     m = model(rid, setup.resolution)
     taps = [t for t in pair.target.taps if t in m.tap_names]
     slot, progress = _progress_bar("Embedding the target with random weights", "images")
-    emb = embed_dataset(m, dataset(setup.target_spec), taps, progress=progress)
+    emb = embed_dataset(m, dataset(setup.target_spec), taps, progress=progress, requested_by=user_email())
     slot.empty()
     return emb
 
@@ -522,7 +532,7 @@ def _loaded(setup: Setup) -> dict[str, Any]:
 
 def context(setup: Setup) -> decision.Context:
     """The setup with this server's cached model and datasets."""
-    return decision.Context.open(setup, **_loaded(setup))
+    return decision.Context.open(setup, user=user_email(), **_loaded(setup))
 
 
 def save_rules(text: str) -> Rules:
@@ -548,7 +558,8 @@ def analyses(setup: Setup, compute: tuple[str, ...] = ()) -> decision.Analyses:
     def progress(name: str, done: int, total: int, message: str) -> None:
         slot.progress(min(done / max(total, 1), 1.0), text=f"{decision.ANALYSIS_TITLES.get(name, name.capitalize())}: "
                                                            f"{done}/{total} — {message}")
-    result = decision.gather(setup, compute=compute, store=job_store(), progress=progress, **_loaded(setup))
+    result = decision.gather(setup, compute=compute, store=job_store(), progress=progress, user=user_email(),
+                             **_loaded(setup))
     slot.empty()
     return result
 

@@ -193,6 +193,37 @@ def test_two_processes_computing_the_same_key(tldiag_env, tiny_model_id):
     assert not list(store.root.glob("*/.tmp-*"))
 
 
+def test_a_second_session_waits_for_the_first_and_follows_its_progress(tldiag_env, tiny):
+    """Two sessions of one server asking for the same uncached embeddings: one computes, the other waits on the
+    store's lock, its progress bar following the first one's, then reads the entries (computed once)."""
+    import threading
+
+    ds = load_dataset("demo:digits?limit=3")
+    started, seen, results = threading.Event(), [], {}
+
+    def first_progress(done, total, message):
+        started.set()
+        time.sleep(1.2)  # a slow computation, so the second session has to wait
+
+    def run(name, progress, user):
+        results[name] = embed_dataset(tiny, ds, ["layer1"], batch_size=1, num_workers=0, progress=progress,
+                                      requested_by=user)
+    first = threading.Thread(target=run, args=("first", first_progress, "ann@example.com"))
+    first.start()
+    assert started.wait(60)
+    second = threading.Thread(target=run, args=("second", lambda d, t, m: seen.append((d, t, m)), "bob@example.com"))
+    second.start()
+    first.join(120), second.join(120)
+    assert not any(results["first"].cache_hits.values()) and all(results["second"].cache_hits.values())
+    np.testing.assert_array_equal(results["first"]["layer1"], results["second"]["layer1"])
+    waiting = [m for _, _, m in seen if m.startswith("another session is computing these embeddings")]
+    assert waiting and any("(ann@example.com)" in m for m in waiting), seen
+    assert any(d > 0 for d, _, m in seen if "(ann@example.com)" in m)  # it followed the first one's count
+    store = EmbeddingStore()
+    assert store.get(entry_key(tiny, "layer1", ds)).manifest["requested_by"] == "ann@example.com"
+    assert not list((store.root / "locks").glob("*.progress.json"))  # nothing left behind once released
+
+
 def test_concurrent_put_of_the_same_key_keeps_one_entry(tldiag_env):
     store = EmbeddingStore()
     key = "cd" * 32

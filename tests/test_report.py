@@ -100,7 +100,7 @@ def test_finished_jobs_of_the_setup_make_measured_signals(store):
 
 @pytest.mark.slow
 def test_the_record_reopens_from_the_cache_and_exports_everything():
-    first = gather(SETUP, compute=("shift", "probes"))
+    first = gather(SETUP, compute=("shift", "probes"), user="lead@example.com")
     assert first.computed == ("shift", "probes")
     again = gather(SETUP)  # a permalink opened later: read from the stored summaries, nothing recomputed
     assert again.computed == ("shift", "probes") and again.evidence == first.evidence
@@ -115,6 +115,12 @@ def test_the_record_reopens_from_the_cache_and_exports_everything():
     assert m["datasets"]["source"]["spec"] == "demo:digits?limit=4"
     assert m["taps"] == model.default_taps() and m["seeds"]["shift"] == 0 and m["seeds"]["probes"] == 0
     assert m["analyses"]["shift"]["settings"]["n_permutations"] == 1000
+    # who asked for each stored analysis and for the embeddings under them
+    assert m["analyses"]["shift"]["requested_by"] == m["analyses"]["probes"]["requested_by"] == "lead@example.com"
+    from tldiag.cache import EmbeddingStore
+
+    assert {e.manifest["requested_by"] for e in map(EmbeddingStore().get, (p.name for p in EmbeddingStore().entries()))
+            } == {"lead@example.com"}
     assert m["timings"]["computed_seconds"]["shift"] > 0 and m["timings"]["computed_seconds"]["efficiency"] is None
     assert m["analyses"]["probes"]["settings"]["C_grid"][0] == pytest.approx(1e-4)
     probes = m["analyses"]["probes"]  # the verdict reads the target curve and the floor's LogME, no other curve

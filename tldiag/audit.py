@@ -19,8 +19,9 @@ from typing import Any, Iterator, Mapping
 from . import _config
 from .errors import TldiagError
 
-ACTIONS = ("sign-in", "sign-out", "launch", "cancel", "export", "rules-change", "refused")
-"""What the log records; ``refused`` is an action the server turned down (the role did not allow it)."""
+ACTIONS = ("sign-in", "sign-out", "compute", "launch", "cancel", "export", "rules-change", "refused")
+"""What the log records: ``compute`` is a session computing embeddings (not reading them from the cache),
+``refused`` an action the server turned down (the role did not allow it)."""
 ANONYMOUS = "local user"
 """The user of a single-user server (no sign-in), and of the command line."""
 _SCHEMA = """

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from . import _config
 from ._proc import process_alive
@@ -109,13 +109,53 @@ class EmbeddingStore:
             raise
 
     @contextmanager
-    def lock(self, name: str, timeout: float = 3600) -> Iterator[None]:
-        """Serialise writers of one group of entries; stale temporary folders are removed inside."""
-        locks = self.root / "locks"
-        locks.mkdir(exist_ok=True)
-        with FileLock(str(locks / f"{name}.lock"), timeout=timeout):
+    def lock(self, name: str, timeout: float = 3600,
+             waiting: Callable[[dict[str, Any] | None], None] | None = None) -> Iterator[None]:
+        """Serialise writers of one group of entries; stale temporary folders are removed inside.
+
+        While another process holds the lock, ``waiting(progress)`` is called about twice a second with what that
+        writer last reported through :meth:`report_progress` (``{"done", "total", "message", "by"}``, or None
+        before its first report), so the one who waits can show how far the other one is.
+        """
+        lock = FileLock(str(self._lock_path(name)), timeout=timeout)
+        if waiting is None:
+            lock.acquire()
+        else:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    lock.acquire(timeout=0.5)
+                    break
+                except Timeout:
+                    if time.monotonic() > deadline:
+                        raise
+                    waiting(self.progress_of(name))
+        try:
             self._remove_stale_tmp()
             yield
+        finally:
+            self._progress_path(name).unlink(missing_ok=True)
+            lock.release()
+
+    def _lock_path(self, name: str) -> Path:
+        locks = self.root / "locks"
+        locks.mkdir(exist_ok=True)
+        return locks / f"{name}.lock"
+
+    def _progress_path(self, name: str) -> Path:
+        return self._lock_path(name).with_suffix(".progress.json")
+
+    def report_progress(self, name: str, done: int, total: int, message: str, *, by: str | None = None) -> None:
+        """Tell the writers waiting on lock ``name`` how far its holder is (call it while holding the lock)."""
+        atomic_write_text(self._progress_path(name), json.dumps(
+            {"done": int(done), "total": int(total), "message": str(message), "by": by}))
+
+    def progress_of(self, name: str) -> dict[str, Any] | None:
+        """What the holder of lock ``name`` last reported, or None."""
+        try:
+            return json.loads(self._progress_path(name).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
 
     def _remove_stale_tmp(self, max_age_s: float = 6 * 3600) -> None:
         now = time.time()

@@ -21,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 from . import _config
+from .audit import ANONYMOUS
 from .cache import EmbeddingStore, atomic_write_text, make_key
 from .data import ImageDataset
 from .models import LOGITS, Model, Preprocessing
@@ -188,8 +189,8 @@ def default_num_workers() -> int:
 def embed_dataset(model: Model, dataset: ImageDataset, taps: Sequence[str] | None = None, *,
                   batch_size: int = 64, device: str | None = None, num_workers: int | None = None,
                   progress: ProgressFn | None = None, use_cache: bool = True,
-                  store: EmbeddingStore | None = None, _progress_offset: int = 0,
-                  _progress_total: int | None = None) -> Embeddings:
+                  store: EmbeddingStore | None = None, requested_by: str | None = None,
+                  _progress_offset: int = 0, _progress_total: int | None = None) -> Embeddings:
     """Embeddings of every image of ``dataset`` at ``taps`` (default: the model's default taps).
 
     Taps already in the cache are read (memory-mapped); the others are computed in one pass over
@@ -204,6 +205,11 @@ def embed_dataset(model: Model, dataset: ImageDataset, taps: Sequence[str] | Non
         num_workers: DataLoader worker processes; see :func:`default_num_workers`.
         progress: Called as ``progress(done, total, message)`` after each batch.
         use_cache: Read from and write to the store.
+        requested_by: Who asked for them (the signed-in user; "local user" when None), kept in the manifests.
+
+    Writers of the same dataset and model serialise on a lock of the store: one computes, and the others wait,
+    their ``progress`` following the one who computes (its message starts with "another session is computing"),
+    then read its entries.
     """
     t0 = time.perf_counter()
     taps = list(taps) if taps is not None else model.default_taps()
@@ -231,18 +237,21 @@ def embed_dataset(model: Model, dataset: ImageDataset, taps: Sequence[str] | Non
     if len(features) < len(wanted):
         lock_name = make_key(model=model.id, weights=model.weights_hash, prep=model.preprocessing.key(),
                              dataset=dataset.fingerprint)
-        with store.lock(lock_name):
+        user = requested_by or ANONYMOUS
+        with store.lock(lock_name, waiting=_follow(progress, _progress_offset, total)):
             features = read_cached()  # another process may have finished them meanwhile
             hits = {t: t in features for t in wanted}
             missing = [t for t in wanted if t not in features]
             if missing:
                 computed, ips = compute_taps(model, dataset, missing, batch_size=batch_size, device=device,
-                                             num_workers=num_workers, progress=progress,
+                                             num_workers=num_workers, progress=_shared(progress, store, lock_name,
+                                                                                       user, _progress_offset, n),
                                              offset=_progress_offset, total=total)
                 for t in missing:
                     if use_cache:
-                        store.put(keys[t], computed[t], dataset.labels, _manifest(model, t, dataset, computed[t],
-                                                                                  time.perf_counter() - t0, ips))
+                        store.put(keys[t], computed[t], dataset.labels, {
+                            **_manifest(model, t, dataset, computed[t], time.perf_counter() - t0, ips),
+                            "requested_by": user})
                     features[t] = computed[t]
     if progress:
         progress(_progress_offset + n, total, "cached" if all(hits.values()) else "done")
@@ -251,6 +260,34 @@ def embed_dataset(model: Model, dataset: ImageDataset, taps: Sequence[str] | Non
                       features=ordered, labels=np.asarray(dataset.labels), classes=tuple(dataset.classes),
                       sample_ids=tuple(dataset.sample_ids), cache_hits=hits,
                       seconds=time.perf_counter() - t0, images_per_second=ips)
+
+
+def _shared(progress: ProgressFn | None, store: EmbeddingStore, lock_name: str, user: str, offset: int,
+            n: int) -> ProgressFn:
+    """``progress``, also written for the writers waiting on the lock (at most about twice a second)."""
+    last = [0.0]
+
+    def report(done: int, total: int, message: str) -> None:
+        if progress:
+            progress(done, total, message)
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or done - offset >= n:
+            last[0] = now
+            store.report_progress(lock_name, done - offset, n, message, by=user)
+    return report
+
+
+def _follow(progress: ProgressFn | None, offset: int, total: int):
+    """The lock's ``waiting`` callback: ``progress`` follows the writer this caller waits for."""
+    if progress is None:
+        return None
+
+    def waiting(other: dict | None) -> None:
+        done = int(other["done"]) if other else 0
+        by = f" ({other['by']})" if other and other.get("by") else ""
+        status = f"{other['message']}" if other else "starting"
+        progress(offset + done, total, f"another session is computing these embeddings{by}: {status}")
+    return waiting
 
 
 def embed_pair(model: Model, source: ImageDataset, target: ImageDataset, taps: Sequence[str] | None = None,

@@ -28,6 +28,7 @@ from importlib import metadata
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlencode
 
+from ..audit import ANONYMOUS
 from ..cache import JsonStore, json_default, make_key
 from ..errors import TldiagError
 from ..setup import Setup
@@ -62,9 +63,11 @@ class Context:
     source: Any
     target: Any
     taps: tuple[str, ...]
+    user: str = ANONYMOUS
+    """Who asks (the signed-in user, or "local user"): kept with the analyses and embeddings computed for them."""
 
     @classmethod
-    def open(cls, setup: Setup, *, model=None, source=None, target=None) -> "Context":
+    def open(cls, setup: Setup, *, model=None, source=None, target=None, user: str | None = None) -> "Context":
         from ..data import load_dataset
         from ..models import load_model
 
@@ -74,7 +77,7 @@ class Context:
         target = target or load_dataset(setup.target_spec)
         setup.check_budget(target)
         taps = tuple(setup.taps) if setup.taps else tuple(model.default_taps())
-        return cls(setup, model, source, target, taps)
+        return cls(setup, model, source, target, taps, user or ANONYMOUS)
 
     def key(self, kind: str, settings: Mapping[str, Any]) -> str:
         m = self.model
@@ -85,7 +88,8 @@ class Context:
     def pair(self, progress: Progress | None = None):
         from ..embed import embed_pair
 
-        return embed_pair(self.model, self.source, self.target, list(self.taps), progress=progress)
+        return embed_pair(self.model, self.source, self.target, list(self.taps), progress=progress,
+                          requested_by=self.user)
 
     def embedded(self) -> bool:
         from ..embed import is_cached
@@ -95,6 +99,11 @@ class Context:
 
 def _store() -> JsonStore:
     return JsonStore("analyses")
+
+
+def _stamped(ctx: Context, summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary as stored: with who asked for it and when."""
+    return {**summary, "requested_by": ctx.user, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def _probe_settings(config) -> dict[str, Any]:
@@ -114,7 +123,7 @@ def remember_shift(ctx: Context, report, *, n_permutations: int, max_samples: in
     """Store a shift report computed elsewhere (the Shift page) when it used the verdict's settings."""
     if {"n_permutations": n_permutations, "max_samples": max_samples} == SHIFT_SETTINGS \
             and report.random_state == ctx.setup.seed:
-        _store().put(ctx.key("shift", SHIFT_SETTINGS), shift_summary(ctx, report))
+        _store().put(ctx.key("shift", SHIFT_SETTINGS), _stamped(ctx, shift_summary(ctx, report)))
 
 
 def _stored(ctx: Context, kind: str, settings: Mapping[str, Any], compute: bool,
@@ -124,7 +133,7 @@ def _stored(ctx: Context, kind: str, settings: Mapping[str, Any], compute: bool,
     hit = store.get(key)
     if hit is not None or not compute:
         return hit
-    payload = summarise()
+    payload = _stamped(ctx, summarise())
     store.put(key, payload)
     return payload
 
@@ -179,7 +188,7 @@ def remember_probes(ctx: Context, report, config) -> None:
     from ..probes import ProbeConfig
 
     if config == ProbeConfig():
-        _store().put(ctx.key("probes", _probe_settings(config)), probes_summary(ctx, report))
+        _store().put(ctx.key("probes", _probe_settings(config)), _stamped(ctx, probes_summary(ctx, report)))
 
 
 def probes(ctx: Context, *, compute: bool, pair=None, progress: Progress | None = None) -> dict[str, Any] | None:
@@ -381,13 +390,14 @@ def _source_head_evidence(summary: Mapping[str, Any] | None):
 
 
 def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None, source=None, target=None,
-           progress: Callable[[str, int, int, str], None] | None = None) -> Analyses:
+           progress: Callable[[str, int, int, str], None] | None = None, user: str | None = None) -> Analyses:
     """Everything that exists for ``setup``; the analyses named in ``compute`` (of :data:`COMPUTED_HERE`: ``shift``,
     ``probes``, ``baselines``, ``projection``) are computed when missing. Jobs (``efficiency``, ``finetune``) are
     only read: see :func:`tldiag.training.jobs.launch` to run them.
 
     Args:
         progress: ``progress(analysis, done, total, message)``.
+        user: Who asks (the signed-in user); kept with what is computed and stored for them.
     """
     unknown = [c for c in compute if c not in COMPUTED_HERE]
     if unknown:
@@ -396,7 +406,7 @@ def gather(setup: Setup, *, compute: Sequence[str] = (), store=None, model=None,
     from ..training.loop import stage_count
 
     t0 = time.perf_counter()
-    ctx = Context.open(setup, model=model, source=source, target=target)
+    ctx = Context.open(setup, model=model, source=source, target=target, user=user)
     timings: dict[str, float] = {}
     pair = None
 
@@ -519,7 +529,6 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
                  requested_by: str | None = None) -> DecisionRecord:
     """Decide on ``analyses`` and assemble the manifest (``timings``: more wall times to record, e.g. the whole
     headless run's; ``requested_by``: who asked for the record, the signed-in user or "local user")."""
-    from ..audit import ANONYMOUS
     from .. import __version__
     from .._config import device_name
 
