@@ -15,7 +15,7 @@ import streamlit as st
 
 from app_cache import NoWarmUp, SharedResults, UmapWarmUp, start_umap_warm_up
 
-from tldiag import access
+from tldiag import access, viz
 from tldiag.audit import ANONYMOUS, AuditLog
 from tldiag.data import ImageDataset, load_dataset
 from tldiag.training.efficiency import EfficiencyConfig, ExperimentPlan, plan_experiment
@@ -136,9 +136,18 @@ def audit_log() -> AuditLog:
     return AuditLog()
 
 
-def log_export(file_name: str, subject: str) -> None:
-    """A download's entry in the audit log (``on_click`` of a download button)."""
-    audit_log().record("export", user_email(), subject, file=file_name)
+def download_button(label: str, data: Callable[[], str | bytes], *, file_name: str, mime: str, key: str,
+                    subject: str = "", where: Any = None, **kwargs: Any) -> None:
+    """A download button whose file is made when it is clicked, and logged then as an export (``subject``: what it
+    is about, e.g. a permalink; the file name when empty). The file is deferred (Streamlit makes it on the click,
+    over this session's connection), so no ``/media/...`` URL of it exists before a signed-in user asks for it."""
+    user = user_email()
+
+    def make() -> str | bytes:
+        payload = data()
+        audit_log().record("export", user, subject or file_name, file=file_name)
+        return payload
+    (where or st).download_button(label, make, file_name=file_name, mime=mime, key=key, on_click="ignore", **kwargs)
 
 
 def _route_through_app() -> None:
@@ -169,7 +178,7 @@ def current_setup() -> Setup:
         try:
             st.session_state[SETUP_KEY] = Setup.from_query(st.query_params.to_dict()).validate()
         except TldiagError as exc:
-            st.warning(f"The link's setup is not valid ({exc}); starting from the demo setup.")
+            st.warning(f"The link's setup is not valid ({md_message(exc)}); starting from the demo setup.")
             st.session_state[SETUP_KEY] = Setup()
     return st.session_state[SETUP_KEY]
 
@@ -356,6 +365,15 @@ def images_of(setup: Setup, proj: Projection, points: np.ndarray) -> list:
     return point_images(dataset(setup.source_spec), dataset(setup.target_spec), proj, points)
 
 
+def show_images(images, **kwargs) -> None:
+    """``st.image`` of PIL images (one or a list), sent inline as data URIs: Streamlit's ``/media/...`` URLs are
+    served to anyone who has the link, signed in or not, so a user's images never get one."""
+    if isinstance(images, (list, tuple)):
+        st.image([viz.data_uri(im) for im in images], **kwargs)
+    else:
+        st.image(viz.data_uri(images), **kwargs)
+
+
 def random_init_embeddings(setup: Setup, pair: EmbeddingPair) -> Embeddings | None:
     """Target embeddings of the setup's architecture with random weights (the no-pretraining floor), at the
     same taps; None when the model has no such twin (already random, or TorchScript)."""
@@ -408,7 +426,7 @@ def leaderboard_if_cached(setup: Setup, model_ids: tuple[str, ...], config: Prob
 def show_error(exc: Exception) -> None:
     """One clear line for input errors; a full report only for real bugs."""
     if isinstance(exc, TldiagError):
-        st.error(str(exc), icon="⚠️")
+        st.error(md_message(exc), icon="⚠️")
     else:
         st.exception(exc)
 
@@ -490,6 +508,19 @@ def md_text(text: object) -> str:
     """``text`` as inert Markdown: every character Markdown (or Streamlit's HTML and LaTeX) would act on is
     escaped, so a user's file, class or job name shows as typed, never as a link, an image or markup."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+_MESSAGE_SPECIAL = re.compile(r"([\\`*\[\]<>$~|])")
+_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+[.)])", re.M)
+
+
+def md_message(text: object) -> str:
+    """A message that quotes users' values (an error naming a file, a class, a spec), as Markdown that renders it
+    as typed: the characters that make links, images, HTML, code, math, * emphasis or tables are escaped, and so are
+    list, heading and quote markers at a line's start; the rest (dots, hyphens, brackets of prose) is left alone,
+    so the message reads as written. Line breaks are kept."""
+    escaped = _MESSAGE_SPECIAL.sub(r"\\\1", str(text))
+    return _LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", escaped).replace("\n", "  \n")
 
 
 def md_code(text: object) -> str:

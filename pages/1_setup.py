@@ -117,7 +117,7 @@ for role, ds in (("Source", src), ("Target", tgt)):
     caption = (f"one column per class: {' · '.join(columns)}" if columns else "random sample (unlabelled)")
     if len(ds.classes) > len(columns) > 0:
         caption += f" (first {len(columns)} of {len(ds.classes)} classes)"
-    st.image(viz.image_grid([ds[i] if i is not None else None for i in idx], ncols=len(columns) or 10, cell=56),
+    app_state.show_images(viz.image_grid([ds[i] if i is not None else None for i in idx], ncols=len(columns) or 10, cell=56),
              caption=caption)
     if ds.skipped:
         with st.expander(f"{len(ds.skipped)} files skipped"):

@@ -93,7 +93,7 @@ try:
     head = sourcehead.measure(pair, app_state.model(setup.model, setup.resolution), seed=setup.seed)
 except TldiagError as exc:
     head = None
-    st.warning(f"Source model on the target: {exc}", icon="⚠️")
+    st.warning(f"Source model on the target: {app_state.md_message(exc)}", icon="⚠️")
 if head is not None:
     st.subheader("What the shift costs the source model")
     st.caption(f"{setup.model} was trained on the source's classes ({head.head}), so the most direct measurement of "
@@ -129,7 +129,7 @@ def gallery(emb, spec: str, rows: np.ndarray, proba: np.ndarray, caption: str) -
     images = [ds[int(rows[k])] for k in order]
     captions = [f"p={proba[k]:.2f}" + (f" · {names[emb.labels[rows[k]]]}" if emb.labels[rows[k]] >= 0 else "")
                 for k in order]
-    st.image(images, caption=captions, width=72)
+    app_state.show_images(images, caption=captions, width=72)
     st.caption(caption)
 
 

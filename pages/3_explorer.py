@@ -108,19 +108,19 @@ with tab_map:
         labels = pd.Series(proj.labels[selected]).replace("", "(unlabelled)").value_counts()
         st.caption("Classes: " + ", ".join(f"{name} {count}" for name, count in labels.head(12).items()))
         picks = selected[:n_show]
-        st.image(app_state.images_of(setup, proj, picks), width=64,
+        app_state.show_images(app_state.images_of(setup, proj, picks), width=64,
                  caption=[f"{'S' if proj.domain[k] == 0 else 'T'} #{proj.rows[k]} · {proj.labels[k] or '?'}"
                           for k in picks])
     elif not hover:
         st.caption("Drag a box (or pick the lasso in the chart's toolbar) to see the selected images here.")
 
     d1, d2 = st.columns(2)
-    d1.download_button("Download coordinates (CSV)",
-                       lambda: proj.to_csv(p_target, (pair.source.sample_ids, pair.target.sample_ids)), file_name=f"map-{layer}.csv", mime="text/csv",
-                       key="dl_csv", on_click="ignore")
-    d2.download_button("Download the figure (HTML, thumbnails on hover)",
-                       lambda: viz.figure_html(fig, sprite=viz.thumbnail_sprite(app_state.thumbnails(setup, proj))),
-                       file_name=f"map-{layer}.html", mime="text/html", key="dl_html", on_click="ignore")
+    app_state.download_button("Download coordinates (CSV)",
+                              lambda: proj.to_csv(p_target, (pair.source.sample_ids, pair.target.sample_ids)),
+                              file_name=f"map-{layer}.csv", mime="text/csv", key="dl_csv", where=d1)
+    app_state.download_button("Download the figure (HTML, thumbnails on hover)",
+                              lambda: viz.figure_html(fig, sprite=viz.thumbnail_sprite(app_state.thumbnails(setup, proj))),
+                              file_name=f"map-{layer}.html", mime="text/html", key="dl_html", where=d2)
 
 with tab_classes:
     if (proj.labels != "").any():

@@ -80,8 +80,8 @@ if any(s["tap"] == target.taps[-1].tap for s in report.scores) and target.n_samp
                "Compare the probe and LogME instead.")
 with st.expander("All numbers by tap"):
     st.dataframe(pd.DataFrame(report.table()), hide_index=True, width="stretch")
-    st.download_button("Download the report (JSON)", lambda: json.dumps(report.to_dict(), indent=1),
-                       file_name="tldiag-probes.json", mime="application/json", key="probe_json")
+    app_state.download_button("Download the report (JSON)", lambda: json.dumps(report.to_dict(), indent=1),
+                              file_name="tldiag-probes.json", mime="application/json", key="probe_json")
 for note in report.notes + target.notes:
     st.caption(note)
 
@@ -119,7 +119,8 @@ if board is not None:
                    "with the probe here.")
     for note in board.notes:
         st.caption(note)
-    st.download_button("Download the leaderboard (JSON)", lambda: json.dumps(board.to_dict(), indent=1, default=str),
-                       file_name="tldiag-leaderboard.json", mime="application/json", key="board_json")
+    app_state.download_button("Download the leaderboard (JSON)",
+                              lambda: json.dumps(board.to_dict(), indent=1, default=str),
+                              file_name="tldiag-leaderboard.json", mime="application/json", key="board_json")
 st.page_link("pages/5_finetune.py", label="Next: fine-tune the model on the target and compare with the probe. "
              "Open **Fine-tune**", icon="➡️")

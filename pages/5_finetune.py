@@ -195,8 +195,9 @@ def _show_result(job) -> None:
             app_state.update(setup, model=registered, taps=())
             del st.session_state["ft_registered"]
             st.switch_page("pages/1_setup.py")
-    r3.download_button("Download the result (JSON)", json.dumps({"job": job.id, **result.to_dict()}, indent=1),
-                       file_name=f"{job.id}.json", mime="application/json", key=f"json_{job.id}")
+    app_state.download_button("Download the result (JSON)", lambda: json.dumps({"job": job.id, **result.to_dict()},
+                                                                                indent=1),
+                              file_name=f"{job.id}.json", mime="application/json", key=f"json_{job.id}", where=r3)
 
 
 if not job.active:
@@ -206,7 +207,7 @@ if job.active:
 elif job.status == "done":
     _show_result(job)
 elif job.status == "failed":
-    st.error(job.error or "failed", icon="⚠️")
+    st.error(app_state.md_message(job.error or "failed"), icon="⚠️")
 else:
     st.warning(f"Cancelled after {job.seconds or 0:.0f} s.")
     rows = store.metrics(job.id)

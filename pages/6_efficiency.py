@@ -147,11 +147,12 @@ def _show_result(job) -> None:
         table = result.table()
         st.dataframe(table, hide_index=True, width="stretch")
     d1, d2 = st.columns(2)
-    d1.download_button("Download the result (JSON)", json.dumps({"job": job.id, **result.to_dict(),
-                                                                "readouts": ro.to_dict()}, indent=1, default=str),
-                       file_name=f"{job.id}.json", mime="application/json", key=f"json_{job.id}")
-    d2.download_button("Download the runs (CSV)", result.table().to_csv(index=False), file_name=f"{job.id}.csv",
-                       mime="text/csv", key=f"csv_{job.id}")
+    app_state.download_button("Download the result (JSON)",
+                              lambda: json.dumps({"job": job.id, **result.to_dict(), "readouts": ro.to_dict()},
+                                                 indent=1, default=str),
+                              file_name=f"{job.id}.json", mime="application/json", key=f"json_{job.id}", where=d1)
+    app_state.download_button("Download the runs (CSV)", lambda: result.table().to_csv(index=False),
+                              file_name=f"{job.id}.csv", mime="text/csv", key=f"csv_{job.id}", where=d2)
 
 
 if not job.active:
@@ -162,7 +163,7 @@ elif job.status == "done":
     _show_result(job)
 else:
     if job.status == "failed":
-        st.error(job.error or "failed", icon="⚠️")
+        st.error(app_state.md_message(job.error or "failed"), icon="⚠️")
     else:
         st.warning(f"Cancelled after {job.seconds or 0:.0f} s. Its finished runs are stored: launching the same "
                    "experiment again reuses them.")

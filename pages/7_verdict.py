@@ -103,7 +103,7 @@ def _compute(what: tuple[str, ...]) -> None:
         return
     for name in what:
         if name in result.errors:
-            st.error(f"{decision.ANALYSIS_TITLES[name]} could not run: {result.errors[name]}", icon="⚠️")
+            st.error(f"{decision.ANALYSIS_TITLES[name]} could not run: {app_state.md_message(result.errors[name])}", icon="⚠️")
     if not any(name in result.errors for name in what):
         st.rerun()
 
@@ -169,12 +169,11 @@ st.caption("A self-contained HTML report (every figure and plotly.js inlined: it
            "taps, seeds, every metric with its settings, timings, the verdict and its reasons.")
 stem = f"tldiag-{setup.model}-{setup.target}".replace(":", "-").replace("/", "-").replace("?", "-").replace("&", "-")
 c1, c2 = st.columns(2)
-c1.download_button("Download the report (HTML)", data=record.html, file_name=f"{stem}.html", mime="text/html",
-                   type="primary", on_click=app_state.log_export, args=(f"{stem}.html", record.manifest["permalink"]),
-                   key="v_html", icon="📄")
-c2.download_button("Download the manifest (JSON)", data=record.json(), file_name=f"{stem}.json",
-                   mime="application/json", on_click=app_state.log_export,
-                   args=(f"{stem}.json", record.manifest["permalink"]), key="v_json", icon="🧾")
+app_state.download_button("Download the report (HTML)", record.html, file_name=f"{stem}.html", mime="text/html",
+                          subject=record.manifest["permalink"], key="v_html", where=c1, type="primary", icon="📄")
+app_state.download_button("Download the manifest (JSON)", record.json, file_name=f"{stem}.json",
+                          mime="application/json", subject=record.manifest["permalink"], key="v_json", where=c2,
+                          icon="🧾")
 st.markdown("**Permalink**: this setup's Verdict page. Anyone with access to this dashboard reopens the same analysis "
             "from the cache.")
 st.code(record.manifest["permalink"], language=None)

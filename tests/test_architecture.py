@@ -1,5 +1,6 @@
 """The house rules, read from the source: no module reaches into another's private names, every module imported
-from outside says what it exports, tldiag never imports streamlit, and the pages hold no thresholds."""
+from outside says what it exports, tldiag never imports streamlit, the pages hold no thresholds, and no user data
+gets one of Streamlit's media URLs."""
 from __future__ import annotations
 
 import ast
@@ -84,6 +85,24 @@ def test_tldiag_never_imports_streamlit():
     offences = [f"{p.relative_to(ROOT)}:{line}" for p in PACKAGE_FILES for module, _, line in imports(p)
                 if module.split(".")[0] == "streamlit"]
     assert not offences
+
+
+MEDIA_URL_CALLS = {"image", "audio", "video", "download_button", "pdf"}
+
+
+def test_user_data_never_gets_a_media_url():
+    """Streamlit serves ``/media/...`` to anyone with the link, signed in or not: images go through
+    ``app_state.show_images`` (inline data URIs) and downloads through ``app_state.download_button`` (made on the
+    click, over the session's connection). Only app_state itself calls Streamlit's own."""
+    offences = []
+    for path in APP_FILES:
+        if path.name == "app_state.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in MEDIA_URL_CALLS and ast.unparse(node.func.value) != "app_state":
+                offences.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node.func)}")
+    assert not offences, "\n".join(offences)
 
 
 @pytest.mark.parametrize("page", sorted(ROOT.glob("pages/*.py")), ids=lambda p: p.name)

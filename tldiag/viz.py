@@ -14,12 +14,21 @@ SOURCE_COLOR = "#1f77b4"
 TARGET_COLOR = "#ff7f0e"
 
 
+def plot_text(text: object) -> str:
+    """``text`` as plotly shows it as typed: plotly reads a subset of HTML in every label, legend, title and hover
+    (``<b>``, ``<br>``, ``<a href>``...), so a user's class or file name has its ``&``, ``<`` and ``>`` written as
+    entities, which plotly decodes back to the characters."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def class_counts_figure(source: Mapping[str, int], target: Mapping[str, int]) -> go.Figure:
     """Grouped bars: images per class in the source and the target."""
     classes = list(dict.fromkeys([*source, *target]))
     fig = go.Figure([
-        go.Bar(name="source", x=classes, y=[source.get(c, 0) for c in classes], marker_color=SOURCE_COLOR),
-        go.Bar(name="target", x=classes, y=[target.get(c, 0) for c in classes], marker_color=TARGET_COLOR),
+        go.Bar(name="source", x=[plot_text(c) for c in classes], y=[source.get(c, 0) for c in classes],
+               marker_color=SOURCE_COLOR),
+        go.Bar(name="target", x=[plot_text(c) for c in classes], y=[target.get(c, 0) for c in classes],
+               marker_color=TARGET_COLOR),
     ])
     fig.update_layout(barmode="group", height=260, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="class", yaxis_title="images", legend=dict(orientation="h", y=1.15),
@@ -111,7 +120,7 @@ def divergence_by_layer(report: "ShiftReport | Mapping") -> go.Figure:
 def class_shift_figure(classes: Sequence["ClassShift"]) -> go.Figure:
     """Per-class MMD (seed scale), largest first, coloured by traffic light."""
     fig = go.Figure(go.Bar(
-        x=[c.mmd for c in classes], y=[str(c.name) for c in classes], orientation="h",
+        x=[c.mmd for c in classes], y=[plot_text(c.name) for c in classes], orientation="h",
         marker_color=[LIGHT_COLORS[c.light.colour] for c in classes],
         customdata=[[c.p_value, c.n_source, c.n_target] for c in classes],
         hovertemplate="class %{y}<br>MMD %{x:.3f}<br>p = %{customdata[0]:.3g}<br>"
@@ -158,13 +167,15 @@ def projection_figure(projection, *, color: str = "domain", p_target: np.ndarray
     index = np.arange(len(xy))
     size = _marker_size(len(xy))
     p = p_target if p_target is not None else np.full(len(xy), np.nan)
-    hover = ("<b>%{customdata[1]}</b> image %{customdata[2]}<br>class %{customdata[3]}"
+    hover = ("<b>%{customdata[1]}</b> image %{customdata[2]}<br>class %{customdata[5]}"
              + ("<br>p(target | x) = %{customdata[4]:.2f}" if p_target is not None else "") + "<extra></extra>")
 
-    # customdata keeps its types (an object array): numbers stay numbers for the hover format and selection
-    custom = np.empty((len(xy), 5), dtype=object)
+    # customdata keeps its types (an object array): numbers stay numbers for the hover format and selection;
+    # the class as typed (for the HTML export's hover caption, set as text) and as plotly text (the hover label)
+    custom = np.empty((len(xy), 6), dtype=object)
     custom[:, 0], custom[:, 1], custom[:, 2] = index, domains, projection.rows
     custom[:, 3], custom[:, 4] = np.where(labels == "", "(unlabelled)", labels), p
+    custom[:, 5] = [plot_text(c) for c in custom[:, 3]]
 
     def trace(mask: np.ndarray, name: str, domain: str, marker: dict, **kw) -> go.Scattergl:
         return go.Scattergl(
@@ -180,7 +191,7 @@ def projection_figure(projection, *, color: str = "domain", p_target: np.ndarray
             for domain in ("source", "target"):
                 mask = (labels == c) & (domains == domain)
                 if mask.any():
-                    traces.append(trace(mask, f"{c or '(unlabelled)'}", domain,
+                    traces.append(trace(mask, plot_text(c or "(unlabelled)"), domain,
                                         dict(color=palette[c], opacity=0.75), legendgroup=c,
                                         showlegend=domain == "source" or not ((labels == c) & (domains == "source")).any()))
     else:
@@ -201,7 +212,7 @@ def projection_figure(projection, *, color: str = "domain", p_target: np.ndarray
     fig = go.Figure(traces)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=60 if title else 10, b=10), dragmode="select",
                       legend=dict(itemsizing="constant", title="class · ● source ◆ target" if color == "class" else None),
-                      title=dict(text=title, font=dict(size=13), x=0.01, y=0.98) if title else None,
+                      title=dict(text=plot_text(title), font=dict(size=13), x=0.01, y=0.98) if title else None,
                       xaxis=dict(showticklabels=False, title=None, zeroline=False),
                       yaxis=dict(showticklabels=False, title=None, zeroline=False, scaleanchor="x", scaleratio=1),
                       plot_bgcolor="white")
@@ -230,7 +241,8 @@ def class_small_multiples(projection, *, max_classes: int = 20, ncols: int = 5, 
     if not names:
         raise ValueError("No labelled points: per-class panels need class labels.")
     rows = (len(names) + ncols - 1) // ncols
-    fig = make_subplots(rows=rows, cols=min(ncols, len(names)), subplot_titles=names, horizontal_spacing=0.02,
+    fig = make_subplots(rows=rows, cols=min(ncols, len(names)), subplot_titles=[plot_text(n) for n in names],
+                        horizontal_spacing=0.02,
                         vertical_spacing=0.06)
     size = max(2.0, _marker_size(len(xy)) - 2)
     back = xy[np.sort(np.random.default_rng(0).choice(len(xy), backdrop, replace=False))] if len(xy) > backdrop else xy
@@ -255,7 +267,7 @@ def class_mixing_figure(per_class: Sequence) -> go.Figure:
     """Per-class k-NN mixing score (lowest first): 1 = the class's source and target images interleave,
     0 = they form separate islands."""
     fig = go.Figure(go.Bar(
-        x=[c.score for c in per_class], y=[str(c.name) for c in per_class], orientation="h",
+        x=[c.score for c in per_class], y=[plot_text(c.name) for c in per_class], orientation="h",
         marker_color=[LIGHT_COLORS["red"] if c.score < 0.3 else LIGHT_COLORS["amber"] if c.score < 0.7
                       else LIGHT_COLORS["green"] for c in per_class],
         customdata=[[c.observed_share, c.expected_share, c.n_source, c.n_target] for c in per_class],
@@ -295,6 +307,17 @@ _HOVER_JS = """
   gd.on('plotly_unhover', function() { tip.style.display = 'none'; });
 })();
 """
+
+
+def data_uri(image: Image.Image, *, fmt: str = "PNG") -> str:
+    """``image`` as a ``data:`` URI: it travels inside the page that shows it, so no separate image URL exists that
+    a link could reach without that page (the dashboard's sign-in guards pages, not Streamlit's media URLs)."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format=fmt)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
 
 def thumbnail_sprite(images: Sequence[Image.Image | None], *, cell: int = 40) -> tuple[Image.Image, int]:
@@ -497,7 +520,7 @@ def efficiency_figure(curves: Mapping[str, object], *, chance: float | None = No
     return fig
 
 
-__all__ = ["SOURCE_COLOR", "TARGET_COLOR", "class_counts_figure", "image_grid", "LIGHT_COLORS", "null_histogram",
+__all__ = ["SOURCE_COLOR", "TARGET_COLOR", "class_counts_figure", "image_grid", "data_uri", "plot_text", "LIGHT_COLORS", "null_histogram",
            "divergence_by_layer", "class_shift_figure", "DOMAIN_SYMBOLS", "COLOR_MODES", "class_palette",
            "projection_figure", "selected_indices", "class_small_multiples", "class_mixing_figure", "thumbnail_sprite",
            "figure_html", "CURVE_STYLES", "probe_curves_figure", "tap_scores_figure", "kendall_heatmap",

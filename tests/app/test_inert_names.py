@@ -21,6 +21,35 @@ def test_md_text_and_md_code_keep_markup_as_text(monkeypatch):
     assert app_state.md_code("``x``") == "``` ``x`` ```"  # padded: a fence next to a backtick would merge
 
 
+def test_md_message_keeps_values_inert_and_prose_readable():
+    import app_state
+
+    msg = "No class '[x](javascript:alert(1))' or '<img src=x onerror=alert(1)>' in folder:/d/`a`; use $HOME, limit=3."
+    assert app_state.md_message(msg) == (r"No class '\[x\](javascript:alert(1))' or '\<img src=x onerror=alert(1)\>' in "
+                                         r"folder:/d/\`a\`; use \$HOME, limit=3.")
+    assert app_state.md_message("- a\n# b\n1. c") == "\\- a  \n\\# b  \n\\1. c"  # no list, heading, numbering
+
+
+def test_plot_labels_show_names_as_typed():
+    """Plotly reads <b>, <br>, <a href> in labels: a class name reaches a figure with its markup as entities."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from tldiag import viz
+
+    fig = viz.class_counts_figure({"<b>x</b>": 2, "a&b": 1}, {"<b>x</b>": 1})
+    assert list(fig.data[0].x) == ["&lt;b&gt;x&lt;/b&gt;", "a&amp;b"]
+    labels = np.array(["<a href='http://evil'>cat</a>", "dog"])
+    proj = SimpleNamespace(coords=np.zeros((2, 2)), labels=labels, domain=np.array([0, 1]), rows=np.array([0, 0]))
+    fig = viz.projection_figure(proj, color="class")
+    names = {t.name for t in fig.data}
+    assert "&lt;a href='http://evil'&gt;cat&lt;/a&gt;" in names and not any("<a" in n for n in names)
+    hover = {row[5] for t in fig.data for row in t.customdata}
+    assert hover == {"&lt;a href='http://evil'&gt;cat&lt;/a&gt;", "dog"}
+    assert {row[3] for t in fig.data for row in t.customdata} == set(labels)  # the export's caption: set as text
+
+
 def test_a_hostile_target_folder_renders_as_typed(make_folder):
     import app_state
 

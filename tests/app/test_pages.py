@@ -102,7 +102,7 @@ def test_shift_page_computes_and_reports():
     at.number_input(key="w_mmd_red").set_value(0.01).run()
     assert not at.exception and any("≥ 0.01" in e.value for e in at.error)
     at.number_input(key="w_mmd_green").set_value(0.5).run()
-    assert any("green < red, got green=0.5 and red=0.01" in e.value for e in at.error)
+    assert any(r"green \< red, got green=0.5 and red=0.01" in e.value for e in at.error)  # escaped: shows as typed
     # another layer
     at.number_input(key="w_mmd_green").set_value(0.1)
     at.number_input(key="w_mmd_red").set_value(0.5).run()
