@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -167,6 +169,23 @@ def test_symlink_out_of_the_roots_is_refused(tmp_path, monkeypatch, make_folder)
     monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(inside))
     with pytest.raises(DatasetError, match="outside the allowed data roots"):
         load_dataset(f"folder:{inside / 'link'}")
+
+
+def test_links_inside_a_folder_never_lead_out_of_the_roots(tmp_path, monkeypatch, make_folder):
+    """A class folder or an image that is a symlink to somewhere outside the data roots is skipped and listed,
+    never read; links that stay inside the roots are followed."""
+    secret = make_folder({"s": 2, "t": 1}, name="secret")
+    inside = tmp_path / "roots"
+    data = make_folder({"a": 2, "b": 2}, name="roots/data")
+    (data / "stolen").symlink_to(secret / "s")  # a class folder leading out
+    (data / "a" / "passwd.png").symlink_to(secret / "t" / "000.png")  # an image leading out
+    (data / "b" / "alias.png").symlink_to(data / "a" / "000.png")  # a link inside the roots: fine
+    monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(inside))
+    ds = load_dataset(f"folder:{data}")
+    assert ds.classes == ("a", "b") and len(ds) == 5
+    assert not any(str(secret) in str(sid) for sid in ds.sample_ids)
+    assert {(os.path.basename(s.path), s.reason) for s in ds.skipped} == {
+        ("stolen", "a link to a place outside the data roots"), ("passwd.png", "a link to a place outside the data roots")}
 
 
 def test_fingerprint_follows_content(make_folder):

@@ -211,6 +211,10 @@ def _folder_source(spec: DatasetSpec) -> _Source:
     skipped: list[SkippedFile] = []
     class_dirs = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     entries: list[tuple[str, int]] = []
+    outside = "a link to a place outside the data roots"
+    linked_dirs = [c for c in class_dirs if os.path.islink(root / c) and not _config.inside_data_roots(root / c)]
+    skipped += [SkippedFile(str(root / c), outside) for c in linked_dirs]
+    class_dirs = [c for c in class_dirs if c not in linked_dirs]
     if class_dirs:
         for label, cls in enumerate(class_dirs):
             for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=False):
@@ -226,6 +230,10 @@ def _folder_source(spec: DatasetSpec) -> _Source:
         entries = [(e.path, UNLABELLED) for e in sorted(os.scandir(root), key=lambda e: e.name)
                    if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
         classes = ()
+    # a file may be a link too: one that leads out of the data roots is never read
+    linked_out = {p for p, _ in entries if os.path.islink(p) and not _config.inside_data_roots(p)}
+    skipped += [SkippedFile(p, outside) for p in sorted(linked_out)]
+    entries = [(p, lab) for p, lab in entries if p not in linked_out]
     if not entries:
         anything = any(True for _ in root.iterdir())
         raise DatasetError(
