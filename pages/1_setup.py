@@ -114,7 +114,8 @@ for role, ds in (("Source", src), ("Target", tgt)):
     st.markdown(f"**{role}** {app_state.md_code(ds.spec)} — {len(ds):,} images, {len(ds.classes) or 'no'} classes · "
                 f"{app_state.md_text(ds.description)}")
     idx, columns = ds.gallery_indices(2, random_state=setup.seed)
-    caption = (f"one column per class: {' · '.join(columns)}" if columns else "random sample (unlabelled)")
+    caption = (f"one column per class: {' · '.join(map(app_state.md_text, columns))}" if columns
+               else "random sample (unlabelled)")
     if len(ds.classes) > len(columns) > 0:
         caption += f" (first {len(columns)} of {len(ds.classes)} classes)"
     app_state.show_images(viz.image_grid([ds[i] if i is not None else None for i in idx], ncols=len(columns) or 10, cell=56),

@@ -127,7 +127,8 @@ def gallery(emb, spec: str, rows: np.ndarray, proba: np.ndarray, caption: str) -
     order = np.argsort(-proba)[:n_show]
     names = emb.classes
     images = [ds[int(rows[k])] for k in order]
-    captions = [f"p={proba[k]:.2f}" + (f" · {names[emb.labels[rows[k]]]}" if emb.labels[rows[k]] >= 0 else "")
+    captions = [f"p={proba[k]:.2f}" + (f" · {app_state.md_text(names[emb.labels[rows[k]]])}"
+                                       if emb.labels[rows[k]] >= 0 else "")
                 for k in order]
     app_state.show_images(images, caption=captions, width=72)
     st.caption(caption)

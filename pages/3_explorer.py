@@ -106,11 +106,12 @@ with tab_map:
                     f"{int((sel_domain == 1).sum()):,} target"
                     + (f" (first {n_show} shown)" if len(selected) > n_show else ""))
         labels = pd.Series(proj.labels[selected]).replace("", "(unlabelled)").value_counts()
-        st.caption("Classes: " + ", ".join(f"{name} {count}" for name, count in labels.head(12).items()))
+        st.caption("Classes: " + ", ".join(f"{app_state.md_text(name)} {count}"
+                                           for name, count in labels.head(12).items()))
         picks = selected[:n_show]
         app_state.show_images(app_state.images_of(setup, proj, picks), width=64,
-                 caption=[f"{'S' if proj.domain[k] == 0 else 'T'} #{proj.rows[k]} · {proj.labels[k] or '?'}"
-                          for k in picks])
+                              caption=[f"{'S' if proj.domain[k] == 0 else 'T'} #{proj.rows[k]} · "
+                                       f"{app_state.md_text(proj.labels[k] or '?')}" for k in picks])
     elif not hover:
         st.caption("Drag a box (or pick the lasso in the chart's toolbar) to see the selected images here.")
 
