@@ -78,6 +78,14 @@ def test_roles_owners_sign_out_and_the_audit_trail(page: Page, provider, signed_
         assert "Current setup" not in text and "Verdict" not in text and "Fine-tune" not in text, path
     # a viewer reads, but has no launch button
     _sign_in(page, provider, url, "ann@example.com")
+    # the Setup page's gallery: images travel inside the page, none has a /media URL a copied link could reach
+    gallery = page.get_by_test_id("stImage").locator("img")
+    expect(gallery.first).to_be_visible(timeout=90_000)
+    srcs = gallery.evaluate_all("imgs => imgs.map(i => i.getAttribute('src'))")
+    assert srcs and all(s.startswith("data:image/") for s in srcs), srcs
+    media = page.evaluate("[...document.querySelectorAll('[src], [href]')].map(e => e.src || e.href)"
+                          ".filter(u => new URL(u, location.href).pathname.startsWith('/media/'))")
+    assert media == [], media  # Streamlit's media URLs (its own fonts live under /static/media/)
     page.goto(f"{url}/finetune?{TINY}")
     expect(page.get_by_text("Your role (viewer)")).to_be_visible(timeout=90_000)
     assert page.get_by_role("button", name=re.compile("^Launch")).count() == 0
@@ -90,14 +98,31 @@ def test_roles_owners_sign_out_and_the_audit_trail(page: Page, provider, signed_
     page.goto(f"{url}/finetune?{TINY}")
     launch = page.get_by_role("button", name=re.compile("^Launch"))
     expect(launch.first).to_be_visible(timeout=90_000)
+    epochs = page.get_by_role("spinbutton", name="Epochs (at most)")
+    epochs.fill("300")  # long enough to still run while the viewer looks at it
+    epochs.press("Enter")
+    page.wait_for_timeout(1500)
     launch.first.click()
     expect(page.get_by_text(re.compile(r"run@example\.com · (queued|running|done)")).first).to_be_visible(
         timeout=120_000)
     page.screenshot(path=str(artifacts / "sign_in_runner.png"), full_page=True)
+    job_id = re.search(r"finetune-\d{8}-\d{6}-[0-9a-f]{4}", page.locator("body").inner_text()).group(0)
+    # the viewer sees the runner's job, its owner, and no Cancel button
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+    _sign_in(page, provider, url, "ann@example.com")
+    page.goto(f"{url}/finetune?{TINY}")
+    expect(page.get_by_text(re.compile(r"run@example\.com · ")).first).to_be_visible(timeout=90_000)
+    assert page.get_by_role("button", name="Cancel", exact=True).count() == 0
+    from tldiag.training.jobs import JobStore
+
+    store = JobStore(home / "jobs")
+    assert store.get(job_id).active  # there was something to cancel
+    store.cancel(job_id)
     # the audit trail, as `tldiag audit` prints it
     out = subprocess.run([sys.executable, "-m", "tldiag.cli", "audit", "--json", "-"], cwd=ROOT, capture_output=True,
                          text=True, env={**os.environ, "TLDIAG_HOME": str(home)}, check=True).stdout
     rows = [(r["user"], r["action"]) for r in json.loads(out[out.index("["):])]
     assert ("ann@example.com", "sign-in") in rows and ("ann@example.com", "sign-out") in rows
     assert ("run@example.com", "sign-in") in rows and ("run@example.com", "launch") in rows
-    assert rows.count(("ann@example.com", "sign-in")) == 1  # one sign-in, however many pages it opened
+    assert rows.count(("ann@example.com", "sign-in")) == 2  # one row per sign-in, however many pages each opened
