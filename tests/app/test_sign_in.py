@@ -5,6 +5,7 @@ Streamlit's st.login with an [auth] section in a secrets file of the test, and t
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,8 +47,9 @@ def provider(tmp_path_factory):
     proc.wait(10)
 
 
-@pytest.fixture
-def signed_in_server(provider, tmp_path):
+@contextlib.contextmanager
+def _signed_in_server(provider, tmp_path: Path, access: str, env: dict | None = None):
+    """A dashboard that signs in through ``provider``, with the access file ``access``; yields (url, TLDIAG_HOME)."""
     issuer, _ = provider
     port = _free_port()
     secrets = tmp_path / "secrets.toml"
@@ -54,11 +57,17 @@ def signed_in_server(provider, tmp_path):
                        f'cookie_secret = "{"s3cret" * 6}"\nclient_id = "tldiag-test"\n'
                        f'client_secret = "tldiag-test-secret"\n'
                        f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n')
-    access = tmp_path / "access.toml"
-    access.write_text('default_role = "viewer"\n[roles]\n"run@example.com" = "runner"\n')
+    (tmp_path / "access.toml").write_text(access)
     with _serve(tmp_path, port=port, args=(f"--secrets.files={secrets}",),
-                env={"TLDIAG_ACCESS": str(access), "TLDIAG_UMAP_WARMUP": "0"}) as url:
+                env={"TLDIAG_ACCESS": str(tmp_path / "access.toml"), "TLDIAG_UMAP_WARMUP": "0", **(env or {})}) as url:
         yield url, tmp_path / "home"
+
+
+@pytest.fixture
+def signed_in_server(provider, tmp_path):
+    with _signed_in_server(provider, tmp_path, 'default_role = "viewer"\n[roles]\n"run@example.com" = "runner"\n'
+                           ) as served:
+        yield served
 
 
 def _sign_in(page: Page, provider, url: str, email: str) -> None:
@@ -126,3 +135,77 @@ def test_roles_owners_sign_out_and_the_audit_trail(page: Page, provider, signed_
     assert ("ann@example.com", "sign-in") in rows and ("ann@example.com", "sign-out") in rows
     assert ("run@example.com", "sign-in") in rows and ("run@example.com", "launch") in rows
     assert rows.count(("ann@example.com", "sign-in")) == 2  # one row per sign-in, however many pages each opened
+
+
+FRESH = "model=efficientnet-lite0&resolution=64&limit=20"  # uncached on this server: 200 + 200 images to embed
+
+
+def test_five_users_at_once_share_one_computation_and_the_queue(browser, provider, tmp_path, artifacts):
+    """Five signed-in runners on one server: the same uncached embeddings are computed once (the others wait and
+    follow its progress), the cache stays whole, and each user's queue limit holds, first come first served."""
+    from tldiag.audit import AuditLog
+    from tldiag.cache import EmbeddingStore
+    from tldiag.training.jobs import JobStore
+
+    users = [f"user{i}@example.com" for i in range(5)]
+    env = {"TLDIAG_MAX_QUEUED_PER_USER": "1", "TLDIAG_CPU_JOBS": "1"}
+    with _signed_in_server(provider, tmp_path, 'default_role = "runner"\n', env) as (url, home):
+        contexts = [browser.new_context(viewport={"width": 1300, "height": 1600}) for _ in users]
+        pages = [c.new_page() for c in contexts]
+        store = JobStore(home / "jobs")
+        try:
+            for page, user in zip(pages, users):  # the provider signs in whoever its file names: one at a time
+                _sign_in(page, provider, url, user)
+            for page in pages:
+                page.goto(f"{url}/?{FRESH}")
+                expect(page.get_by_role("button", name="Compute embeddings")).to_be_visible(timeout=90_000)
+            for page in pages:  # five clicks within a second or two
+                page.get_by_role("button", name="Compute embeddings").click()
+            ready = re.compile(r"Embeddings ready: 200 source and 200 target images")
+            followed, deadline = set(), time.time() + 300
+            while not all(p.get_by_text(ready).count() for p in pages):
+                for k, page in enumerate(pages):
+                    if page.get_by_text("another session is computing these embeddings", exact=False).count():
+                        followed.add(k)
+                assert time.time() < deadline, "the embeddings did not finish in 5 minutes"
+                time.sleep(0.2)
+            pages[0].screenshot(path=str(artifacts / "five_users_setup.png"), full_page=True)
+            computed = AuditLog(home / "jobs").entries(action="compute")
+            assert len(computed) == 2 and {e.subject for e in computed} == {"demo:digits?limit=20",
+                                                                             "demo:printed-digits?limit=20"}, computed
+            assert followed, "no waiting session showed the computing session's progress"
+            cache = EmbeddingStore(home / "embeddings")
+            entries = [cache.get(p.name) for p in cache.entries()]
+            assert entries and all(e.features.shape[0] == 200 and e.manifest["requested_by"] in users
+                                   for e in entries)
+            assert not list(cache.root.glob("*/.tmp-*")) and not list(cache.root.glob("locks/*.progress.json"))
+
+            # each user asks for three fine-tuning jobs; one runs at a time, and each user may have one waiting
+            for page in pages:
+                page.goto(f"{url}/finetune?{TINY}")
+                expect(page.get_by_role("button", name="Launch fine-tuning")).to_be_visible(timeout=90_000)
+                epochs = page.get_by_role("spinbutton", name="Epochs (at most)")
+                epochs.fill("300")
+                epochs.press("Enter")
+            for _ in range(3):
+                for page in pages:
+                    page.get_by_role("button", name="Launch fine-tuning").click()
+                    page.wait_for_timeout(400)
+            for page, user in zip(pages, users):
+                expect(page.get_by_text(f"{user} already has 1 queued jobs", exact=False).first).to_be_visible(
+                    timeout=60_000)
+            jobs = store.list()
+            for user in users:
+                assert sum(j.owner == user and j.status == "queued" for j in jobs) <= 1, user
+            queued = sorted((j for j in jobs if j.status == "queued"), key=lambda j: j.seq)
+            assert [store.queue_position(j) for j in queued] == list(range(1, len(queued) + 1))  # one line, FCFS
+            assert sum(j.status == "running" for j in jobs) <= 1 and len(queued) >= 4
+            pages[-1].reload()
+            expect(pages[-1].get_by_text(re.compile(r"queued, \d in line")).first).to_be_visible(timeout=60_000)
+            pages[-1].screenshot(path=str(artifacts / "five_users_queue.png"), full_page=True)
+        finally:
+            for job in store.list():
+                if job.active:
+                    store.cancel(job.id)
+            for c in contexts:
+                c.close()
