@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 import numpy as np
 from filelock import FileLock, Timeout
 
-from . import _config
+from . import _config, cache_limit
 from ._proc import process_alive
 
 CACHE_VERSION = 1
@@ -82,6 +82,7 @@ class EmbeddingStore:
             labels = np.load(folder / "labels.npy")
         except (FileNotFoundError, NotADirectoryError):
             return None
+        cache_limit.touch(folder / "manifest.json")  # its last use, for the size limit's eviction order
         return Entry(key, features, labels, manifest)
 
     def put(self, key: str, features: np.ndarray, labels: np.ndarray, manifest: dict[str, Any]) -> None:
@@ -107,6 +108,7 @@ class EmbeddingStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        cache_limit.after_write(final)
 
     @contextmanager
     def lock(self, name: str, timeout: float = 3600,

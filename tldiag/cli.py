@@ -633,6 +633,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from . import _config
+    from .cache_limit import MAX_GB_ENV, entries, format_bytes, gb_to_bytes, max_cache_bytes, prune
+
+    limit = gb_to_bytes(args.max_gb, f"--max-gb {args.max_gb}") if args.max_gb is not None else max_cache_bytes()
+    shown_limit = format_bytes(limit) if limit is not None else f"none ({MAX_GB_ENV} is not set)"
+    if args.action == "prune":
+        if limit is None:
+            raise TldiagError(f"No limit to prune to: set {MAX_GB_ENV} (e.g. {MAX_GB_ENV}=50) or pass --max-gb "
+                              "(--max-gb 0 empties the embedding and projection caches).")
+        result = prune(limit)
+        print(f"removed {len(result.removed)} entries ({format_bytes(result.freed_bytes)}); "
+              f"{format_bytes(result.kept_bytes)} kept, limit {shown_limit}")
+        _write_json(args.json, {"removed": [e.to_dict() for e in result.removed],
+                                "freed_bytes": result.freed_bytes, "kept_bytes": result.kept_bytes,
+                                "limit_bytes": result.limit_bytes})
+        return 0
+    found = entries()
+    if not found:
+        print(f"no embeddings or projections cached under {_config.home()}")
+    else:
+        rows = [{"kind": e.kind, "key": e.key[:12], "size": format_bytes(e.size_bytes),
+                 "last used": e.to_dict()["last_used"], "what": e.what} for e in found]
+        print(_table(rows, list(rows[0])))
+    total = sum(e.size_bytes for e in found)
+    print(f"{len(found)} entries, {format_bytes(total)} in all; limit {shown_limit}; jobs and fine-tuned models "
+          "are never evicted")
+    _write_json(args.json, {"entries": [e.to_dict() for e in found], "total_bytes": total, "limit_bytes": limit})
+    return 0
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     from .training.jobs import JobStore
 
@@ -729,6 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     _report_parser(sub)
     _jobs_parser(sub)
     _audit_parser(sub)
+    _cache_parser(sub)
     return parser
 
 
@@ -900,6 +932,14 @@ def _audit_parser(sub) -> None:
     p.set_defaults(func=cmd_audit)
 
 
+def _cache_parser(sub) -> None:
+    p = sub.add_parser("cache", help="the embedding and projection caches: entries, sizes, last use; prune to a limit")
+    p.add_argument("action", nargs="?", default="ls", choices=["ls", "prune"])
+    p.add_argument("--max-gb", type=float, help="the limit to prune to (default: TLDIAG_CACHE_MAX_GB)")
+    p.add_argument("--json", metavar="FILE", help="also write the listing or what was removed as JSON ('-' for stdout)")
+    p.set_defaults(func=cmd_cache)
+
+
 def _jobs_parser(sub) -> None:
     p = sub.add_parser("jobs", help="list, show, wait for, cancel background jobs; register a fine-tuned checkpoint")
     p.add_argument("action", nargs="?", default="list", choices=["list", "show", "wait", "cancel", "register"])
@@ -923,7 +963,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["cmd_models", "cmd_datasets", "cmd_embed", "cmd_shift", "cmd_project", "cmd_probe", "cmd_finetune",
-           "cmd_efficiency", "cmd_report", "cmd_jobs", "cmd_audit", "build_parser", "main"]
+           "cmd_efficiency", "cmd_report", "cmd_jobs", "cmd_audit", "cmd_cache", "build_parser", "main"]
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import _config
+from . import _config, cache_limit
 from .cache import atomic_write, make_key
 from .errors import TldiagError
 from .validation import check_int, check_pair, label_names, rng_from, unit_rows
@@ -320,6 +320,7 @@ def _save(path: Path, p: Projection) -> None:
     atomic_write(path, lambda f: np.savez(f, coords=p.coords, domain=p.domain, rows=p.rows,
                                           labels=p.labels.astype(str), target_shares=p.mixing.target_shares,
                                           meta=np.array(json.dumps(p.summary()))))
+    cache_limit.after_write(path)
 
 
 def _load(path: Path) -> Projection | None:
@@ -338,6 +339,8 @@ def _load(path: Path) -> Projection | None:
         return None
     except (OSError, ValueError, KeyError, TypeError):  # unreadable entry: recompute and overwrite it
         return None
+    finally:
+        cache_limit.touch(path)  # its last use, for the cache's size limit
 
 
 # ---------------------------------------------------------------- the public functions
