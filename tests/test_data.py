@@ -314,3 +314,75 @@ def test_gallery_has_one_column_per_class(make_folder):
     flat = load_dataset(f"folder:{make_folder(flat=5, name='flat')}")
     idx, columns = flat.gallery_indices(2, max_classes=2)
     assert columns == [] and len(idx) == 4
+
+
+# ------------------------------------------------------------------ CSV and Parquet manifests
+def _manifest_folder(make_folder, tmp_path):
+    """Images in class folders, and a table of them with relative paths, labels and a split column."""
+    import pandas as pd
+
+    root = make_folder({"cat": 4, "dog": 4}, name="imgs")
+    rows = [{"filepath": f"imgs/{c}/{i:03d}.png", "diagnosis": c, "split": "train" if i < 3 else "test"}
+            for c in ("cat", "dog") for i in range(4)]
+    rows.append({"filepath": "imgs/cat/missing.png", "diagnosis": "cat", "split": "train"})  # listed, not there
+    rows.append({"filepath": "", "diagnosis": "dog", "split": "train"})  # no path at all
+    table = pd.DataFrame(rows)
+    table.to_csv(tmp_path / "labels.csv", index=False)
+    table.to_parquet(tmp_path / "labels.parquet", index=False)
+    return root
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_manifest_lists_images_with_labels_and_splits(make_folder, tmp_path, kind):
+    root = _manifest_folder(make_folder, tmp_path)
+    ds = load_dataset(f"{kind}:{tmp_path / f'labels.{kind}'}?path=filepath&label=diagnosis")
+    assert ds.classes == ("cat", "dog") and len(ds) == 8 and ds.class_counts() == {"cat": 4, "dog": 4}
+    assert ds.sample_ids[0] == str(root / "cat" / "000.png")  # relative paths resolve against the table's folder
+    reasons = {s.reason for s in ds.skipped}
+    assert reasons == {"missing file", "no path in column 'filepath'"}
+    assert any(s.path.endswith("missing.png") for s in ds.skipped)
+    folder = load_dataset(f"folder:{root}")
+    assert np.array_equal(np.asarray(ds[5]), np.asarray(folder[5])) and list(ds.labels) == list(folder.labels)
+    train = load_dataset(f"{kind}:{tmp_path / f'labels.{kind}'}?path=filepath&label=diagnosis&split=train")
+    assert len(train) == 6 and train.fingerprint != ds.fingerprint
+    assert len(load_dataset(f"{kind}:{tmp_path / f'labels.{kind}'}?path=filepath&limit=2")) == 2  # unlabelled
+
+
+def test_csv_and_parquet_of_one_table_are_one_dataset(make_folder, tmp_path):
+    _manifest_folder(make_folder, tmp_path)
+    a = load_dataset(f"csv:{tmp_path / 'labels.csv'}?path=filepath&label=diagnosis")
+    b = load_dataset(f"parquet:{tmp_path / 'labels.parquet'}?path=filepath&label=diagnosis")
+    assert a.fingerprint == b.fingerprint and a.sample_ids == b.sample_ids  # the same embeddings serve both
+
+
+def test_manifest_errors_name_the_columns_and_values_that_exist(make_folder, tmp_path):
+    _manifest_folder(make_folder, tmp_path)
+    csv = tmp_path / "labels.csv"
+    with pytest.raises(DatasetError, match=r"no column 'path' \(path=path\); its columns are filepath, diagnosis, "
+                                           r"split\. Name the right one with \?path=COLUMN"):
+        load_dataset(f"csv:{csv}")
+    with pytest.raises(DatasetError, match=r"no column 'label' \(label=label\)"):
+        load_dataset(f"csv:{csv}?path=filepath&label=label")
+    with pytest.raises(DatasetError, match=r"has split = 'val'; its split values are test, train"):
+        load_dataset(f"csv:{csv}?path=filepath&split=val")
+    with pytest.raises(SpecError, match="names a split column but no split"):
+        load_dataset(f"csv:{csv}?path=filepath&split_column=fold")
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(f"csv:{tmp_path / 'nope.csv'}")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(DatasetError, match="Could not read the parquet manifest .* Check that it is a Parquet file"):
+        load_dataset(f"parquet:{tmp_path / 'bad.parquet'}")
+
+
+def test_a_manifest_never_reads_outside_the_data_roots(make_folder, tmp_path, monkeypatch):
+    secret = make_folder({"s": 2, "t": 2}, name="secret")
+    inside = tmp_path / "roots"
+    inside.mkdir()
+    (inside / "m.csv").write_text(f"path,label\n{secret / 's' / '000.png'}\n../secret/t/000.png,t\n",
+                                  encoding="utf-8")
+    make_folder({"a": 2, "b": 2}, name="roots/ok")
+    with open(inside / "m.csv", "a", encoding="utf-8") as f:
+        f.write("ok/a/000.png,a\nok/b/000.png,b\n")
+    monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(inside))
+    ds = load_dataset(f"csv:{inside / 'm.csv'}?label=label")
+    assert len(ds) == 2 and [s.reason for s in ds.skipped] == ["outside the data roots"] * 2

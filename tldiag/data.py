@@ -6,6 +6,8 @@ A spec is ``kind:name?key=value&...`` and names everything needed to rebuild the
 ``torchvision:MNIST?split=test``       a torchvision dataset under ``root`` (default ``$TLDIAG_HOME/datasets``)
 ``demo:digits``                        scikit-learn's 1,797 handwritten digits (offline)
 ``demo:printed-digits``                digits 0-9 rendered from installed TrueType fonts with affine jitter
+``csv:/data/labels.csv?path=filepath&label=diagnosis``  a table of image paths (and labels, and splits)
+``parquet:/data/labels.parquet?...``   the same table as Parquet (pandas with pyarrow)
 
 Options for every kind: ``shift`` (a corruption from :data:`tldiag.shifts.CORRUPTIONS`) with
 ``severity`` 1..5, ``limit`` (at most N images per class, N in all when unlabelled; a seeded
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import warnings
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -33,14 +36,16 @@ from .errors import DatasetError, SpecError
 from .shifts import CORRUPTIONS, apply_shift
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-DATASET_KINDS = ("folder", "torchvision", "demo")
+DATASET_KINDS = ("folder", "torchvision", "demo", "csv", "parquet")
 DEMO_DATASETS = ("digits", "printed-digits")
 TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST", "CIFAR10", "CIFAR100",
                         "SVHN", "USPS", "STL10", "GTSRB", "Flowers102", "DTD", "OxfordIIITPet",
                         "EuroSAT", "Food101", "FGVCAircraft", "StanfordCars", "Country211",
                         "PCAM", "RenderedSST2", "SEMEION", "Caltech101", "Imagenette")
 _COMMON_KEYS = ("shift", "severity", "limit", "seed")
-_KIND_KEYS = {"folder": (), "torchvision": ("split", "root"), "demo": ("n",)}
+_MANIFEST_KEYS = ("path", "label", "split", "split_column")
+_KIND_KEYS = {"folder": (), "torchvision": ("split", "root"), "demo": ("n",), "csv": _MANIFEST_KEYS,
+              "parquet": _MANIFEST_KEYS}
 UNLABELLED = -1
 
 
@@ -72,7 +77,8 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
                         f"{', '.join(k + ':' for k in DATASET_KINDS)} e.g. 'folder:/data/xrays' or 'demo:digits'.")
     name, _, query = rest.partition("?")
     if not name:
-        raise SpecError(f"Dataset spec '{spec}' names no {'path' if kind == 'folder' else 'dataset'} after '{kind}:'.")
+        raise SpecError(f"Dataset spec '{spec}' names no {'dataset' if kind in ('demo', 'torchvision') else 'path'} "
+                        f"after '{kind}:'.")
     try:
         pairs = parse_qsl(query, strict_parsing=True) if query else []
     except ValueError:
@@ -93,6 +99,8 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
         raise SpecError(f"Unknown torchvision dataset '{name}' in '{spec}'.{hint}")
     if "shift" in options and options["shift"] not in CORRUPTIONS:
         raise SpecError(f"Unknown shift '{options['shift']}' in '{spec}'; valid: {', '.join(CORRUPTIONS)}.")
+    if "split_column" in options and "split" not in options:
+        raise SpecError(f"Dataset spec '{spec}' names a split column but no split to keep; add e.g. '&split=train'.")
     if "severity" in options and "shift" not in options:
         raise SpecError(f"Dataset spec '{spec}' sets severity without a shift; add e.g. '&shift=blur'.")
     for key, low, high in (("severity", 1, 5), ("limit", 1, None), ("seed", 0, None), ("n", 1, 100_000)):
@@ -241,7 +249,13 @@ def _folder_source(spec: DatasetSpec) -> _Source:
             f"Expected files ending in {', '.join(IMAGE_EXTENSIONS)}, either in one subfolder per class "
             "(labelled) or directly in the folder (unlabelled).")
 
-    # Content fingerprint from names, sizes and mtimes; decode-checks are cached under it.
+    return _checked_files(spec, root, entries, classes, skipped, description=f"image folder {root}")
+
+
+def _checked_files(spec: DatasetSpec, root: Path, entries: list[tuple[str, int]], classes: tuple[str, ...],
+                   skipped: list[SkippedFile], *, description: str) -> _Source:
+    """A source of image files: a content fingerprint from their names (relative to ``root``), labels, sizes and
+    mtimes, and a decode check of each (cached under that fingerprint); files that do not decode are skipped."""
     h = hashlib.sha256()
     stats = []
     for path, label in entries:
@@ -258,15 +272,90 @@ def _folder_source(spec: DatasetSpec) -> _Source:
             reasons = list(pool.map(_check_image, [p for p, _ in entries]))
         bad = {p: r for (p, _), r in zip(entries, reasons) if r is not None}
         atomic_write_text(check_file, json.dumps(bad))
-    skipped += [SkippedFile(p, r) for p, r in bad.items()]
+    skipped = skipped + [SkippedFile(p, r) for p, r in bad.items()]
     good = [(p, lab) for p, lab in entries if p not in bad]
     if not good:
         raise DatasetError(f"None of the {len(entries)} images in '{spec.name}' could be decoded "
-                           f"(first: {skipped[0].path}: {skipped[0].reason}). Check that the files are images.")
+                           f"(first: {skipped[-1].path}: {skipped[-1].reason}). Check that the files are images.")
     paths = [p for p, _ in good]
     return _Source(labels=np.array([lab for _, lab in good], dtype=np.int64), classes=classes,
                    sample_ids=paths, fingerprint=fingerprint, load=_FolderLoader(paths),
-                   skipped=skipped, description=f"image folder {root}")
+                   skipped=skipped, description=description)
+
+
+def _read_table(spec: DatasetSpec, file: Path):
+    import pandas as pd
+
+    try:
+        if spec.kind == "csv":
+            return pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8")
+        return pd.read_parquet(file)
+    except ImportError as exc:
+        raise DatasetError(f"Reading the Parquet manifest '{spec.name}' needs pyarrow ({exc}). Install it with "
+                           "pip install pyarrow, or save the table as CSV and use csv:.") from None
+    except Exception as exc:  # pandas and pyarrow raise many types for a malformed file
+        raise DatasetError(f"Could not read the {spec.kind} manifest '{spec.name}' ({type(exc).__name__}: {exc}). "
+                           f"Check that it is a {'comma-separated table with a header row' if spec.kind == 'csv' else 'Parquet file'}.") from None
+
+
+def _column(table, spec: DatasetSpec, column: str, option: str) -> Any:
+    if column not in table.columns:
+        raise DatasetError(f"The manifest '{spec.name}' has no column '{column}' ({option}={column}); its columns are "
+                           f"{', '.join(map(str, table.columns))}. Name the right one with ?{option}=COLUMN.")
+    return table[column]
+
+
+def _manifest_source(spec: DatasetSpec) -> _Source:
+    """Images listed in a CSV or Parquet table: a column of paths (relative ones resolve against the table's
+    folder), an optional column of labels and an optional split to keep."""
+    file = _config.check_data_path(spec.name, what=f"{spec.kind} manifest")
+    if not file.is_file():
+        raise DatasetError(f"The {spec.kind} manifest '{spec.name}' does not exist{' (it is a folder)' if file.is_dir() else ''}. "
+                           f"Check the path, or use folder: for a folder of class subfolders.")
+    table = _read_table(spec, file)
+    path_col, label_col = spec.get("path", "path"), spec.get("label")
+    paths = _column(table, spec, path_col, "path").fillna("").astype(str)
+    if spec.get("split") is not None:
+        split_col = spec.get("split_column", "split")
+        split_values = _column(table, spec, split_col, "split_column").astype(str)
+        keep = split_values == spec.get("split")
+        if not keep.any():
+            raise DatasetError(f"No row of the manifest '{spec.name}' has {split_col} = '{spec.get('split')}'; its "
+                               f"{split_col} values are {', '.join(sorted(split_values.unique())[:20])}.")
+        table, paths = table[keep], paths[keep]
+    labels_raw = _column(table, spec, label_col, "label").fillna("").astype(str) if label_col else None
+    classes = tuple(sorted({v for v in labels_raw if v.strip()})) if labels_raw is not None else ()
+    code = {c: k for k, c in enumerate(classes)}
+    entries: list[tuple[str, int]] = []
+    skipped: list[SkippedFile] = []
+    for row, (index, raw) in enumerate(paths.items()):
+        if not raw.strip():  # named by its line in a CSV (the header is line 1), by its row number in Parquet
+            where = f"line {index + 2}" if spec.kind == "csv" else f"row {index}"
+            skipped.append(SkippedFile(f"{spec.name} {where}", f"no path in column '{path_col}'"))
+            continue
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else file.parent / path
+        if not _config.inside_data_roots(path):
+            skipped.append(SkippedFile(str(path), "outside the data roots"))
+            continue
+        if not path.is_file():
+            skipped.append(SkippedFile(str(path), "missing file"))
+            continue
+        if labels_raw is not None:
+            value = labels_raw.iloc[row]
+            if not value.strip():
+                skipped.append(SkippedFile(str(path), f"no label in column '{label_col}'"))
+                continue
+            entries.append((str(path), code[value]))
+        else:
+            entries.append((str(path), UNLABELLED))
+    if not entries:
+        first = f" (first: {skipped[0].path}: {skipped[0].reason})" if skipped else ""
+        raise DatasetError(f"The manifest '{spec.name}' lists no usable image: {len(paths)} rows, {len(skipped)} "
+                           f"skipped{first}.")
+    split = f", split {spec.get('split')}" if spec.get("split") is not None else ""
+    return _checked_files(spec, file.parent, entries, classes, skipped,
+                          description=f"{spec.kind} manifest {file} ({len(paths)} rows{split})")
 
 
 class _TorchvisionLoader:
@@ -527,6 +616,8 @@ def _per_class_subsample(labels: np.ndarray, per_class: int, seed: int) -> np.nd
 _SOURCES: dict[str, Callable[[DatasetSpec], _Source]] = {
     "folder": _folder_source,
     "torchvision": _torchvision_source,
+    "csv": _manifest_source,
+    "parquet": _manifest_source,
 }
 _DEMOS: dict[str, Callable[[DatasetSpec], _Source]] = {
     "digits": _digits_source,
