@@ -227,18 +227,19 @@ def embeddings(setup: Setup) -> EmbeddingPair:
     m = model(setup.model, setup.resolution)
     src, tgt = dataset(setup.source_spec), dataset(setup.target_spec)
     slot, progress = _progress_bar("Embedding", "images")
-    pair = embed_pair(m, src, tgt, resolved_taps(setup, m), progress=progress, requested_by=user_email())
+    user = user_email()
+    pair = embed_pair(m, src, tgt, resolved_taps(setup, m), progress=progress, requested_by=user)
     slot.empty()
-    _log_computed(setup, pair)
+    _log_computed(setup, pair, user)
     return pair
 
 
-def _log_computed(setup: Setup, pair: EmbeddingPair) -> None:
+def _log_computed(setup: Setup, pair: EmbeddingPair, user: str | None) -> None:
     """An audit row for each dataset whose embeddings this session computed (a cache read is not logged)."""
     for emb in (pair.source, pair.target):
         computed = sorted(t for t, hit in emb.cache_hits.items() if not hit)
         if computed:
-            audit_log().record("compute", user_email(), emb.dataset, model=setup.model, taps=computed,
+            audit_log().record("compute", user, emb.dataset, model=setup.model, taps=computed,
                                images=len(emb), seconds=round(emb.seconds, 1))
 
 

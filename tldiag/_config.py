@@ -36,17 +36,20 @@ def data_roots() -> list[Path]:
     return [r.resolve() for r in roots]
 
 
+def _within(resolved: Path, roots: list[Path]) -> bool:
+    return any(resolved == r or r in resolved.parents for r in roots)
+
+
 def inside_data_roots(path: str | os.PathLike[str]) -> bool:
     """Whether ``path``, symlinks resolved, lies inside a data root."""
-    resolved = Path(path).resolve()
-    return any(resolved == r or r in resolved.parents for r in data_roots())
+    return _within(Path(path).resolve(), data_roots())
 
 
 def check_data_path(path: str | os.PathLike[str], *, what: str = "path") -> Path:
     """Resolve ``path`` (symlinks included) and refuse it unless it lies inside a data root."""
     resolved = Path(path).expanduser().resolve()
     roots = data_roots()
-    if not any(resolved == r or r in resolved.parents for r in roots):
+    if not _within(resolved, roots):
         shown = os.pathsep.join(str(r) for r in roots)
         raise DatasetError(
             f"The {what} '{path}' is outside the allowed data roots ({shown}). "

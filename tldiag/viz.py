@@ -1,6 +1,8 @@
 """Pure plotting helpers: data in, plotly Figure (or PIL image) out. No Streamlit here."""
 from __future__ import annotations
 
+import html
+
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
@@ -18,17 +20,16 @@ def plot_text(text: object) -> str:
     """``text`` as plotly shows it as typed: plotly reads a subset of HTML in every label, legend, title and hover
     (``<b>``, ``<br>``, ``<a href>``...), so a user's class or file name has its ``&``, ``<`` and ``>`` written as
     entities, which plotly decodes back to the characters."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(str(text), quote=False)
 
 
 def class_counts_figure(source: Mapping[str, int], target: Mapping[str, int]) -> go.Figure:
     """Grouped bars: images per class in the source and the target."""
     classes = list(dict.fromkeys([*source, *target]))
+    shown = [plot_text(c) for c in classes]
     fig = go.Figure([
-        go.Bar(name="source", x=[plot_text(c) for c in classes], y=[source.get(c, 0) for c in classes],
-               marker_color=SOURCE_COLOR),
-        go.Bar(name="target", x=[plot_text(c) for c in classes], y=[target.get(c, 0) for c in classes],
-               marker_color=TARGET_COLOR),
+        go.Bar(name="source", x=shown, y=[source.get(c, 0) for c in classes], marker_color=SOURCE_COLOR),
+        go.Bar(name="target", x=shown, y=[target.get(c, 0) for c in classes], marker_color=TARGET_COLOR),
     ])
     fig.update_layout(barmode="group", height=260, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="class", yaxis_title="images", legend=dict(orientation="h", y=1.15),
