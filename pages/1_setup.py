@@ -119,8 +119,11 @@ for role, ds in (("Source", src), ("Target", tgt)):
                else "random sample (unlabelled)")
     if len(ds.classes) > len(columns) > 0:
         caption += f" (first {len(columns)} of {len(ds.classes)} classes)"
-    app_state.show_images(viz.image_grid([ds[i] if i is not None else None for i in idx], ncols=len(columns) or 10, cell=56),
-             caption=caption)
+    app_state.show_images(viz.image_grid([ds.get(i) if i is not None else None for i in idx], ncols=len(columns) or 10,
+                                         cell=56), caption=caption)
+    if not ds.verified:
+        st.caption("Opened from file names and image headers; an image whose pixels do not decode is found, skipped "
+                   "and listed here when the embeddings are computed.")
     if ds.skipped:
         with st.expander(f"{len(ds.skipped)} files skipped"):
             st.dataframe(pd.DataFrame([s.__dict__ for s in ds.skipped]), hide_index=True)

@@ -112,12 +112,20 @@ def test_corrupt_and_truncated_files_are_skipped_and_listed(make_folder):
     (root / "b" / "truncated.png").write_bytes(good[: len(good) // 2])
     Image.new("RGB", (5, 5)).save(root / "stray.png")
     ds = load_dataset(f"folder:{root}")
-    assert len(ds) == 6
+    # opening reads headers only: the truncated PNG's header is whole, so it is found when it is first decoded
+    assert len(ds) == 7 and not ds.verified
     reasons = {s.path.split("/")[-1]: s.reason for s in ds.skipped}
-    assert set(reasons) == {"corrupt.png", "truncated.png", "stray.png"}
+    assert set(reasons) == {"corrupt.png", "stray.png"}
     assert "outside the class subfolders" in reasons["stray.png"]
-    # the decode check is cached under the content fingerprint: a second open reads it
-    assert len(load_dataset(f"folder:{root}").skipped) == 3
+    before = ds.fingerprint
+    ds.verify()
+    reasons = {s.path.split("/")[-1]: s.reason for s in ds.skipped}
+    assert len(ds) == 6 and set(reasons) == {"corrupt.png", "truncated.png", "stray.png"}
+    assert reasons["truncated.png"].startswith("does not decode") and ds.verified
+    assert ds.fingerprint != before and "truncated.png" not in " ".join(ds.sample_ids)
+    # recorded under the listing's fingerprint: a second open leaves it out from the start, same fingerprint
+    again = load_dataset(f"folder:{root}")
+    assert len(again) == 6 and len(again.skipped) == 3 and again.fingerprint == ds.fingerprint and again.verified
 
 
 def test_missing_path(tmp_path):

@@ -277,3 +277,20 @@ def test_a_cancelled_job_keeps_its_finished_runs_and_a_new_launch_reuses_them(tl
     reused = [r for r in result.runs if r.reused]
     assert len(reused) == len(stored) and len(result.runs) == 3 * 3 * 2  # budgets 1, 2, all
     assert any(f"{len(stored)} trained runs were read" in n for n in result.notes)
+
+
+def test_a_damaged_image_in_the_target_is_dropped_before_the_runs_split(make_folder):
+    """Opening reads headers only: an experiment decodes the target once before it splits, so a truncated file is
+    listed and left out instead of failing a run half-way."""
+    from tldiag.data import load_dataset
+
+    root = make_folder({"a": 10, "b": 10})
+    good = (root / "a" / "000.png").read_bytes()
+    (root / "a" / "truncated.png").write_bytes(good[: len(good) // 2])
+    dataset = load_dataset(f"folder:{root}")
+    assert len(dataset) == 21
+    result = run_experiment(EfficiencyConfig(model="efficientnet-lite0", target=f"folder:{root}", resolution=32,
+                                             arms=("pixel-knn", "linear-probe"), budgets=(1,), repeats=1,
+                                             device="cpu"), dataset=dataset)
+    assert len(dataset) == 20 and dataset.verified and list(dataset.undecodable) == [str(root / "a" / "truncated.png")]
+    assert result.n_pool + result.n_val + result.n_test == 20

@@ -239,3 +239,63 @@ def test_gpu_embeddings_match_cpu(tiny):
     cpu = embed_dataset(tiny, ds, ["layer2"], device="cpu", use_cache=False, num_workers=0)
     gpu = embed_dataset(tiny, ds, ["layer2"], device="cuda", use_cache=False, num_workers=0)
     np.testing.assert_allclose(cpu["layer2"], gpu["layer2"], rtol=0.05, atol=0.05)  # bf16 autocast
+
+
+# ------------------------------------------------------------------ images that do not decode
+def _damage(folder, cls: str, name: str) -> None:
+    """A PNG whose header parses but whose pixels stop half-way (what a killed copy leaves)."""
+    good = (folder / cls / "000.png").read_bytes()
+    (folder / cls / name).write_bytes(good[: len(good) // 2])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_image_that_does_not_decode_is_skipped_listed_and_recorded(tiny, make_folder, workers):
+    root = make_folder({"a": 5, "b": 4})
+    _damage(root, "a", "broken.png")
+    ds = load_dataset(f"folder:{root}")
+    assert len(ds) == 10 and not ds.verified  # the open read headers only
+    emb = embed_dataset(tiny, ds, [PRE_LOGITS], batch_size=3, num_workers=workers)
+    broken = str(root / "a" / "broken.png")
+    assert len(emb) == 9 and broken not in emb.sample_ids and list(emb.skipped) == [broken]
+    # the dataset itself dropped the row (pages index it by embedding row), and its fingerprint moved with it
+    assert len(ds) == 9 and emb.sample_ids == tuple(ds.sample_ids) and emb.fingerprint == ds.fingerprint
+    assert ds.verified and any(s.path == broken and s.reason.startswith("does not decode") for s in ds.skipped)
+    # the rows are the images they claim to be: equal to embedding the good images alone
+    clean = load_dataset(f"folder:{make_folder({'a': 5, 'b': 4}, name='clean')}")
+    ref = embed_dataset(tiny, clean, [PRE_LOGITS], num_workers=0, use_cache=False)
+    np.testing.assert_allclose(emb[PRE_LOGITS], ref[PRE_LOGITS], rtol=1e-5, atol=1e-6)
+    # the cache entry records it, and a fresh open (another process, another day) reads everything back
+    entry = EmbeddingStore().get(entry_key(tiny, PRE_LOGITS, ds))
+    assert entry is not None and {s["path"] for s in entry.manifest["skipped"]} == {broken}
+    again = embed_dataset(tiny, load_dataset(f"folder:{root}"), [PRE_LOGITS], num_workers=0)
+    assert all(again.cache_hits.values()) and len(again) == 9 and list(again.skipped) == [broken]
+    leftovers = [p for p in EmbeddingStore().root.glob("*/.tmp-*")]
+    assert leftovers == []  # nothing half-written stays behind
+
+
+def test_a_limited_sample_only_loses_its_undecodable_images(tiny, make_folder):
+    """With ?limit=N the sample is drawn from every file whose header parses: a damaged one found later leaves the
+    sample, the others stay, so a later open draws the very same images."""
+    root = make_folder({"a": 6, "b": 6})
+    for k in range(4):
+        _damage(root, "a", f"broken{k}.png")
+    spec = f"folder:{root}?limit=5&seed=3"
+    ds = load_dataset(spec)
+    drawn = set(ds.sample_ids)
+    emb = embed_dataset(tiny, ds, [PRE_LOGITS], num_workers=0)
+    lost = {p for p in drawn if "broken" in p}
+    assert lost  # the seed draws some damaged files, or the test says nothing
+    assert set(emb.sample_ids) == drawn - lost and len(emb) == 10 - len(lost)
+    assert load_dataset(spec).sample_ids == ds.sample_ids
+
+
+def test_every_image_undecodable_is_a_clear_error(tiny, make_folder):
+    from tldiag.errors import DatasetError
+
+    root = make_folder({"a": 1, "b": 1})
+    for cls in ("a", "b"):
+        _damage(root, cls, "x.png")
+        (root / cls / "000.png").unlink()
+    with pytest.raises(DatasetError, match="could be decoded"):
+        embed_dataset(tiny, load_dataset(f"folder:{root}"), [PRE_LOGITS], num_workers=0)
+    assert list(EmbeddingStore().root.glob("*/.tmp-*")) == []

@@ -87,28 +87,16 @@ class EmbeddingStore:
 
     def put(self, key: str, features: np.ndarray, labels: np.ndarray, manifest: dict[str, Any]) -> None:
         """Write an entry atomically; a no-op when another writer got there first."""
-        final = self.path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        writer = self.writer(key)
         try:
-            np.save(tmp / "features.npy", np.ascontiguousarray(features, dtype=np.float32))
-            np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-            for f in tmp.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if final.exists():  # a concurrent writer finished first; its entry is identical
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:
-                    raise
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        cache_limit.after_write(final)
+            writer.allocate(*np.shape(features))[np.arange(len(features))] = np.asarray(features)
+            writer.commit(labels, manifest)
+        finally:
+            writer.abort()
+
+    def writer(self, key: str) -> "EntryWriter":
+        """A new entry for ``key`` written piece by piece (see :class:`EntryWriter`)."""
+        return EntryWriter(self, key)
 
     @contextmanager
     def lock(self, name: str, timeout: float = 3600,
@@ -176,6 +164,102 @@ class EmbeddingStore:
         return sum(f.stat().st_size for p in self.entries() for f in p.iterdir())
 
 
+class RowFile:
+    """A float32 ``(n_samples, n_features)`` ``.npy`` file written and read by rows with positioned I/O, never
+    memory-mapped: filling one of any size holds one batch in memory (a map would count every page written against
+    the process's memory, and a pass over a large dataset would grow with it). ``rows[positions] = values`` writes,
+    ``rows[positions]`` reads; ``np.load`` reads the file as any ``.npy``."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, path: Path, n_samples: int, n_features: int):
+        self.path, self.shape = Path(path), (int(n_samples), int(n_features))
+        with open(self.path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": self.dtype.str, "fortran_order": False,
+                                                     "shape": self.shape})
+            self.offset = f.tell()
+            f.truncate(self.offset + self.shape[0] * self.shape[1] * self.dtype.itemsize)
+        self._fd: int | None = os.open(self.path, os.O_RDWR)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _runs(self, positions: np.ndarray) -> Iterator[tuple[int, int, int]]:
+        """(start position, first index into ``positions``, length) of each run of consecutive positions."""
+        positions = np.asarray(positions, dtype=np.int64).ravel()
+        if len(positions) == 0:
+            return
+        breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [len(positions)]])
+        for a, b in zip(starts, ends):
+            yield int(positions[a]), int(a), int(b - a)
+
+    def __setitem__(self, positions: np.ndarray, values: np.ndarray) -> None:
+        values = np.ascontiguousarray(values, dtype=self.dtype).reshape(-1, self.shape[1])
+        row = self.shape[1] * self.dtype.itemsize
+        for start, first, length in self._runs(positions):
+            os.pwrite(self._fd, values[first:first + length].tobytes(), self.offset + start * row)
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.int64).ravel()
+        out = np.empty((len(positions), self.shape[1]), dtype=self.dtype)
+        row = self.shape[1] * self.dtype.itemsize
+        for start, first, length in self._runs(positions):
+            out[first:first + length] = np.frombuffer(
+                os.pread(self._fd, length * row, self.offset + start * row), dtype=self.dtype).reshape(length, -1)
+        return out
+
+    def close(self, *, sync: bool = False) -> None:
+        if self._fd is not None:
+            if sync:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+
+class EntryWriter:
+    """One entry being written: its features go straight to disk (a :class:`RowFile` in a temporary folder), so
+    that a pass over a dataset of any size holds one batch in memory, not the matrix; :meth:`commit` renames the
+    folder into place (readers see a whole entry or none), :meth:`abort` removes it (a no-op after a commit)."""
+
+    def __init__(self, store: EmbeddingStore, key: str):
+        self.store, self.key = store, key
+        self.final = store.path(key)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.tmp.mkdir()
+        self.features: RowFile | None = None
+
+    def allocate(self, n_samples: int, n_features: int) -> RowFile:
+        """The ``(n_samples, n_features)`` float32 rows to fill."""
+        self.features = RowFile(self.tmp / "features.npy", n_samples, n_features)
+        return self.features
+
+    def commit(self, labels: np.ndarray, manifest: dict[str, Any]) -> None:
+        """Write the labels and the manifest, flush everything, and rename the entry into place; a no-op when
+        another writer got there first (its entry holds the same values)."""
+        if self.features is None:
+            raise RuntimeError("EntryWriter.commit before allocate")
+        self.features.close(sync=True)
+        np.save(self.tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
+        (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+        for name in ("labels.npy", "manifest.json"):
+            with open(self.tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        try:
+            os.rename(self.tmp, self.final)
+        except OSError:
+            if not self.final.exists():
+                raise
+        cache_limit.after_write(self.final)
+
+    def abort(self) -> None:
+        if self.features is not None:
+            self.features.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class JsonStore:
     """Small JSON results (leaderboard rows) under ``$TLDIAG_HOME/<kind>/<key>.json``.
 
@@ -215,5 +299,6 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in a JSON result")
 
 
-__all__ = ["CACHE_VERSION", "atomic_write", "atomic_write_text", "make_key", "Entry", "EmbeddingStore", "JsonStore",
+__all__ = ["CACHE_VERSION", "atomic_write", "atomic_write_text", "make_key", "Entry", "EmbeddingStore", "RowFile", "EntryWriter",
+           "JsonStore",
            "json_default"]

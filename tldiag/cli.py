@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -61,8 +62,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     payload = []
     for spec in args.spec:
+        t0 = time.perf_counter()
         ds = load_dataset(spec)
-        print(f"{ds.spec}: {len(ds)} images, {len(ds.classes) or 'no'} classes — {ds.description}")
+        opened = time.perf_counter() - t0
+        if args.verify:
+            with _stderr_progress(f"decoding {ds.spec}", unit="img") as progress:
+                ds.verify(progress=progress)
+        state = "every image decodes" if ds.verified else "headers read; damaged pixels are found when first decoded"
+        print(f"{ds.spec}: {len(ds)} images, {len(ds.classes) or 'no'} classes — {ds.description} "
+              f"(opened in {opened:.1f} s; {state})")
         counts = ds.class_counts()
         print(_table([{"class": k, "images": v} for k, v in counts.items()], ["class", "images"]))
         if ds.skipped:
@@ -73,7 +81,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 print(f"  ... and {len(ds.skipped) - 20} more")
         print()
         payload.append({"spec": ds.spec, "n": len(ds), "classes": counts, "fingerprint": ds.fingerprint,
-                        "skipped": [s.__dict__ for s in ds.skipped]})
+                        "verified": ds.verified, "skipped": [s.__dict__ for s in ds.skipped]})
     _write_json(args.json, payload)
     return 0
 
@@ -134,12 +142,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
     columns = (["layer", "dim"] + [f"n_{r}" for r in results] + [f"{r} cache" for r in results]
                + ["seconds"])
     print(f"{model.id} at {model.preprocessing.input_size}px — " +
-          ", ".join(f"{r}: {s} s" for r, s in seconds.items()))
+          ", ".join(f"{r}: {s} s" for r, s in seconds.items()) +
+          "".join(f" ({e.engine} engine, {e.images_per_second:.0f} images/s)" for e in results.values()
+                  if e.images_per_second)[:200])
     print(_table(rows, columns))
+    for role, emb in results.items():
+        if emb.skipped:
+            print(f"{role}: skipped {len(emb.skipped)} images that do not decode:")
+            for path, reason in list(emb.skipped.items())[:20]:
+                print(f"  {path}: {reason}")
+            if len(emb.skipped) > 20:
+                print(f"  ... and {len(emb.skipped) - 20} more (tldiag datasets SPEC lists them all)")
     _write_json(args.json, {"model": model.id, "weights_hash": model.weights_hash,
                             "preprocessing": model.preprocessing.__dict__,
                             "datasets": {r: e.dataset for r, e in results.items()},
-                            "seconds": seconds, "layers": rows})
+                            "seconds": seconds, "layers": rows,
+                            "skipped": {r: dict(e.skipped) for r, e in results.items()}})
     return 0
 
 
@@ -748,6 +766,9 @@ def _add_pair_arguments(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tldiag", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"tldiag {__import__('tldiag').__version__}")
+    parser.add_argument("--ray", metavar="ADDRESS", help="run embedding passes, data-efficiency runs and leaderboard "
+                        "rows on a Ray cluster: 'auto' (the one `ray start` began on this machine), host:port or "
+                        "ray://host:10001 (the same as TLDIAG_RAY_ADDRESS; see the README's 'Scale out')")
     sub = parser.add_subparsers(dest="command", required=True)
     _models_parser(sub)
     _datasets_parser(sub)
@@ -775,6 +796,8 @@ def _datasets_parser(sub) -> None:
     p = sub.add_parser("datasets", help="open dataset specs and print counts per class and skipped files")
     p.add_argument("spec", nargs="+", help="e.g. demo:digits, folder:/data/xrays, "
                    "csv:/data/labels.csv?path=filepath&label=diagnosis, torchvision:MNIST?split=test")
+    p.add_argument("--verify", action="store_true",
+                   help="decode every image now (opening reads headers only) and list those that fail")
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(func=cmd_datasets)
 
@@ -953,6 +976,8 @@ def _jobs_parser(sub) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.ray:
+        os.environ["TLDIAG_RAY_ADDRESS"] = args.ray  # background jobs started from here inherit it
     try:
         return args.func(args)
     except TldiagError as exc:

@@ -13,6 +13,12 @@ Options for every kind: ``shift`` (a corruption from :data:`tldiag.shifts.CORRUP
 ``severity`` 1..5, ``limit`` (at most N images per class, N in all when unlabelled; a seeded
 choice) and ``seed``.
 Every dataset has a content :attr:`ImageDataset.fingerprint` that keys the embedding cache.
+
+Opening a dataset of files reads their names, sizes and image headers only (cached under the listing's
+fingerprint), so a folder of 100,000 images opens in seconds. A file whose header is fine but whose pixels do not
+decode is found when it is first read in full (embedding, :meth:`ImageDataset.verify`): it is recorded under the
+listing's fingerprint (``$TLDIAG_HOME/scans``), listed in :attr:`ImageDataset.skipped`, and dropped from the dataset
+in place, which changes its fingerprint; every later open leaves it out from the start.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import _config
 from .cache import atomic_write_text
-from .errors import DatasetError, SpecError
+from .errors import DatasetError, SpecError, UndecodableImage
 from .shifts import CORRUPTIONS, apply_shift
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -184,28 +190,97 @@ class _Source:
     load: Callable[[int], Image.Image]
     skipped: list[SkippedFile] = field(default_factory=list)
     description: str = ""
+    undecodable: dict[str, str] = field(default_factory=dict)
+    """Sample ids known not to decode (found when they were first read in full), with the reason."""
+    files: bool = False
+    """Whether the images are files that may turn out damaged (generated and packaged datasets cannot)."""
 
 
 class _FolderLoader:
-    """Picklable loader for DataLoader workers."""
+    """Picklable loader for DataLoader workers; a file that does not decode raises :class:`UndecodableImage`."""
 
     def __init__(self, paths: Sequence[str]):
         self.paths = list(paths)
 
     def __call__(self, i: int) -> Image.Image:
-        return _load_image_file(self.paths[i])
+        try:
+            return _load_image_file(self.paths[i])
+        except Exception as exc:  # PIL raises many types for corrupt data
+            raise UndecodableImage(self.paths[i], _reason(exc)) from None
 
 
-def _check_image(path: str) -> str | None:
-    """Decode fully; return the reason if the file is unusable."""
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _check_header(path: str) -> str | None:
+    """Read the image header only (format and size, no pixels); return the reason if the file is unusable."""
     try:
         with Image.open(path) as img:
-            img.load()
             if img.size[0] < 1 or img.size[1] < 1:
                 return "empty image"
     except Exception as exc:  # PIL raises many types for corrupt data
-        return f"{type(exc).__name__}: {exc}"
+        return _reason(exc)
     return None
+
+
+_PARALLEL_HEADERS = 20_000
+"""From this many files on, headers are read by a pool of processes (parsing them is Python work that threads would
+serialise on the GIL: measured slower than one thread)."""
+
+
+def _check_headers(paths: list[str]) -> list[str | None]:
+    """:func:`_check_header` of each path, in order; in a pool of fresh processes for large listings."""
+    workers = min(_config.cpu_count(), 16)
+    if len(paths) < _PARALLEL_HEADERS or workers < 2:
+        return [_check_header(p) for p in paths]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawned, not forked: the caller may be a threaded server (Streamlit) or hold a CUDA context
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_check_header, paths, chunksize=2048))
+
+
+# ----------------------------------------------------------------------------- what reading the files found
+_SCAN_VERSION = 2
+
+
+def _scan_dir() -> Path:
+    return _config.home() / "scans"
+
+
+def _scan_file(fingerprint: str) -> Path:
+    return _scan_dir() / f"{fingerprint}.v{_SCAN_VERSION}.json"
+
+
+def _read_scan(fingerprint: str) -> dict[str, dict[str, str]] | None:
+    """``{"header": {path: reason}, "decode": {path: reason}}`` recorded for a listing, or None before its first
+    header check."""
+    try:
+        scan = json.loads(_scan_file(fingerprint).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return {"header": dict(scan.get("header", {})), "decode": dict(scan.get("decode", {}))}
+
+
+def record_undecodable(fingerprint: str, failures: dict[str, str]) -> None:
+    """Add files that failed to decode (sample id -> reason) to the record of the listing ``fingerprint``, so that
+    every later open leaves them out. Safe against concurrent writers (a file lock, an atomic write)."""
+    from filelock import FileLock
+
+    if not failures:
+        return
+    folder = _scan_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f"{fingerprint}.lock")):
+        scan = _read_scan(fingerprint) or {"header": {}, "decode": {}}
+        scan["decode"].update(failures)
+        atomic_write_text(_scan_file(fingerprint), json.dumps({"version": _SCAN_VERSION, **scan}))
+
+
+def _verified_marker(fingerprint: str) -> Path:
+    return _scan_dir() / "verified" / fingerprint
 
 
 def _folder_source(spec: DatasetSpec) -> _Source:
@@ -223,25 +298,40 @@ def _folder_source(spec: DatasetSpec) -> _Source:
     linked_dirs = [c for c in class_dirs if os.path.islink(root / c) and not _config.inside_data_roots(root / c)]
     skipped += [SkippedFile(str(root / c), outside) for c in linked_dirs]
     class_dirs = [c for c in class_dirs if c not in linked_dirs]
+    linked_out: list[str] = []  # a file may be a link too: one that leads out of the data roots is never read
+    inside = _config.roots_test()
+
+    def images_in(folder: Path, label: int, recurse: bool) -> None:
+        found = []
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    if recurse:
+                        found.append((e.name, e.path, True, False))
+                elif e.name.lower().endswith(IMAGE_EXTENSIONS):
+                    found.append((e.name, e.path, False, e.is_symlink()))
+        # as os.walk lists them: a folder's own files by name, then its subfolders by name
+        for is_dir, name, path, link in sorted((d, n, p, k) for n, p, d, k in found):
+            if is_dir:
+                images_in(Path(path), label, recurse)
+            elif link and not inside(path):
+                linked_out.append(path)
+            else:
+                entries.append((path, label))
+
     if class_dirs:
         for label, cls in enumerate(class_dirs):
-            for dirpath, dirnames, filenames in os.walk(root / cls, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for fname in sorted(filenames):
-                    if fname.lower().endswith(IMAGE_EXTENSIONS):
-                        entries.append((os.path.join(dirpath, fname), label))
+            images_in(root / cls, label, True)
         for e in os.scandir(root):
             if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS):
                 skipped.append(SkippedFile(e.path, "image outside the class subfolders"))
         classes = tuple(class_dirs)
     else:
-        entries = [(e.path, UNLABELLED) for e in sorted(os.scandir(root), key=lambda e: e.name)
-                   if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
+        images_in(root, UNLABELLED, False)
         classes = ()
-    # a file may be a link too: one that leads out of the data roots is never read
-    linked_out = {p for p, _ in entries if os.path.islink(p) and not _config.inside_data_roots(p)}
     skipped += [SkippedFile(p, outside) for p in sorted(linked_out)]
-    entries = [(p, lab) for p, lab in entries if p not in linked_out]
     if not entries:
         anything = any(True for _ in root.iterdir())
         raise DatasetError(
@@ -255,32 +345,42 @@ def _folder_source(spec: DatasetSpec) -> _Source:
 def _checked_files(spec: DatasetSpec, root: Path, entries: list[tuple[str, int]], classes: tuple[str, ...],
                    skipped: list[SkippedFile], *, description: str) -> _Source:
     """A source of image files: a content fingerprint from their names (relative to ``root``), labels, sizes and
-    mtimes, and a decode check of each (cached under that fingerprint); files that do not decode are skipped."""
+    mtimes, and a header check of each (cached under that fingerprint, read in parallel); files whose header does
+    not parse are skipped, and so are files recorded as undecodable when they were first read in full."""
     h = hashlib.sha256()
     stats = []
+    prefix = os.path.join(str(root), "")
     for path, label in entries:
         st = os.stat(path)
-        stats.append((os.path.relpath(path, root), label, st.st_size, st.st_mtime_ns))
+        # what os.path.relpath gives, without its cost (a third of a 100k-file open) where a slice says the same
+        rel = path[len(prefix):] if path.startswith(prefix) and "/." not in path else os.path.relpath(path, root)
+        stats.append((rel, label, st.st_size, st.st_mtime_ns))
     h.update(json.dumps([str(root), classes, stats]).encode())
     fingerprint = h.hexdigest()
-    check_file = _config.home() / "scans" / f"{fingerprint}.json"
-    bad: dict[str, str]
-    if check_file.exists():
-        bad = json.loads(check_file.read_text())
-    else:
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-            reasons = list(pool.map(_check_image, [p for p, _ in entries]))
-        bad = {p: r for (p, _), r in zip(entries, reasons) if r is not None}
-        atomic_write_text(check_file, json.dumps(bad))
+    scan = _read_scan(fingerprint)
+    if scan is None:
+        reasons = _check_headers([p for p, _ in entries])
+        bad_headers = {p: r for (p, _), r in zip(entries, reasons) if r is not None}
+        record = _scan_dir() / f"{fingerprint}.lock"
+        record.parent.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock
+
+        with FileLock(str(record)):  # a decode failure recorded meanwhile by another process is kept
+            scan = _read_scan(fingerprint) or {"header": bad_headers, "decode": {}}
+            scan["header"] = bad_headers
+            atomic_write_text(_scan_file(fingerprint), json.dumps({"version": _SCAN_VERSION, **scan}))
+    bad = scan["header"]
     skipped = skipped + [SkippedFile(p, r) for p, r in bad.items()]
     good = [(p, lab) for p, lab in entries if p not in bad]
-    if not good:
+    undecodable = {p: r for p, r in scan["decode"].items() if p not in bad}
+    if not good or all(p in undecodable for p, _ in good):
+        first = skipped[-1] if bad else SkippedFile(*next(iter(undecodable.items())))
         raise DatasetError(f"None of the {len(entries)} images in '{spec.name}' could be decoded "
-                           f"(first: {skipped[-1].path}: {skipped[-1].reason}). Check that the files are images.")
+                           f"(first: {first.path}: {first.reason}). Check that the files are images.")
     paths = [p for p, _ in good]
     return _Source(labels=np.array([lab for _, lab in good], dtype=np.int64), classes=classes,
                    sample_ids=paths, fingerprint=fingerprint, load=_FolderLoader(paths),
-                   skipped=skipped, description=description)
+                   skipped=skipped, description=description, undecodable=undecodable, files=True)
 
 
 def _read_table(spec: DatasetSpec, file: Path):
@@ -328,27 +428,30 @@ def _manifest_source(spec: DatasetSpec) -> _Source:
     code = {c: k for k, c in enumerate(classes)}
     entries: list[tuple[str, int]] = []
     skipped: list[SkippedFile] = []
-    for row, (index, raw) in enumerate(paths.items()):
+    inside = _config.roots_test()
+    base = str(file.parent)
+    values = labels_raw.tolist() if labels_raw is not None else None
+    for row, (index, raw) in enumerate(zip(paths.index, paths.tolist())):
         if not raw.strip():  # named by its line in a CSV (the header is line 1), by its row number in Parquet
             where = f"line {index + 2}" if spec.kind == "csv" else f"row {index}"
             skipped.append(SkippedFile(f"{spec.name} {where}", f"no path in column '{path_col}'"))
             continue
-        path = Path(raw).expanduser()
-        path = path if path.is_absolute() else file.parent / path
-        if not _config.inside_data_roots(path):
-            skipped.append(SkippedFile(str(path), "outside the data roots"))
+        path = os.path.expanduser(raw)
+        path = path if os.path.isabs(path) else os.path.join(base, path)
+        if not inside(path):
+            skipped.append(SkippedFile(path, "outside the data roots"))
             continue
-        if not path.is_file():
-            skipped.append(SkippedFile(str(path), "missing file"))
+        if not os.path.isfile(path):
+            skipped.append(SkippedFile(path, "missing file"))
             continue
-        if labels_raw is not None:
-            value = labels_raw.iloc[row]
+        if values is not None:
+            value = values[row]
             if not value.strip():
-                skipped.append(SkippedFile(str(path), f"no label in column '{label_col}'"))
+                skipped.append(SkippedFile(path, f"no label in column '{label_col}'"))
                 continue
-            entries.append((str(path), code[value]))
+            entries.append((path, code[value]))
         else:
-            entries.append((str(path), UNLABELLED))
+            entries.append((path, UNLABELLED))
     if not entries:
         first = f" (first: {skipped[0].path}: {skipped[0].reason})" if skipped else ""
         raise DatasetError(f"The manifest '{spec.name}' lists no usable image: {len(paths)} rows, {len(skipped)} "
@@ -537,24 +640,107 @@ class ImageDataset:
         self.shift = self.spec_.get("shift")
         self.severity = int(self.spec_.get("severity", 3)) if self.shift else 0
         index = np.arange(len(source.labels))
-        limit = self.spec_.get("limit")
-        if limit is not None:
-            index = _per_class_subsample(source.labels, int(limit), self.seed)
-        self.index = index
-        self.labels = source.labels[index]
+        self._limited = self.spec_.get("limit") is not None
+        if self._limited:
+            # drawn from every file whose header parses, so that a file found undecodable later only leaves the
+            # sample (the others stay): the same images whether the failure was known at open or found since
+            index = _per_class_subsample(source.labels, int(self.spec_.get("limit")), self.seed)
+        self._drawn = index
         self.classes = source.classes
-        self.sample_ids = [source.sample_ids[i] for i in index]
-        self.skipped = list(source.skipped)
         self.description = source.description
-        h = hashlib.sha256(source.fingerprint.encode())
-        h.update(json.dumps([self.shift, self.severity, self.seed if (self.shift or limit) else None]).encode())
-        h.update(index.astype(np.int64).tobytes())
-        self.fingerprint = h.hexdigest()
+        self._set_rows(source.undecodable)
         labelled = self.labels[self.labels >= 0]
         if self.classes and len(np.unique(labelled)) < 2:
             raise DatasetError(f"Dataset '{self.spec}' has only one class ({self.classes[int(labelled[0])]}); "
                                "class-based diagnostics need at least two. Add images of other classes, "
                                "or use a flat folder for an unlabelled dataset.")
+
+    def _set_rows(self, undecodable: dict[str, str]) -> None:
+        """The rows: the drawn images less those known not to decode; the labels, ids, skipped list and fingerprint
+        that go with them (assigned together, so that readers in other threads see one state or the other)."""
+        source = self._source
+        ids = source.sample_ids
+        keep = np.array([ids[i] not in undecodable for i in self._drawn], dtype=bool) if undecodable else \
+            np.ones(len(self._drawn), dtype=bool)
+        index = self._drawn[keep]
+        if len(index) == 0:
+            raise DatasetError(f"None of the images of '{self.spec}' could be decoded (first: "
+                               f"{next(iter(undecodable.items()))}). Check that the files are images.")
+        dropped = {ids[i]: undecodable[ids[i]] for i in self._drawn[~keep]}
+        h = hashlib.sha256(source.fingerprint.encode())
+        h.update(json.dumps([self.shift, self.severity, self.seed if (self.shift or self._limited) else None]).encode())
+        h.update(index.astype(np.int64).tobytes())
+        self.__dict__.update(
+            index=index, labels=source.labels[index], sample_ids=[ids[i] for i in index], fingerprint=h.hexdigest(),
+            skipped=list(source.skipped) + [SkippedFile(p, f"does not decode: {r}") for p, r in dropped.items()],
+            _undecodable=dict(undecodable), _dropped=dropped)
+
+    @property
+    def undecodable(self) -> dict[str, str]:
+        """Images of this dataset found not to decode when they were read in full (sample id -> reason)."""
+        return dict(self._dropped)
+
+    def drop_undecodable(self, failures: dict[int, str]) -> None:
+        """Leave out the rows ``failures`` (row -> reason) found not to decode, here and in every later open.
+
+        They are recorded under the listing's fingerprint (``$TLDIAG_HOME/scans``), listed in :attr:`skipped`, and
+        the rows, labels, ids and fingerprint change in place: a row index taken before the call is stale after it.
+        """
+        if not failures:
+            return
+        found = {self.sample_ids[int(row)]: reason for row, reason in failures.items()}
+        record_undecodable(self._source.fingerprint, found)
+        self._set_rows({**self._undecodable, **found})
+
+    def refresh(self) -> bool:
+        """Take in the undecodable files another process recorded since this dataset was opened; whether the rows
+        changed."""
+        scan = _read_scan(self._source.fingerprint)
+        known = {**self._undecodable, **(scan or {}).get("decode", {})}
+        if known.keys() == self._undecodable.keys():
+            return False
+        self._set_rows(known)
+        return True
+
+    @property
+    def verified(self) -> bool:
+        """Whether every image of this dataset (as it is now) has been decoded once (by an embedding pass or
+        :meth:`verify`), so none of them can fail while training (always, for datasets that are not files)."""
+        return not self._source.files or _verified_marker(self.fingerprint).exists()
+
+    def mark_verified(self) -> None:
+        """Record that every image of this dataset decodes (the engines call it after a full pass)."""
+        if not self._source.files:
+            return
+        marker = _verified_marker(self.fingerprint)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+    def verify(self, *, progress: Callable[[int, int, str], None] | None = None, workers: int | None = None) -> None:
+        """Decode every image once (unless that was done already), dropping those that fail
+        (:meth:`drop_undecodable`). Training calls it first, so that a damaged file cannot stop a run half-way."""
+        self.refresh()
+        if self.verified:
+            return
+        loader = self._source.load
+        rows = list(range(len(self)))
+        failures: dict[int, str] = {}
+
+        def check(row: int) -> str | None:
+            try:
+                loader(int(self.index[row]))
+            except UndecodableImage as exc:
+                return exc.reason
+            return None
+
+        with ThreadPoolExecutor(max_workers=workers or max(2, _config.cpu_count())) as pool:
+            for k, reason in enumerate(pool.map(check, rows, chunksize=64)):
+                if reason is not None:
+                    failures[k] = reason
+                if progress and (k + 1) % 256 == 0:
+                    progress(k + 1, len(rows), "checking that every image decodes")
+        self.drop_undecodable(failures)
+        self.mark_verified()
 
     def __len__(self) -> int:
         return len(self.index)
@@ -565,6 +751,13 @@ class ImageDataset:
         if self.shift:
             img = apply_shift(img, self.shift, self.severity, seed=self.seed, index=raw)
         return img
+
+    def get(self, i: int) -> Image.Image | None:
+        """``self[i]``, or None when that image does not decode (for galleries drawn before a full pass)."""
+        try:
+            return self[i]
+        except UndecodableImage:
+            return None
 
     @property
     def is_labelled(self) -> bool:
@@ -668,5 +861,5 @@ def compare_classes(source: ImageDataset, target: ImageDataset) -> ClassComparis
 
 
 __all__ = ["IMAGE_EXTENSIONS", "DATASET_KINDS", "DEMO_DATASETS", "TORCHVISION_DATASETS", "UNLABELLED", "DatasetSpec",
-           "parse_dataset_spec", "with_options", "to_rgb", "SkippedFile", "find_fonts", "ImageDataset", "load_dataset",
+           "parse_dataset_spec", "with_options", "to_rgb", "SkippedFile", "record_undecodable", "find_fonts", "ImageDataset", "load_dataset",
            "ClassComparison", "compare_classes"]

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -22,8 +22,9 @@ from torch import nn
 
 from . import _config
 from .audit import ANONYMOUS
-from .cache import EmbeddingStore, atomic_write_text, make_key
+from .cache import EmbeddingStore, EntryWriter, atomic_write_text, make_key
 from .data import ImageDataset
+from .errors import DatasetError, UndecodableImage
 from .models import LOGITS, Model, Preprocessing
 
 ProgressFn = Callable[[int, int, str], None]
@@ -64,18 +65,31 @@ class ResizeCrop:
 
 
 class _Images(torch.utils.data.Dataset):
-    """The images of ``dataset`` (or of its rows ``indices``), each with its position in this list."""
+    """The images of ``dataset`` (or of its rows ``indices``), each with its position in this list; an image that
+    does not decode comes as ``(None, position, reason)`` (see :func:`collate_images`)."""
 
     def __init__(self, dataset: ImageDataset, transform: ResizeCrop, indices: Sequence[int] | None = None):
         self.dataset = dataset
         self.transform = transform
-        self.indices = list(range(len(dataset))) if indices is None else list(indices)
+        self.indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.dataset[self.indices[i]]), i
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str | None]:
+        try:
+            return self.transform(self.dataset[int(self.indices[i])]), i, None
+        except UndecodableImage as exc:
+            return None, i, exc.reason
+
+
+def collate_images(items: Sequence[tuple[torch.Tensor | None, int, str | None]]
+                   ) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[int, str]]]:
+    """A batch of the images that decoded, their positions, and the ``(position, reason)`` of those that did not."""
+    good = [(x, i) for x, i, _ in items if x is not None]
+    failed = [(i, reason) for x, i, reason in items if x is None]
+    batch = torch.stack([x for x, _ in good]) if good else None
+    return batch, torch.tensor([i for _, i in good], dtype=torch.int64), failed
 
 
 def normalise(batch: torch.Tensor, prep: Preprocessing, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -97,6 +111,10 @@ class Embeddings:
         sample_ids: Identifier of each row (file path or ``name[index]``).
         cache_hits: Tap name -> whether it came from the cache.
         seconds: Wall time of this call.
+        images_per_second: Throughput of the forward passes, when something was computed.
+        skipped: Images of the dataset left out because they did not decode (sample id -> reason), found by this
+            call or an earlier one.
+        engine: What computed them: ``local``, ``ray`` (or ``cache`` when everything was read).
     """
 
     model_id: str
@@ -109,6 +127,8 @@ class Embeddings:
     cache_hits: Mapping[str, bool]
     seconds: float
     images_per_second: float | None = None
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    engine: str = "cache"
 
     @property
     def taps(self) -> list[str]:
@@ -155,7 +175,7 @@ def autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-class _Forward:
+class Forward:
     """Runs the model on a batch, halving the batch after a CUDA out-of-memory error."""
 
     def __init__(self, model: Model, taps: frozenset[str], device: torch.device, max_batch: int):
@@ -233,33 +253,101 @@ def embed_dataset(model: Model, dataset: ImageDataset, taps: Sequence[str] | Non
 
     features = read_cached()
     hits = {t: t in features for t in wanted}
-    ips = None
+    ips, engine = None, "cache"
     if len(features) < len(wanted):
         lock_name = make_key(model=model.id, weights=model.weights_hash, prep=model.preprocessing.key(),
                              dataset=dataset.fingerprint)
         user = requested_by or ANONYMOUS
         with store.lock(lock_name, waiting=_follow(progress, _progress_offset, total)):
+            if dataset.refresh():  # another process found undecodable images meanwhile: fewer rows, new keys
+                keys, n = {t: entry_key(model, t, dataset) for t in wanted}, len(dataset)
             features = read_cached()  # another process may have finished them meanwhile
             hits = {t: t in features for t in wanted}
             missing = [t for t in wanted if t not in features]
             if missing:
-                computed, ips = compute_taps(model, dataset, missing, batch_size=batch_size, device=device,
-                                             num_workers=num_workers, progress=_shared(progress, store, lock_name,
-                                                                                       user, _progress_offset, n),
-                                             offset=_progress_offset, total=total)
-                for t in missing:
-                    if use_cache:
-                        store.put(keys[t], computed[t], dataset.labels, {
-                            **_manifest(model, t, dataset, computed[t], time.perf_counter() - t0, ips),
-                            "requested_by": user})
-                    features[t] = computed[t]
+                writers: dict[str, EntryWriter] = {}
+
+                def allocate(tap: str, rows: int, dim: int) -> np.ndarray:
+                    if not use_cache:
+                        return np.empty((rows, dim), dtype=np.float32)
+                    writers[tap] = store.writer(keys[tap])
+                    return writers[tap].allocate(rows, dim)
+
+                try:
+                    engine = engine_name()
+                    done = _ENGINES[engine](model, dataset, missing, allocate=allocate, batch_size=batch_size,
+                                            device=device, num_workers=num_workers,
+                                            progress=_shared(progress, store, lock_name, user, _progress_offset, n),
+                                            offset=_progress_offset, total=total)
+                    ips = done.images_per_second
+
+                    def manifest(t: str, arr: np.ndarray) -> dict:
+                        return {**_manifest(model, t, dataset, arr, time.perf_counter() - t0, ips, engine),
+                                "requested_by": user}
+
+                    if done.failures:
+                        features = _without_failures(model, dataset, store, wanted, {**features, **done.features},
+                                                     done.failures, manifest, use_cache=use_cache)
+                        hits = {t: False for t in wanted}
+                    else:
+                        for t in missing:
+                            features[t] = _commit(store, writers.get(t), keys[t], done.features[t], dataset.labels,
+                                                  manifest(t, done.features[t]))
+                finally:
+                    for w in writers.values():
+                        w.abort()
+                dataset.mark_verified()  # every image was decoded once: training will not meet a damaged file
     if progress:
-        progress(_progress_offset + n, total, "cached" if all(hits.values()) else "done")
+        progress(_progress_offset + len(dataset), total, "cached" if all(hits.values()) else "done")
     ordered = {t: features[t] for t in wanted}
     return Embeddings(model_id=model.id, dataset=dataset.spec, fingerprint=dataset.fingerprint,
                       features=ordered, labels=np.asarray(dataset.labels), classes=tuple(dataset.classes),
                       sample_ids=tuple(dataset.sample_ids), cache_hits=hits,
-                      seconds=time.perf_counter() - t0, images_per_second=ips)
+                      seconds=time.perf_counter() - t0, images_per_second=ips, skipped=dataset.undecodable,
+                      engine=engine)
+
+
+def _commit(store: EmbeddingStore, writer: EntryWriter | None, key: str, arr: np.ndarray, labels: np.ndarray,
+            manifest: dict) -> np.ndarray:
+    """Put a written entry in place and return its features read back memory-mapped (``arr`` itself without a
+    writer, or when the size limit evicted the entry at once)."""
+    if writer is None:
+        return arr
+    # mapped before the rename, not read: it stays valid even if a tiny size limit evicts the entry at once
+    mapped = np.load(writer.tmp / "features.npy", mmap_mode="r")
+    writer.commit(labels, manifest)
+    entry = store.get(key)
+    return entry.features if entry is not None else mapped
+
+
+def _without_failures(model: Model, dataset: ImageDataset, store: EmbeddingStore, taps: Sequence[str],
+                      arrays: Mapping[str, np.ndarray], failures: Mapping[int, str], manifest: Callable,
+                      *, use_cache: bool, chunk: int = 4096) -> dict[str, np.ndarray]:
+    """After a pass that met images that do not decode: drop them from the dataset (its fingerprint changes), and
+    store each tap's rows of the others under the new keys, copied a chunk at a time."""
+    keep = np.ones(len(dataset), dtype=bool)
+    keep[np.fromiter(failures, dtype=np.int64)] = False
+    kept = np.flatnonzero(keep)
+    if len(kept) == 0:
+        first = next(iter(failures.items()))
+        raise DatasetError(f"None of the {len(dataset)} images of '{dataset.spec}' could be decoded (first: "
+                           f"{dataset.sample_ids[first[0]]}: {first[1]}). Check that the files are images.")
+    dataset.drop_undecodable(dict(failures))
+    out: dict[str, np.ndarray] = {}
+    for t in taps:
+        src = arrays[t]
+        if not use_cache:
+            out[t] = np.asarray(src)[kept]
+            continue
+        writer = store.writer(entry_key(model, t, dataset))
+        try:
+            dst = writer.allocate(len(kept), src.shape[1])
+            for s in range(0, len(kept), chunk):
+                dst[np.arange(s, min(s + chunk, len(kept)))] = src[kept[s:s + chunk]]
+            out[t] = _commit(store, writer, writer.key, dst, dataset.labels, manifest(t, dst))
+        finally:
+            writer.abort()
+    return out
 
 
 def _shared(progress: ProgressFn | None, store: EmbeddingStore, lock_name: str, user: str, offset: int,
@@ -300,15 +388,55 @@ def embed_pair(model: Model, source: ImageDataset, target: ImageDataset, taps: S
     return EmbeddingPair(src, tgt, tuple(taps or model.default_taps()))
 
 
+@dataclass
+class Pass:
+    """What one pass of an engine over a dataset's images produced.
+
+    Attributes:
+        features: Tap -> ``(n_samples, n_features)`` float32 array, row ``i`` for position ``i`` (the arrays that
+            ``allocate`` returned; rows of images that failed are left as they were).
+        images_per_second: Images per second of the pass.
+        failures: Position -> reason, for the images that did not decode.
+    """
+
+    features: dict[str, np.ndarray]
+    images_per_second: float
+    failures: dict[int, str]
+
+
+Allocate = Callable[[str, int, int], np.ndarray]
+"""``allocate(tap, n_samples, n_features)``: the float32 array an engine fills for one tap."""
+
+
+def _in_memory(tap: str, rows: int, dim: int) -> np.ndarray:
+    return np.empty((rows, dim), dtype=np.float32)
+
+
 def compute_taps(model: Model, dataset: ImageDataset, taps: Sequence[str], *, batch_size: int,
                  device: str | None, num_workers: int | None, progress: ProgressFn | None,
                  offset: int, total: int, indices: Sequence[int] | None = None) -> tuple[dict[str, np.ndarray], float]:
     """Features of every image of ``dataset`` (or of its rows ``indices``, in that order) at ``taps``, not cached,
-    and the images per second."""
+    and the images per second. An image that does not decode is an error here (:class:`UndecodableImage`): callers
+    that read a verified dataset (:meth:`ImageDataset.verify`) never meet one."""
+    done = local_pass(model, dataset, taps, allocate=_in_memory, batch_size=batch_size, device=device,
+                      num_workers=num_workers, progress=progress, offset=offset, total=total, indices=indices)
+    if done.failures:
+        pos, reason = next(iter(done.failures.items()))
+        rows = np.arange(len(dataset)) if indices is None else np.asarray(indices)
+        raise UndecodableImage(dataset.sample_ids[int(rows[pos])], reason)
+    return done.features, done.images_per_second
+
+
+def local_pass(model: Model, dataset: ImageDataset, taps: Sequence[str], *, allocate: Allocate = _in_memory,
+               batch_size: int = 64, device: str | None = None, num_workers: int | None = None,
+               progress: ProgressFn | None = None, offset: int = 0, total: int | None = None,
+               indices: Sequence[int] | None = None) -> Pass:
+    """The local engine: one process, decoding in DataLoader workers, the model on this machine's device."""
     dev = torch.device(device or _config.device_name())
     with _on_device(model, dev):
-        return _compute_locked(model, dataset, taps, dev, batch_size=batch_size, num_workers=num_workers,
-                               progress=progress, offset=offset, total=total, indices=indices)
+        return _compute_locked(model, dataset, taps, dev, allocate=allocate, batch_size=batch_size,
+                               num_workers=num_workers, progress=progress, offset=offset,
+                               total=len(dataset) if total is None else total, indices=indices)
 
 
 @contextmanager
@@ -323,38 +451,64 @@ def _on_device(model: Model, dev: torch.device) -> Iterator[nn.Module]:
 
 
 def _compute_locked(model: Model, dataset: ImageDataset, taps: Sequence[str], dev: torch.device, *,
-                    batch_size: int, num_workers: int | None, progress: ProgressFn | None,
-                    offset: int, total: int, indices: Sequence[int] | None = None
-                    ) -> tuple[dict[str, np.ndarray], float]:
+                    allocate: Allocate, batch_size: int, num_workers: int | None, progress: ProgressFn | None,
+                    offset: int, total: int, indices: Sequence[int] | None = None) -> Pass:
     images = _Images(dataset, ResizeCrop(model.preprocessing), indices)
     n = len(images)
     workers = default_num_workers() if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(
-        images, batch_size=batch_size, shuffle=False,
+        images, batch_size=batch_size, shuffle=False, collate_fn=collate_images,
         num_workers=workers, pin_memory=dev.type == "cuda", persistent_workers=False,
         prefetch_factor=4 if workers else None,
         worker_init_fn=_yield_to_compute if dev.type == "cpu" else None)
-    forward = _Forward(model, frozenset(taps), dev, batch_size)
+    forward = Forward(model, frozenset(taps), dev, batch_size)
     out: dict[str, np.ndarray] = {}
+    failures: dict[int, str] = {}
     done = 0
     t_start = time.perf_counter()
     with torch.inference_mode():
-        for batch, idx in loader:
-            x = normalise(batch.to(dev, non_blocking=True), model.preprocessing)
-            result = forward(x)
-            for t in taps:
-                arr = result[t].cpu().numpy()
-                if t not in out:
-                    out[t] = np.empty((n, arr.shape[1]), dtype=np.float32)
-                out[t][idx.numpy()] = arr
-            done += len(idx)
+        for batch, idx, failed in loader:
+            failures.update(failed)
+            if batch is not None:
+                x = normalise(batch.to(dev, non_blocking=True), model.preprocessing)
+                write_batch(out, forward(x), idx.numpy(), taps, n, allocate)
+            done += len(idx) + len(failed)
             if progress:
                 rate = done / max(time.perf_counter() - t_start, 1e-9)
                 eta = (total - offset - done) / rate if rate else 0.0
                 progress(offset + done, total, f"{rate:.0f} images/s, about {eta:.0f} s left")
+    for t in taps:  # every image failed: nothing was allocated
+        if t not in out:
+            out[t] = allocate(t, n, 0)
     ips = n / max(time.perf_counter() - t_start, 1e-9)
     _record_throughput(model, dev.type, ips)
-    return out, ips
+    return Pass(out, ips, failures)
+
+
+def write_batch(out: dict[str, np.ndarray], result: Mapping[str, torch.Tensor | np.ndarray], positions: np.ndarray,
+                taps: Sequence[str], n: int, allocate: Allocate) -> None:
+    """Put one batch's features (tap -> ``(batch, n_features)``) at their positions, allocating a tap's array on its
+    first batch."""
+    for t in taps:
+        value = result[t]
+        arr = value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if t not in out:
+            out[t] = allocate(t, n, arr.shape[1])
+        out[t][positions] = arr
+
+
+def engine_name() -> str:
+    """The embedding engine: ``ray`` when a Ray cluster is configured (``TLDIAG_RAY_ADDRESS``), else ``local``."""
+    return "ray" if _config.ray_address() else "local"
+
+
+def _ray_pass(*args, **kwargs) -> Pass:
+    from .scale import ray_embedding_pass
+
+    return ray_embedding_pass(*args, **kwargs)
+
+
+_ENGINES: dict[str, Callable[..., Pass]] = {"local": local_pass, "ray": _ray_pass}
 
 
 def _yield_to_compute(worker_id: int) -> None:
@@ -368,7 +522,7 @@ def _yield_to_compute(worker_id: int) -> None:
 
 
 def _manifest(model: Model, tap: str, dataset: ImageDataset, arr: np.ndarray, seconds: float,
-              ips: float | None) -> dict:
+              ips: float | None, engine: str = "local") -> dict:
     import platform
 
     import torchvision
@@ -380,7 +534,8 @@ def _manifest(model: Model, tap: str, dataset: ImageDataset, arr: np.ndarray, se
         "preprocessing": json.loads(model.preprocessing.key()),
         "dataset": dataset.spec, "fingerprint": dataset.fingerprint, "shape": list(arr.shape),
         "classes": list(dataset.classes), "sample_ids": list(dataset.sample_ids),
-        "seconds": round(seconds, 3), "images_per_second": round(ips, 1) if ips else None,
+        "seconds": round(seconds, 3), "images_per_second": round(ips, 1) if ips else None, "engine": engine,
+        "skipped": [{"path": f.path, "reason": f.reason} for f in dataset.skipped],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": {"tldiag": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
@@ -433,4 +588,5 @@ def measure_throughput(model: Model, *, batch_size: int = 32, batches: int = 5, 
 
 __all__ = ["ProgressFn", "ResizeCrop", "normalise", "Embeddings", "EmbeddingPair", "entry_key", "stored_taps",
            "is_cached", "autocast", "default_num_workers", "embed_dataset", "embed_pair", "compute_taps",
+           "Forward", "Pass", "Allocate", "local_pass", "write_batch", "collate_images", "engine_name",
            "estimate_seconds", "measure_throughput"]

@@ -165,26 +165,14 @@ def leaderboard(model_ids: Sequence[str], source, target, *, resolution: int | N
     """Evaluate every candidate (see :func:`evaluate_model`) and compare the scores' rankings.
 
     A candidate whose weights cannot be loaded is left out with a note (the others still run); no candidate
-    at all is an error.
+    at all is an error. With a Ray cluster configured (``TLDIAG_RAY_ADDRESS``) the rows run there as tasks.
     """
-    from .errors import ModelUnavailableError
-
     ids = list(dict.fromkeys(model_ids))
     if not ids:
         raise TldiagError("No candidate models given; pass at least one model id, e.g. efficientnet-lite0.")
-    entries, notes = [], []
-    for i, mid in enumerate(ids):
-        def sub(done: int, total: int, message: str, i: int = i, mid: str = mid) -> None:
-            if progress:
-                progress(i, len(ids), f"{mid}: embedding {done}/{total} — {message}")
-        if progress:
-            progress(i, len(ids), f"{mid}: probing")
-        try:
-            entries.append(evaluate_model(mid, source, target, resolution=resolution, config=config,
-                                          random_state=random_state, device=device, progress=sub,
-                                          use_cache=use_cache))
-        except ModelUnavailableError as exc:
-            notes.append(f"{mid} left out: {exc}")
+    where = _rows_on_ray if _config.ray_address() else _rows_here
+    entries, notes = where(ids, source, target, resolution=resolution, config=config, random_state=random_state,
+                           device=device, progress=progress, use_cache=use_cache)
     if not entries:
         raise TldiagError("None of the candidate models could be loaded: " + " ".join(notes))
     if progress:
@@ -193,6 +181,62 @@ def leaderboard(model_ids: Sequence[str], source, target, *, resolution: int | N
     if len(entries) < 3:
         notes.append("Rank agreement (Kendall τ) needs at least 3 models; add candidates to see it.")
     return Leaderboard(tuple(entries), kendall_matrix(entries), tuple(notes))
+
+
+def _rows_here(ids: Sequence[str], source, target, *, progress: ProgressFn | None, **kwargs
+               ) -> tuple[list[LeaderboardEntry], list[str]]:
+    """Every candidate's row, one after the other, on this machine."""
+    from .errors import ModelUnavailableError
+
+    entries, notes = [], []
+    for i, mid in enumerate(ids):
+        def sub(done: int, total: int, message: str, i: int = i, mid: str = mid) -> None:
+            if progress:
+                progress(i, len(ids), f"{mid}: embedding {done}/{total} — {message}")
+        if progress:
+            progress(i, len(ids), f"{mid}: probing")
+        try:
+            entries.append(evaluate_model(mid, source, target, progress=sub, **kwargs))
+        except ModelUnavailableError as exc:
+            notes.append(f"{mid} left out: {exc}")
+    return entries, notes
+
+
+def _rows_on_ray(ids: Sequence[str], source, target, *, resolution: int | None, config: ProbeConfig,
+                 random_state: int | None, device: str | None, progress: ProgressFn | None, use_cache: bool
+                 ) -> tuple[list[LeaderboardEntry], list[str]]:
+    """Every candidate's row as a Ray task (one GPU each on a GPU cluster; see :mod:`tldiag.scale`), in the order
+    of ``ids``; each worker reads and stores its row in the leaderboard store as a local run does. ``device`` is the
+    worker's own (its GPU when it has one)."""
+    from .scale import Call, run_tasks
+
+    calls = [Call(mid, (mid,), dict(resolution=resolution, config=config, random_state=random_state,
+                                    use_cache=use_cache)) for mid in ids]
+    results = run_tasks(remote_row, calls, shared={"source": source, "target": target},
+                        progress=(lambda done, running, message: progress(done + running, len(ids), message))
+                        if progress else None)
+    entries, notes = [], []
+    for mid in ids:
+        value = results[mid]
+        if "error" in value:
+            notes.append(f"{mid} left out: {value['error']}")
+        else:
+            entries.append(LeaderboardEntry(**value))
+    return entries, notes
+
+
+def remote_row(model_id: str, *, source, target, report, **kwargs) -> dict:
+    """One leaderboard row inside a Ray task (the model's weights missing on the worker: an ``error`` to report)."""
+    from .errors import ModelUnavailableError
+
+    def sub(done: int, total: int, message: str) -> None:
+        report(0.5 * done / max(total, 1), f"{model_id}: embedding {done}/{total}")
+
+    try:
+        entry = evaluate_model(model_id, source, target, progress=sub, **kwargs)
+    except ModelUnavailableError as exc:
+        return {"error": str(exc)}
+    return {f.name: getattr(entry, f.name) for f in fields(entry)}
 
 
 __all__ = ["ProgressFn", "LEADERBOARD_VERSION", "RANKED", "LeaderboardEntry", "Leaderboard", "kendall_matrix",

@@ -656,6 +656,8 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     """
     t0 = time.perf_counter()
     dataset = dataset or load_dataset(config.target)
+    # a damaged file must not stop a run half-way: decode every image once first (a no-op once embedded)
+    dataset.verify(progress=(lambda d, t, m: progress(0, 1, f"{m}: {d}/{t}")) if progress else None)
     the_plan, rows, y, split = _prepare_experiment(config, dataset)
     config = the_plan.config
     n_classes = len(the_plan.classes)
@@ -684,11 +686,14 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     ref = the_plan.reference if the_plan.reference in the_plan.trained_budgets else the_plan.trained_budgets[-1]
     chosen_lr: dict[str, float] = {}
     order = [(ref, 0)] + [(b, r) for r in range(config.repeats) for b in the_plan.trained_budgets if (b, r) != (ref, 0)]
-    for b, r in order:
-        for arm in trained:
-            if b not in the_plan.budgets_of(arm):
-                continue
-            record(arms.run(arm, b, r, chosen_lr, search=(b, r) == (ref, 0), reuse=reuse))
+    if _config.ray_address():
+        _trained_on_ray(arms, trained, order, (ref, 0), dataset, record, reuse=reuse)
+    else:
+        for b, r in order:
+            for arm in trained:
+                if b not in the_plan.budgets_of(arm):
+                    continue
+                record(arms.run(arm, b, r, chosen_lr, search=(b, r) == (ref, 0), reuse=reuse))
     reused = sum(r.reused for r in runs if r.arm in TRAINED_ARMS)
     if reused:
         notes.append(f"{reused} trained runs were read from earlier runs of the same settings.")
@@ -743,13 +748,14 @@ class _TrainedArms:
     (:meth:`train`), its test score and record (:meth:`finish`), and the run store's key of each run."""
 
     def __init__(self, the_plan: ExperimentPlan, dataset: ImageDataset, rows: np.ndarray, y: np.ndarray,
-                 split: tuple, subsets, ledger: _Ledger, *, base: Model | None):
+                 split: tuple, subsets, ledger: _Ledger, *, base: Model | None, workers: int | None = None):
         config = the_plan.config
         self.plan, self.config, self.rows, self.y, self.split, self.subsets = the_plan, config, rows, y, split, subsets
         self.ledger, self.n_classes = ledger, len(the_plan.classes)
         tr, va, te = split
         self.images, preloaded = _images_for(dataset, rows)
-        self.workers = 0 if preloaded else _default_workers()  # workers measured slower here: fork + IPC per run
+        # workers measured slower here: fork + IPC per run; a Ray task takes the driver's number (part of the run)
+        self.workers = workers if workers is not None else 0 if preloaded else _default_workers()
         # data-loading workers draw their own augmentation streams, so their number is part of what a run is
         self.common = {"target": dataset.fingerprint, "classes": the_plan.classes, "seed": config.seed,
                        "augment": config.augment, "workers": self.workers, "label_smoothing": config.label_smoothing,
@@ -818,8 +824,8 @@ class _TrainedArms:
                   converged=not at_chance(out.val_accuracy, self.val_chance, len(va)))
         return run, (out, model, cfg)
 
-    def finish(self, run: Run, trained: Any, path: Path) -> Run:
-        """Score a trained run on the test images and store it in the run store."""
+    def finish(self, run: Run, trained: Any, path: Path | None) -> Run:
+        """Score a trained run on the test images and store it in the run store (unless ``path`` is None)."""
         from ..cache import atomic_write_text
 
         out, model, cfg = trained
@@ -827,7 +833,8 @@ class _TrainedArms:
         acc, f1, pred = score_test(out.module, model, self.images, (self.rows[te], y[te]), cfg, self.n_classes,
                                    self.workers)
         run = replace(run, accuracy=round(acc, 6), macro_f1=round(f1, 6), correct=_bits(pred == y[te]))
-        atomic_write_text(path, json.dumps(run.to_dict()))
+        if path is not None:
+            atomic_write_text(path, json.dumps(run.to_dict()))
         return run
 
     def key_path(self, arm: str, b: int, r: int, lr: float | str) -> Path:
@@ -837,10 +844,11 @@ class _TrainedArms:
                        weights=weights, schedule=asdict(self.plan.schedules[arm]), budget=b, repeat=r, lr=lr)
         return _run_store() / f"{key}.json"
 
-    def run(self, arm: str, b: int, r: int, chosen_lr: dict[str, float], *, search: bool, reuse: bool) -> Run:
-        """The run of ``arm`` at budget ``b`` and repeat ``r``: from the run store, or trained, tested and stored.
-        With ``search`` (the reference budget, repeat 0) it searches the learning rate on validation and sets
-        ``chosen_lr[arm]`` for the others."""
+    def run(self, arm: str, b: int, r: int, chosen_lr: dict[str, float], *, search: bool, reuse: bool,
+            store: bool = True) -> Run:
+        """The run of ``arm`` at budget ``b`` and repeat ``r``: from the run store, or trained, tested and stored
+        (``store=False``: the caller stores it, as the driver of a Ray task does). With ``search`` (the reference
+        budget, repeat 0) it searches the learning rate on validation and sets ``chosen_lr[arm]`` for the others."""
         config, ledger = self.config, self.ledger
         schedule = self.plan.schedules[arm]
         label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
@@ -868,10 +876,74 @@ class _TrainedArms:
         else:
             run, state = self.train(arm, b, r, chosen_lr[arm], label)
             ledger.done += 1
-        run = self.finish(run, state, path)
+        run = self.finish(run, state, path if store else None)
         del state
         ledger.tick(f"{label}: test accuracy {run.accuracy:.3f}" + ("" if run.converged else " (did not converge)"))
         return run
+
+
+def _trained_on_ray(arms: _TrainedArms, trained: Sequence[str], order: Sequence[tuple[int, int]],
+                    search_at: tuple[int, int], dataset: ImageDataset, record: Callable[[Run], None], *,
+                    reuse: bool) -> None:
+    """The trained runs as Ray tasks (see :mod:`tldiag.scale`): first each arm's learning-rate search at the reference
+    budget (in parallel), then every other run at the rate it chose (all in parallel). The driver stores each run in
+    the run store as it comes back, exactly as a local run stores itself, and reuses stored ones without a task."""
+    from ..scale import Call, run_tasks
+
+    plan, ledger, config = arms.plan, arms.ledger, arms.config
+    chosen_lr: dict[str, float] = {}
+    payload = config.to_dict()
+    for phase in ("search", "runs"):
+        calls, paths, weights = [], {}, {}
+        for b, r in order:
+            if (phase == "search") != ((b, r) == search_at):
+                continue
+            for arm in trained:
+                if b not in plan.budgets_of(arm):
+                    continue
+                search = phase == "search"
+                path = arms.key_path(arm, b, r, "search" if search else chosen_lr[arm])
+                weight = len(plan.schedules[arm].lr_grid) if search else 1
+                cached = _read_run(path) if reuse and path.is_file() else None
+                if cached is not None:
+                    if search:
+                        chosen_lr[arm] = float(cached.lr or plan.schedules[arm].lr)
+                    ledger.done += weight
+                    ledger.tick(f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}: reused")
+                    record(cached)
+                    continue
+                key = f"{arm}|{b}|{r}"
+                paths[key], weights[key] = path, weight
+                calls.append(Call(key, (payload, arm, b, r, dict(chosen_lr), search, arms.workers)))
+
+        def on_result(key: str, value: dict) -> None:
+            from ..cache import atomic_write_text
+
+            run = Run(**value)
+            atomic_write_text(paths[key], json.dumps(run.to_dict()))
+            if phase == "search":
+                chosen_lr[run.arm] = float(run.lr or plan.schedules[run.arm].lr)
+            ledger.done += weights[key]
+            ledger.tick(f"{ARM_TITLES[run.arm]} · {labels_per_class(run.budget)} · repeat {run.repeat + 1}: test "
+                        f"accuracy {run.accuracy:.3f}" + ("" if run.converged else " (did not converge)"))
+            record(run)
+
+        if calls:
+            run_tasks(remote_run, calls, on_result=on_result, shared={"dataset": dataset},
+                      progress=lambda finished, running, message: ledger.tick(message, running))
+
+
+def remote_run(config: Mapping[str, Any], arm: str, b: int, r: int, chosen_lr: Mapping[str, float], search: bool,
+               workers: int, *, dataset: ImageDataset, report: Callable[[float, str], None]) -> dict[str, Any]:
+    """One trained run inside a Ray task: the experiment prepared as the driver prepared it (same split, subsets,
+    seeds), the run trained and tested but not stored (the driver stores it). Returns the run as a dict."""
+    cfg = EfficiencyConfig.from_dict(config)
+    the_plan, rows, y, split = _prepare_experiment(cfg, dataset)
+    subsets = budget_subsets(y[split[0]], the_plan.budgets, cfg.repeats, cfg.seed)
+    units = len(the_plan.schedules[arm].lr_grid) if search else 1
+    ledger = _Ledger(units, lambda done, total, message: report(done / max(total, 1), message))
+    arms = _TrainedArms(the_plan, dataset, rows, y, split, subsets, ledger, base=None, workers=workers)
+    return arms.run(arm, b, r, dict(chosen_lr), search=search, reuse=False, store=False).to_dict()
 
 
 def _default_workers() -> int:

@@ -431,6 +431,8 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
     folder.mkdir(parents=True, exist_ok=True)
     model = load_model(config.model, resolution=config.resolution)
     dataset = load_dataset(config.target)
+    # a damaged file must not stop training half-way: decode every image once first (a no-op once embedded)
+    dataset.verify(progress=(lambda d, t, m: progress(0, 1, f"{m}: {d}/{t}")) if progress else None)
     the_plan, rows, y, (tr, va, te) = _prepare(config, model, dataset)
     config, names = the_plan.config, the_plan.classes
     n_classes = len(names)
