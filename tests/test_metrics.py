@@ -323,3 +323,20 @@ def test_domain_classifier_unequal_sizes_are_not_mistaken_for_shift():
     assert abs(r.balanced_accuracy - 0.5) < 0.08 and abs(r.pad) < 0.3
     shifted = metrics.domain_classifier(rng.normal(size=(900, 5)), rng.normal(size=(100, 5)) + 1.5, random_state=0)
     assert shifted.balanced_accuracy > 0.85
+
+
+def test_seed_scale_mmd_reads_only_its_sample_and_matches_the_full_call(tmp_path):
+    """The subsample is drawn before anything is converted (memory follows max_samples): the result is the one
+    mmd_test gives on the normalised full arrays, totals included, also from a memory-mapped matrix."""
+    from tldiag.metrics import mmd_test
+    from tldiag.metrics.scale import l2_normalise, seed_scale_mmd
+
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(400, 8)), rng.normal(0.3, 1, size=(300, 8))
+    np.save(tmp_path / "x.npy", X.astype(np.float32))
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    ours = seed_scale_mmd(mapped, Y, max_samples=50, random_state=3, n_permutations=100, n_bootstrap=20)
+    ref = mmd_test(l2_normalise(mapped.astype(np.float64)), l2_normalise(Y), max_samples=50, random_state=3,
+                   n_permutations=100, n_bootstrap=20)
+    assert ours.mmd2 == pytest.approx(ref.mmd2, rel=1e-12) and ours.p_value == ref.p_value and ours.ci == ref.ci
+    assert (ours.n_source, ours.n_source_total, ours.n_target_total) == (50, 400, 300) and ours.subsampled

@@ -156,3 +156,30 @@ def test_probe_on_the_gpu_matches_the_cpu():
     cpu = probe_curve({"t": X}, y, device="cpu")
     gpu = probe_curve({"t": X}, y, device="cuda")
     assert gpu.device.startswith("cuda") and abs(gpu.taps[0].mean - cpu.taps[0].mean) <= 0.02
+
+
+def test_a_large_target_is_probed_on_a_stratified_sample_read_row_by_row(tmp_path):
+    """max_samples bounds what a probe reads: a memory-mapped matrix far larger than the sample gives the same
+    curve as the sampled rows alone, and the note says so."""
+    from tldiag.probes import ProbeConfig, probe_curve
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 500)
+    X = rng.normal(size=(len(y), 16)).astype(np.float32) + y[:, None] * 0.5
+    path = tmp_path / "features.npy"
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")
+    config = ProbeConfig(n_splits=2, max_samples=200)
+    curve = probe_curve({"t": mapped}, y, classes=("a", "b", "c", "d"), config=config, random_state=3)
+    assert curve.n_samples == 200 and any("sample of 200 of the 2,000" in n for n in curve.notes)
+    keep = np.flatnonzero(np.isin(np.arange(len(y)), _sample_rows(y, 200, 3)))
+    alone = probe_curve({"t": X[keep]}, y[keep], classes=("a", "b", "c", "d"), config=ProbeConfig(n_splits=2),
+                        random_state=3)
+    assert curve.taps[0].accuracy == alone.taps[0].accuracy
+    assert np.bincount(y[keep]).tolist() == [50, 50, 50, 50]  # stratified
+
+
+def _sample_rows(y, n, seed):
+    from tldiag.validation import stratified_indices
+
+    return stratified_indices(y, n, np.random.default_rng([seed, 29]))

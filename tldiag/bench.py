@@ -1,4 +1,8 @@
-"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap,probe,efficiency,verdict} ...``.
+"""Benchmarks that print ratios: ``python -m tldiag.bench {embed,mmd,umap,probe,efficiency,report,verdict,scale} ...``.
+
+``scale``: data at the size teams have: the open time of a 100,000-file folder, images/s of the local and the Ray
+engine over 20,000 JPEGs listed in a CSV manifest (target Ray / local >= 0.85), and peak memory at 2,000 vs 20,000
+images (target <= 1.3); see :mod:`tldiag._bench_scale`.
 
 ``embed``: images/s of the embedding engine on the demo data (decode, resize, normalise, all
 taps + logits, from a dataset spec) against a bare ``model(x)`` on preloaded, normalised
@@ -46,6 +50,8 @@ import sys
 import time
 
 import torch
+
+from . import _bench_scale
 
 
 def bench_embed(model_id: str, spec: str, n: int, batch_size: int, resolution: int | None,
@@ -544,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", type=int, nargs="?", const=10, default=0, metavar="N",
                    help="decide the same evidence again under other [baseline]/[efficiency] thresholds and print the "
                         "N best settings (default 10): how the shipped thresholds were chosen")
+    _bench_scale.add_arguments(sub)
     p = sub.add_parser("umap-worker")  # internal: one side of `umap` in a fresh process
     p.add_argument("which", choices=["a", "b"])
     p.add_argument("--n", type=int, required=True)
@@ -552,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--warm-repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    if (status := _bench_scale.run(args)) is not None:
+        return status
     if args.what == "umap-worker":
         _umap_worker(args.which, args.n, args.d, args.seed, args.out, args.warm_repeats)
         return 0

@@ -35,7 +35,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from .errors import DatasetError, TldiagError
-from .validation import RandomState, check_features, metric_device, rng_from
+from .validation import RandomState, check_features, metric_device, rng_from, rows_of, stratified_indices
 from .metrics.logistic import LogisticFit, apply_transform, fit_logistic, lbfgs_logistic, solver_dtype, \
     standardize_and_reduce
 
@@ -57,6 +57,8 @@ class ProbeConfig:
         max_iter: L-BFGS iterations per fit.
         tol: Stop when the largest absolute gradient entry is at most this (scikit-learn's ``tol``).
         standardize: Scale features to zero mean and unit variance on the fitting part first.
+        max_samples: At most this many labelled images, a seeded sample stratified by class (None: all): memory
+            and time follow it, not the dataset (the accuracies of a large target are estimated on the sample).
     """
 
     C_grid: tuple[float, ...] = DEFAULT_C_GRID
@@ -66,6 +68,7 @@ class ProbeConfig:
     max_iter: int = 1000
     tol: float = 1e-5
     standardize: bool = True
+    max_samples: int | None = 10_000
 
     def validate(self) -> "ProbeConfig":
         if not self.C_grid or any(not (math.isfinite(c) and c > 0) for c in self.C_grid):
@@ -76,6 +79,9 @@ class ProbeConfig:
             v = getattr(self, name)
             if not 0 < v < 0.5:
                 raise TldiagError(f"{name} must be a share between 0 and 0.5 (0.2 is usual), got {v!r}.")
+        if self.max_samples is not None and (isinstance(self.max_samples, bool) or
+                                             not isinstance(self.max_samples, (int, np.integer)) or self.max_samples < 10):
+            raise TldiagError(f"max_samples must be a whole number >= 10 or None (all images), got {self.max_samples!r}.")
         if self.max_iter < 1 or not self.tol > 0:
             raise TldiagError(f"max_iter must be >= 1 and tol > 0, got max_iter={self.max_iter}, tol={self.tol}.")
         return self
@@ -337,11 +343,18 @@ def probe_curve(features: Mapping[str, np.ndarray], labels: np.ndarray, *, class
         raise TldiagError("No taps to probe; pass at least one tap's features.")
     n = len(next(iter(features.values())))
     rows, y = check_labels(labels, n, what=name)
+    notes = []
+    if config.max_samples is not None and len(rows) > config.max_samples:
+        keep = stratified_indices(y, config.max_samples,
+                                 np.random.default_rng([0 if random_state is None else int(random_state), 29]))
+        notes.append(f"Probed on a sample of {len(keep):,} of the {len(rows):,} labelled {name} images, stratified by "
+                     f"class (max_samples={config.max_samples:,}).")
+        rows, y = rows[keep], y[keep]
     check_class_sizes(y, classes, name)
     present, y = np.unique(y, return_inverse=True)
-    notes = []
-    if len(rows) < n:
-        notes.append(f"{n - len(rows)} of {n} {name} images have no label and were left out of the probes.")
+    if int(np.sum(np.asarray(labels) >= 0)) < n:
+        notes.append(f"{n - int(np.sum(np.asarray(labels) >= 0))} of {n} {name} images have no label and were left "
+                     "out of the probes.")
     splits = stratified_splits(y, config.n_splits, val_size=config.val_size, test_size=config.test_size,
                                random_state=random_state)
     dev = metric_device(device)
@@ -350,7 +363,7 @@ def probe_curve(features: Mapping[str, np.ndarray], labels: np.ndarray, *, class
         if len(X) != n:
             raise TldiagError(f"Tap {tap!r} has {len(X)} rows but the first tap has {n}; all taps must embed the "
                               "same images.")
-        X = check_features(np.asarray(X)[rows], f"{name} features of {tap!r}")
+        X = check_features(rows_of(X, rows), f"{name} features of {tap!r}")
         acc, f1, chosen, val_acc, converged, _ = probe_tap(X, y, splits, len(present), config, dev)
         taps.append(TapProbe(tap, float((depths or {}).get(tap, float("nan"))), X.shape[1], tuple(acc), tuple(f1),
                              tuple(chosen), tuple(tuple(r) for r in val_acc), converged))

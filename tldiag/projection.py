@@ -39,7 +39,7 @@ import numpy as np
 from . import _config, cache_limit
 from .cache import atomic_write, make_key
 from .errors import TldiagError
-from .validation import check_int, check_pair, label_names, rng_from, unit_rows
+from .validation import check_int, check_pair, label_names, stratified_indices, unit_rows
 from .metrics.neighbours import MixingResult, check_metric, knn_mixing, nearest_neighbours, trustworthiness
 
 ProgressFn = Callable[[int, int, str], None]
@@ -186,24 +186,6 @@ class Projection:
 
 
 # ---------------------------------------------------------------- sampling and preparation
-def stratified_indices(labels: Sequence, max_samples: int | None, random_state: Any = None) -> np.ndarray:
-    """Sorted indices of at most ``max_samples`` rows, each class (and the unlabelled) kept in proportion
-    (largest-remainder rounding), drawn without replacement; all rows when there are not more."""
-    labels = np.asarray(labels)
-    n = len(labels)
-    if max_samples is None or n <= max_samples:
-        return np.arange(n)
-    rng = rng_from(random_state)
-    groups, inverse = np.unique(labels, return_inverse=True)
-    counts = np.bincount(inverse, minlength=len(groups))
-    exact = counts * max_samples / n
-    quota = np.floor(exact).astype(int)
-    order = np.lexsort((np.arange(len(groups)), -(exact - quota)))  # largest remainder, ties by class order
-    quota[order[:max_samples - quota.sum()]] += 1
-    picked = [rng.choice(np.flatnonzero(inverse == g), size=q, replace=False) for g, q in enumerate(quota) if q]
-    return np.sort(np.concatenate(picked))
-
-
 def _names(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     """Class-index labels (-1 = unlabelled) -> names ("" when unlabelled)."""
     names = np.asarray(list(classes) + [""], dtype=object)

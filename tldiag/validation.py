@@ -15,7 +15,7 @@ import numpy as np
 from .errors import SpecError, TldiagError
 
 __all__ = ["RandomState", "check_device", "check_features", "check_int", "check_number", "check_pair", "check_specs",
-           "label_names", "metric_device", "rng_from", "subsample", "subsample_indices", "unit_rows"]
+           "label_names", "metric_device", "rng_from", "subsample", "subsample_indices", "unit_rows", "take_rows", "rows_of", "stratified_indices"]
 
 RandomState = int | np.random.Generator | None
 
@@ -149,6 +149,39 @@ def subsample_indices(n: int, max_samples: int | None, rng: np.random.Generator)
 def subsample(X: np.ndarray, max_samples: int | None, rng: np.random.Generator) -> np.ndarray:
     """At most ``max_samples`` rows of X drawn without replacement (all rows, in order, otherwise)."""
     return X[subsample_indices(len(X), max_samples, rng)]
+
+
+def rows_of(X: Any, idx: np.ndarray) -> Any:
+    """Rows ``idx`` of an array-like, read before anything is converted: of a memory-mapped embedding of any size
+    only those rows are read into memory."""
+    if not hasattr(X, "shape") or not hasattr(X, "__getitem__"):
+        X = np.asarray(X)
+    return X if len(idx) == len(X) and not isinstance(X, np.memmap) else X[idx]
+
+
+def take_rows(X: Any, max_samples: int | None, rng: np.random.Generator) -> tuple[Any, int]:
+    """At most ``max_samples`` rows of ``X`` (drawn as :func:`subsample` draws them, see :func:`rows_of`) and how
+    many rows it had."""
+    n = len(X)
+    return rows_of(X, subsample_indices(n, max_samples, rng)), n
+
+
+def stratified_indices(labels: Any, max_samples: int | None, random_state: Any = None) -> np.ndarray:
+    """Sorted indices of at most ``max_samples`` rows, each class (and the unlabelled) kept in proportion
+    (largest-remainder rounding), drawn without replacement; all rows when there are not more."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if max_samples is None or n <= max_samples:
+        return np.arange(n)
+    rng = rng_from(random_state)
+    groups, inverse = np.unique(labels, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(groups))
+    exact = counts * max_samples / n
+    quota = np.floor(exact).astype(int)
+    order = np.lexsort((np.arange(len(groups)), -(exact - quota)))  # largest remainder, ties by class order
+    quota[order[:max_samples - quota.sum()]] += 1
+    picked = [rng.choice(np.flatnonzero(inverse == g), size=q, replace=False) for g, q in enumerate(quota) if q]
+    return np.sort(np.concatenate(picked))
 
 
 def metric_device(device: str | None):

@@ -33,7 +33,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import TldiagError
-from ..validation import RandomState, check_int, check_pair, rng_from, subsample_indices
+from ..validation import RandomState, check_int, check_pair, rng_from, rows_of, subsample_indices
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,6 @@ def domain_classifier(X_source: np.ndarray, X_target: np.ndarray, *, cv: int = 5
         random_state: Seed for subsampling and the fold assignment.
     """
     t0 = time.perf_counter()
-    X_source, X_target = check_pair(X_source, X_target)
     check_int(cv, "cv", minimum=2, hint="(the number of folds)")
     check_int(max_samples, "max_samples", minimum=2, allow_none=True)
     if C == "auto":
@@ -150,9 +149,10 @@ def domain_classifier(X_source: np.ndarray, X_target: np.ndarray, *, cv: int = 5
     if not grid or any(not (np.isfinite(c) and c > 0) for c in grid):
         raise TldiagError(f"C_grid must be a non-empty list of positive numbers, got {list(C_grid)!r}.")
     rng = rng_from(random_state)
+    # the rows are drawn before anything is converted: memory follows max_samples, not the dataset
     n_total, m_total = len(X_source), len(X_target)
     idx_s, idx_t = subsample_indices(n_total, max_samples, rng), subsample_indices(m_total, max_samples, rng)
-    X_source, X_target = X_source[idx_s], X_target[idx_t]
+    X_source, X_target = check_pair(rows_of(X_source, idx_s), rows_of(X_target, idx_t))
     n, m = len(X_source), len(X_target)
     if min(n, m) < cv:
         raise TldiagError(f"cv={cv} folds need at least {cv} samples in each domain, got {n} source and {m} "

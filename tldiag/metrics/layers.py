@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import TldiagError
-from ..validation import rng_from
+from ..validation import rng_from, rows_of, subsample_indices
 from .divergence import coral_distance, frechet_distance
 from .domain import DomainClassifierResult, domain_classifier
 from .mmd import MMDResult
@@ -166,12 +166,18 @@ def shift_by_layer(X_source: dict[str, np.ndarray], X_target: dict[str, np.ndarr
     shared = _shared_classes(y_source, y_target, classes_source, classes_target)
     total = len(layers) + (1 if shared else 0)
     results = []
+    # CORAL and Fréchet read one subsample of each domain, the same at every layer (memory follows max_samples)
+    moments = random_state if isinstance(random_state, np.random.Generator) else \
+        np.random.default_rng(None if random_state is None else [int(random_state), 17])
+    rows_s = subsample_indices(len(X_source[layers[0]]), max_samples, moments)
+    rows_t = subsample_indices(len(X_target[layers[0]]), max_samples, moments)
     for k, layer in enumerate(layers):
         Xs, Xt = X_source[layer], X_target[layer]
         mmd = seed_scale_mmd(Xs, Xt, n_permutations=n_permutations, n_bootstrap=n_bootstrap,
                              max_samples=max_samples, random_state=random_state)
         dom = domain_classifier(Xs, Xt, cv=cv, max_samples=max_samples, random_state=random_state)
-        Ns, Nt = l2_normalise(np.asarray(Xs, dtype=np.float64)), l2_normalise(np.asarray(Xt, dtype=np.float64))
+        Ns = l2_normalise(np.asarray(rows_of(Xs, rows_s), dtype=np.float64))
+        Nt = l2_normalise(np.asarray(rows_of(Xt, rows_t), dtype=np.float64))
         results.append(LayerShift(layer=layer, n_features=int(Xs.shape[1]), mmd=mmd, domain=dom,
                                   coral=coral_distance(Ns, Nt), frechet=frechet_distance(Ns, Nt),
                                   light=traffic_light(mmd.mmd, thresholds)))
@@ -186,9 +192,12 @@ def shift_by_layer(X_source: dict[str, np.ndarray], X_target: dict[str, np.ndarr
             if min(len(i_s), len(i_t)) < 2:
                 notes.append(f"class {name!r}: fewer than 2 images in a domain, left out of the breakdown")
                 continue
+            # each class's rows drawn first, then read: a large class costs max_samples rows, not all of them
+            n_s, n_t = len(i_s), len(i_t)
+            i_s, i_t = i_s[subsample_indices(n_s, max_samples, rng)], i_t[subsample_indices(n_t, max_samples, rng)]
             r = seed_scale_mmd(X_source[head][i_s], X_target[head][i_t], n_permutations=class_permutations,
-                               n_bootstrap=0, max_samples=max_samples, random_state=rng)
-            per_class.append(ClassShift(name, len(i_s), len(i_t), r.mmd, r.p_value, traffic_light(r.mmd, thresholds)))
+                               n_bootstrap=0, max_samples=None, random_state=rng)
+            per_class.append(ClassShift(name, n_s, n_t, r.mmd, r.p_value, traffic_light(r.mmd, thresholds)))
         per_class.sort(key=lambda c: -c.mmd)
         if progress:
             progress(total, total, f"per-class MMD at {head}")

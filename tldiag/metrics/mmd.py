@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import TldiagError
-from ..validation import RandomState, check_int, check_pair, metric_device, rng_from, subsample
+from ..validation import RandomState, check_int, check_pair, metric_device, rng_from, subsample, take_rows
 
 DEFAULT_MAX_MEMORY = 1 << 30  # bytes for one block of kernel rows (and its temporaries)
 
@@ -257,15 +257,16 @@ def mmd_test(X_source: np.ndarray, X_target: np.ndarray, *, bandwidth: float | S
         max_memory: Bytes for one block of kernel rows; bounds memory at any n.
     """
     t0 = time.perf_counter()
-    X_source, X_target = check_pair(X_source, X_target)
     check_int(n_permutations, "n_permutations", minimum=0, hint="(1000 is usual)")
     check_int(n_bootstrap, "n_bootstrap", minimum=0, hint="(200 is usual)")
     if not 0 < confidence < 1:
         raise TldiagError(f"confidence must be between 0 and 1, e.g. 0.95; got {confidence!r}.")
     check_int(max_samples, "max_samples", minimum=2, allow_none=True)
     rng = rng_from(random_state)
-    n_total, m_total = len(X_source), len(X_target)
-    X_source, X_target = subsample(X_source, max_samples, rng), subsample(X_target, max_samples, rng)
+    # the rows are drawn before anything is converted: memory follows max_samples, not the dataset
+    X_source, n_total = take_rows(X_source, max_samples, rng)
+    X_target, m_total = take_rows(X_target, max_samples, rng)
+    X_source, X_target = check_pair(X_source, X_target)
     n, m = len(X_source), len(X_target)
     N = n + m
     Z_np = np.concatenate([X_source, X_target])

@@ -19,12 +19,12 @@ interval and the domain classifier's AUC say how *large* it is. Read them togeth
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import TldiagError
-from ..validation import check_pair
+from ..validation import check_int, check_pair, rng_from, take_rows
 from .mmd import MMDResult, mmd_test
 
 SEED_SCALE = ("MMD between L2-normalised embeddings, Gaussian kernel with the median-heuristic σ on the "
@@ -92,8 +92,16 @@ def seed_scale_mmd(X_source: np.ndarray, X_target: np.ndarray, **kwargs) -> MMDR
     """
     if "bandwidth" in kwargs:
         raise TldiagError("seed_scale_mmd fixes the bandwidth (median heuristic); call mmd_test to choose σ.")
+    # the sample is drawn first, as mmd_test would draw it (same generator, same order), so that only its rows are
+    # read and converted: memory follows max_samples, not the dataset
+    rng = rng_from(kwargs.pop("random_state", None))
+    max_samples = kwargs.pop("max_samples", None)
+    check_int(max_samples, "max_samples", minimum=2, allow_none=True)
+    X_source, n_total = take_rows(X_source, max_samples, rng)
+    X_target, m_total = take_rows(X_target, max_samples, rng)
     X_source, X_target = check_pair(X_source, X_target)
-    return mmd_test(l2_normalise(X_source), l2_normalise(X_target), **kwargs)
+    result = mmd_test(l2_normalise(X_source), l2_normalise(X_target), random_state=rng, **kwargs)
+    return replace(result, n_source_total=n_total, n_target_total=m_total)
 
 
 __all__ = ["SEED_SCALE", "Thresholds", "Light", "traffic_light", "l2_normalise", "seed_scale_mmd"]
