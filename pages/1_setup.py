@@ -73,7 +73,7 @@ st.radio("Datasets", preset_names, index=preset_names.index(current_preset), key
 col_s, col_t, col_l, col_b = st.columns([2, 2, 1, 1])
 source = col_s.text_input("Source dataset", value=setup.source, key="w_source",
                           help="folder:/path (one subfolder per class), csv:/path/labels.csv?path=COLUMN&label=COLUMN "
-                               "(or parquet:), torchvision:MNIST?split=test, demo:digits; add ?shift=blur&severity=3 "
+                               "(or parquet:), hf:user/name?split=test (a Hugging Face dataset from the local cache), torchvision:MNIST?split=test, demo:digits; add ?shift=blur&severity=3 "
                                "for a graded shift.")
 target = col_t.text_input("Target dataset", value=setup.target, key="w_target")
 limit = col_l.number_input("Images per class (0 = all)", min_value=0, max_value=100_000, step=10,

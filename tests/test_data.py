@@ -394,3 +394,60 @@ def test_a_manifest_never_reads_outside_the_data_roots(make_folder, tmp_path, mo
     monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(inside))
     ds = load_dataset(f"csv:{inside / 'm.csv'}?label=label")
     assert len(ds) == 2 and [s.reason for s in ds.skipped] == ["outside the data roots"] * 2
+
+
+# ------------------------------------------------------------------ Hugging Face datasets
+def _saved_hf(tmp_path, *, damaged: bool = False):
+    datasets = pytest.importorskip("datasets")
+    import io
+
+    def png(value: int) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.full((12, 12, 3), value, np.uint8)).save(buf, "PNG")
+        return buf.getvalue()
+    images = [{"bytes": png(20 * i), "path": None} for i in range(6)]
+    if damaged:
+        images[3] = {"bytes": png(60)[:40], "path": None}
+    features = datasets.Features({"photo": datasets.Image(), "kind": datasets.ClassLabel(names=["cat", "dog"]),
+                                  "note": datasets.Value("string")})
+    table = datasets.Dataset.from_dict({"photo": images, "kind": [0, 1] * 3, "note": list("abcabc")},
+                                       features=features)
+    datasets.DatasetDict({"train": table, "test": table.select(range(4))}).save_to_disk(str(tmp_path / "saved"))
+    return tmp_path / "saved"
+
+
+def test_a_saved_hugging_face_dataset_opens_with_its_class_names(tmp_path):
+    folder = _saved_hf(tmp_path)
+    ds = load_dataset(f"hf:{folder}")
+    assert len(ds) == 6 and ds.classes == ("cat", "dog") and list(ds.labels) == [0, 1] * 3
+    assert ds[2].size == (12, 12) and ds[2].getpixel((0, 0)) == (40, 40, 40)
+    assert len(load_dataset(f"hf:{folder}?split=test")) == 4
+    by_text = load_dataset(f"hf:{folder}?label=note")  # a plain column: its values are the classes
+    assert by_text.classes == ("a", "b", "c") and list(by_text.labels) == [0, 1, 2, 0, 1, 2]
+    assert load_dataset(f"hf:{folder}?limit=2").class_counts() == {"cat": 2, "dog": 2}
+    assert load_dataset(f"hf:{folder}").fingerprint == ds.fingerprint != by_text.fingerprint
+
+
+def test_hugging_face_errors_name_the_value_and_the_fix(tmp_path, monkeypatch):
+    folder = _saved_hf(tmp_path)
+    with pytest.raises(DatasetError, match="no split 'validation'; its splits are train, test"):
+        load_dataset(f"hf:{folder}?split=validation")
+    with pytest.raises(DatasetError, match="no column 'diagnosis'.*photo, kind, note.*label=COLUMN"):
+        load_dataset(f"hf:{folder}?label=diagnosis")
+    with pytest.raises(DatasetError, match="no image column named 'kind' \\(image columns: photo"):
+        load_dataset(f"hf:{folder}?image=kind")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DatasetError, match="'someone/no-such-set' .* is not available here.*load_dataset"):
+        load_dataset("hf:someone/no-such-set?split=test")
+    with pytest.raises(DatasetError, match="outside the allowed data roots"):
+        load_dataset("hf:/etc/saved")
+
+
+def test_a_damaged_image_in_a_hugging_face_dataset_is_found_and_dropped(tmp_path):
+    folder = _saved_hf(tmp_path, damaged=True)
+    ds = load_dataset(f"hf:{folder}")
+    assert len(ds) == 6 and ds.get(3) is None
+    ds.verify()
+    assert len(ds) == 5 and list(ds.undecodable) == [f"{folder}/train[3]"] and ds.verified
+    assert len(load_dataset(f"hf:{folder}")) == 5

@@ -795,7 +795,8 @@ def _models_parser(sub) -> None:
 def _datasets_parser(sub) -> None:
     p = sub.add_parser("datasets", help="open dataset specs and print counts per class and skipped files")
     p.add_argument("spec", nargs="+", help="e.g. demo:digits, folder:/data/xrays, "
-                   "csv:/data/labels.csv?path=filepath&label=diagnosis, torchvision:MNIST?split=test")
+                   "csv:/data/labels.csv?path=filepath&label=diagnosis, hf:user/name?split=test, "
+                   "torchvision:MNIST?split=test")
     p.add_argument("--verify", action="store_true",
                    help="decode every image now (opening reads headers only) and list those that fail")
     p.add_argument("--json", metavar="FILE")

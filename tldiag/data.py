@@ -8,6 +8,8 @@ A spec is ``kind:name?key=value&...`` and names everything needed to rebuild the
 ``demo:printed-digits``                digits 0-9 rendered from installed TrueType fonts with affine jitter
 ``csv:/data/labels.csv?path=filepath&label=diagnosis``  a table of image paths (and labels, and splits)
 ``parquet:/data/labels.parquet?...``   the same table as Parquet (pandas with pyarrow)
+``hf:user/name?split=test``            a Hugging Face ``datasets`` image dataset from the local cache (or a folder
+                                       written by ``save_to_disk``: ``hf:/data/saved``); ``image``, ``label``, ``config``
 
 Options for every kind: ``shift`` (a corruption from :data:`tldiag.shifts.CORRUPTIONS`) with
 ``severity`` 1..5, ``limit`` (at most N images per class, N in all when unlabelled; a seeded
@@ -42,7 +44,7 @@ from .errors import DatasetError, SpecError, UndecodableImage
 from .shifts import CORRUPTIONS, apply_shift
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-DATASET_KINDS = ("folder", "torchvision", "demo", "csv", "parquet")
+DATASET_KINDS = ("folder", "torchvision", "demo", "csv", "parquet", "hf")
 DEMO_DATASETS = ("digits", "printed-digits")
 TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST", "CIFAR10", "CIFAR100",
                         "SVHN", "USPS", "STL10", "GTSRB", "Flowers102", "DTD", "OxfordIIITPet",
@@ -51,7 +53,7 @@ TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST", "
 _COMMON_KEYS = ("shift", "severity", "limit", "seed")
 _MANIFEST_KEYS = ("path", "label", "split", "split_column")
 _KIND_KEYS = {"folder": (), "torchvision": ("split", "root"), "demo": ("n",), "csv": _MANIFEST_KEYS,
-              "parquet": _MANIFEST_KEYS}
+              "parquet": _MANIFEST_KEYS, "hf": ("split", "config", "image", "label")}
 UNLABELLED = -1
 
 
@@ -525,6 +527,88 @@ def _torchvision_source(spec: DatasetSpec) -> _Source:
                    description=f"torchvision {spec.name} ({split}) in {root_path}")
 
 
+class _HFLoader:
+    """One image of a Hugging Face dataset (memory-mapped Arrow, picklable), decoded on demand."""
+
+    def __init__(self, dataset: Any, column: str, name: str):
+        self.dataset, self.column, self.name = dataset, column, name
+
+    def __call__(self, i: int) -> Image.Image:
+        try:
+            img = self.dataset[int(i)][self.column]
+            if not isinstance(img, Image.Image):
+                img = Image.fromarray(np.asarray(img))
+            img.load()
+            return to_rgb(img)
+        except Exception as exc:  # PIL and Arrow raise many types for damaged data
+            raise UndecodableImage(f"{self.name}[{i}]", _reason(exc)) from None
+
+
+def _hf_source(spec: DatasetSpec) -> _Source:
+    """A Hugging Face ``datasets`` image dataset: from the local cache by its hub id (offline: no download), or from
+    a folder written by ``save_to_disk`` (under the data roots)."""
+    try:
+        import datasets as hf
+    except ImportError:
+        raise DatasetError(f"'{spec}' needs the Hugging Face datasets library: pip install datasets") from None
+    split, config = spec.get("split", "train"), spec.get("config")
+    on_disk = spec.name.startswith(("/", "~", "."))
+    where = ""
+    try:
+        if on_disk:
+            path = _config.check_data_path(Path(spec.name).expanduser(), what="saved Hugging Face dataset")
+            where = f" in {path}"
+            data = hf.load_from_disk(str(path))
+            if isinstance(data, hf.DatasetDict):
+                if split not in data:
+                    raise DatasetError(f"The saved dataset {path} has no split {split!r}; its splits are "
+                                       f"{', '.join(data)}. Choose one with ?split=NAME.")
+                data = data[split]
+        else:
+            data = hf.load_dataset(spec.name, config, split=split)
+    except DatasetError:
+        raise
+    except (ConnectionError, FileNotFoundError, OSError, ValueError) as exc:
+        cache = os.environ.get("HF_DATASETS_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        fix = (f"write it with dataset.save_to_disk('{spec.name}')" if on_disk else
+               f"on a machine with internet run python -c \"import datasets; datasets.load_dataset('{spec.name}'"
+               f"{f', {config!r}' if config else ''}, split='{split}')\" and copy {cache} here (or save_to_disk it "
+               "and use hf:/path/to/folder)")
+        raise DatasetError(f"The Hugging Face dataset '{spec.name}' (split {split}){where} is not available here and "
+                           f"could not be downloaded ({type(exc).__name__}: {str(exc)[:160]}); {fix}.") from None
+    features = data.features
+    images = [k for k, f in features.items() if isinstance(f, hf.Image)]
+    image_col = spec.get("image") or (images[0] if images else None)
+    if image_col is None or image_col not in images:
+        raise DatasetError(f"The Hugging Face dataset '{spec.name}' has no image column "
+                           f"{'named ' + repr(image_col) + ' ' if image_col else ''}(image columns: "
+                           f"{', '.join(images) or 'none'}; all columns: {', '.join(features)}). Name one with "
+                           "?image=COLUMN.")
+    label_col = spec.get("label") or next((k for k, f in features.items() if isinstance(f, hf.ClassLabel)),
+                                          "label" if "label" in features else None)
+    if label_col is not None and label_col not in features:
+        raise DatasetError(f"The Hugging Face dataset '{spec.name}' has no column '{label_col}' (label={label_col}); "
+                           f"its columns are {', '.join(features)}. Name the right one with ?label=COLUMN.")
+    if label_col is None:
+        labels, classes = np.full(len(data), UNLABELLED, dtype=np.int64), ()
+    elif isinstance(features[label_col], hf.ClassLabel):
+        classes = tuple(features[label_col].names)
+        labels = np.asarray(data[label_col], dtype=np.int64)
+    else:
+        raw = [str(v) for v in data[label_col]]
+        classes = tuple(sorted(set(raw)))
+        code = {c: k for k, c in enumerate(classes)}
+        labels = np.asarray([code[v] for v in raw], dtype=np.int64)
+    h = hashlib.sha256(json.dumps(["hf", spec.name, config, split, image_col, label_col, data._fingerprint,
+                                   len(data), classes]).encode())
+    h.update(labels.tobytes())
+    name = f"{spec.name}/{split}"
+    return _Source(labels=labels, classes=classes, sample_ids=[f"{name}[{i}]" for i in range(len(data))],
+                   fingerprint=h.hexdigest(), load=_HFLoader(data, image_col, name),
+                   description=f"Hugging Face dataset {spec.name} ({split}{', ' + config if config else ''}; "
+                               f"{len(data):,} images)", files=True)
+
+
 class _ArrayLoader:
     def __init__(self, images: np.ndarray):
         self.images = images
@@ -648,7 +732,8 @@ class ImageDataset:
         self._drawn = index
         self.classes = source.classes
         self.description = source.description
-        self._set_rows(source.undecodable)
+        recorded = (_read_scan(source.fingerprint) or {}).get("decode", {}) if source.files else {}
+        self._set_rows({**recorded, **source.undecodable})
         labelled = self.labels[self.labels >= 0]
         if self.classes and len(np.unique(labelled)) < 2:
             raise DatasetError(f"Dataset '{self.spec}' has only one class ({self.classes[int(labelled[0])]}); "
@@ -811,6 +896,7 @@ _SOURCES: dict[str, Callable[[DatasetSpec], _Source]] = {
     "torchvision": _torchvision_source,
     "csv": _manifest_source,
     "parquet": _manifest_source,
+    "hf": _hf_source,
 }
 _DEMOS: dict[str, Callable[[DatasetSpec], _Source]] = {
     "digits": _digits_source,
