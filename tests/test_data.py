@@ -451,3 +451,17 @@ def test_a_damaged_image_in_a_hugging_face_dataset_is_found_and_dropped(tmp_path
     ds.verify()
     assert len(ds) == 5 and list(ds.undecodable) == [f"{folder}/train[3]"] and ds.verified
     assert len(load_dataset(f"hf:{folder}")) == 5
+
+
+def test_a_folder_lists_what_it_always_listed(make_folder):
+    """The listing that opens large folders quickly keeps the old order and rules: a folder's own files by name,
+    then its subfolders; files whose names start with a dot are images too, hidden folders are not read."""
+    root = make_folder({"a": 2, "b": 1})
+    Image.new("RGB", (4, 4)).save(root / "a" / "..%2F..%2Fpasswd.png")
+    (root / "a" / "zsub").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "a" / "zsub" / "000.png")
+    (root / "a" / ".hidden").mkdir()
+    Image.new("RGB", (4, 4)).save(root / "a" / ".hidden" / "x.png")
+    ds = load_dataset(f"folder:{root}")
+    assert [os.path.relpath(p, root) for p in ds.sample_ids] == [
+        "a/..%2F..%2Fpasswd.png", "a/000.png", "a/001.png", "a/zsub/000.png", "b/000.png"]

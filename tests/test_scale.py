@@ -55,33 +55,30 @@ def ray_cluster(tmp_path_factory):
                              f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
                              "--disable-usage-stats"], stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start exited with {proc.returncode}; see {log.name}")
-        if "Ray runtime started" in Path(log.name).read_text():
-            break
-        time.sleep(0.5)
-    else:
-        raise RuntimeError(f"ray start did not come up in 90 s; see {log.name}")
-    # Ray reads its authentication settings once, when it is first imported: set them for the whole module
     saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
-    os.environ.update({k: settings[k] for k in saved})
-    yield settings
-    import ray
-
-    ray.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+        deadline = time.time() + 90
+        while "Ray runtime started" not in Path(log.name).read_text():
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"ray start did not come up (exit status {proc.poll()}); see {log.name}")
+            time.sleep(0.5)
+        # Ray reads its authentication settings once, when it is first imported: set them for the whole module
+        os.environ.update({k: settings[k] for k in saved})
+        yield settings
+    finally:
+        if "ray" in sys.modules:
+            sys.modules["ray"].shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        os.killpg(proc.pid, signal.SIGTERM)  # the head and every worker it started
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
 
 
 @pytest.fixture

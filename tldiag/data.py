@@ -307,10 +307,8 @@ def _folder_source(spec: DatasetSpec) -> _Source:
         found = []
         with os.scandir(folder) as it:
             for e in it:
-                if e.name.startswith("."):
-                    continue
                 if e.is_dir(follow_symlinks=False):
-                    if recurse:
+                    if recurse and not e.name.startswith("."):  # hidden folders are skipped, as os.walk did here
                         found.append((e.name, e.path, True, False))
                 elif e.name.lower().endswith(IMAGE_EXTENSIONS):
                     found.append((e.name, e.path, False, e.is_symlink()))
