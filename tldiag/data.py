@@ -192,8 +192,6 @@ class _Source:
     load: Callable[[int], Image.Image]
     skipped: list[SkippedFile] = field(default_factory=list)
     description: str = ""
-    undecodable: dict[str, str] = field(default_factory=dict)
-    """Sample ids known not to decode (found when they were first read in full), with the reason."""
     files: bool = False
     """Whether the images are files that may turn out damaged (generated and packaged datasets cannot)."""
 
@@ -266,19 +264,28 @@ def _read_scan(fingerprint: str) -> dict[str, dict[str, str]] | None:
     return {"header": dict(scan.get("header", {})), "decode": dict(scan.get("decode", {}))}
 
 
-def record_undecodable(fingerprint: str, failures: dict[str, str]) -> None:
-    """Add files that failed to decode (sample id -> reason) to the record of the listing ``fingerprint``, so that
-    every later open leaves them out. Safe against concurrent writers (a file lock, an atomic write)."""
+def _update_scan(fingerprint: str, *, header: dict[str, str] | None = None,
+                 decode: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Set the header failures and/or add decode failures to the record of the listing ``fingerprint``, keeping
+    what another process recorded meanwhile (a file lock, an atomic write); the record as written."""
     from filelock import FileLock
 
-    if not failures:
-        return
     folder = _scan_dir()
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / f"{fingerprint}.lock")):
         scan = _read_scan(fingerprint) or {"header": {}, "decode": {}}
-        scan["decode"].update(failures)
+        if header is not None:
+            scan["header"] = header
+        scan["decode"].update(decode or {})
         atomic_write_text(_scan_file(fingerprint), json.dumps({"version": _SCAN_VERSION, **scan}))
+    return scan
+
+
+def record_undecodable(fingerprint: str, failures: dict[str, str]) -> None:
+    """Add files that failed to decode (sample id -> reason) to the record of the listing ``fingerprint``, so that
+    every later open leaves them out."""
+    if failures:
+        _update_scan(fingerprint, decode=failures)
 
 
 def _verified_marker(fingerprint: str) -> Path:
@@ -360,27 +367,17 @@ def _checked_files(spec: DatasetSpec, root: Path, entries: list[tuple[str, int]]
     scan = _read_scan(fingerprint)
     if scan is None:
         reasons = _check_headers([p for p, _ in entries])
-        bad_headers = {p: r for (p, _), r in zip(entries, reasons) if r is not None}
-        record = _scan_dir() / f"{fingerprint}.lock"
-        record.parent.mkdir(parents=True, exist_ok=True)
-        from filelock import FileLock
-
-        with FileLock(str(record)):  # a decode failure recorded meanwhile by another process is kept
-            scan = _read_scan(fingerprint) or {"header": bad_headers, "decode": {}}
-            scan["header"] = bad_headers
-            atomic_write_text(_scan_file(fingerprint), json.dumps({"version": _SCAN_VERSION, **scan}))
+        scan = _update_scan(fingerprint, header={p: r for (p, _), r in zip(entries, reasons) if r is not None})
     bad = scan["header"]
     skipped = skipped + [SkippedFile(p, r) for p, r in bad.items()]
     good = [(p, lab) for p, lab in entries if p not in bad]
-    undecodable = {p: r for p, r in scan["decode"].items() if p not in bad}
-    if not good or all(p in undecodable for p, _ in good):
-        first = skipped[-1] if bad else SkippedFile(*next(iter(undecodable.items())))
+    if not good:  # (the images recorded as undecodable are left out by ImageDataset, which reads that record)
         raise DatasetError(f"None of the {len(entries)} images in '{spec.name}' could be decoded "
-                           f"(first: {first.path}: {first.reason}). Check that the files are images.")
+                           f"(first: {skipped[-1].path}: {skipped[-1].reason}). Check that the files are images.")
     paths = [p for p, _ in good]
     return _Source(labels=np.array([lab for _, lab in good], dtype=np.int64), classes=classes,
                    sample_ids=paths, fingerprint=fingerprint, load=_FolderLoader(paths),
-                   skipped=skipped, description=description, undecodable=undecodable, files=True)
+                   skipped=skipped, description=description, files=True)
 
 
 def _read_table(spec: DatasetSpec, file: Path):
@@ -730,8 +727,8 @@ class ImageDataset:
         self._drawn = index
         self.classes = source.classes
         self.description = source.description
-        recorded = (_read_scan(source.fingerprint) or {}).get("decode", {}) if source.files else {}
-        self._set_rows({**recorded, **source.undecodable})
+        # images found not to decode when they were first read in full (recorded under the listing's fingerprint)
+        self._set_rows((_read_scan(source.fingerprint) or {}).get("decode", {}) if source.files else {})
         labelled = self.labels[self.labels >= 0]
         if self.classes and len(np.unique(labelled)) < 2:
             raise DatasetError(f"Dataset '{self.spec}' has only one class ({self.classes[int(labelled[0])]}); "
