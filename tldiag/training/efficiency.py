@@ -844,6 +844,18 @@ class _TrainedArms:
                        weights=weights, schedule=asdict(self.plan.schedules[arm]), budget=b, repeat=r, lr=lr)
         return _run_store() / f"{key}.json"
 
+    def reused(self, arm: str, b: int, r: int, path: Path, chosen_lr: dict[str, float], *, search: bool
+               ) -> Run | None:
+        """The run stored at ``path`` (counted as done; a search sets ``chosen_lr[arm]`` from it), or None."""
+        cached = _read_run(path) if path.is_file() else None
+        if cached is not None:
+            schedule = self.plan.schedules[arm]
+            if search:
+                chosen_lr[arm] = float(cached.lr or schedule.lr)
+            self.ledger.done += len(schedule.lr_grid) if search else 1
+            self.ledger.tick(f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{self.config.repeats}: reused")
+        return cached
+
     def run(self, arm: str, b: int, r: int, chosen_lr: dict[str, float], *, search: bool, reuse: bool,
             store: bool = True) -> Run:
         """The run of ``arm`` at budget ``b`` and repeat ``r``: from the run store, or trained, tested and stored
@@ -853,12 +865,7 @@ class _TrainedArms:
         schedule = self.plan.schedules[arm]
         label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
         path = self.key_path(arm, b, r, "search" if search else chosen_lr[arm])
-        cached = _read_run(path) if reuse and path.is_file() else None
-        if cached is not None:
-            if search:
-                chosen_lr[arm] = float(cached.lr or schedule.lr)
-            ledger.done += len(schedule.lr_grid) if search else 1
-            ledger.tick(f"{label}: reused")
+        if reuse and (cached := self.reused(arm, b, r, path, chosen_lr, search=search)) is not None:
             return cached
         if search:
             tried = []
@@ -903,17 +910,11 @@ def _trained_on_ray(arms: _TrainedArms, trained: Sequence[str], order: Sequence[
                     continue
                 search = phase == "search"
                 path = arms.key_path(arm, b, r, "search" if search else chosen_lr[arm])
-                weight = len(plan.schedules[arm].lr_grid) if search else 1
-                cached = _read_run(path) if reuse and path.is_file() else None
-                if cached is not None:
-                    if search:
-                        chosen_lr[arm] = float(cached.lr or plan.schedules[arm].lr)
-                    ledger.done += weight
-                    ledger.tick(f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}: reused")
+                if reuse and (cached := arms.reused(arm, b, r, path, chosen_lr, search=search)) is not None:
                     record(cached)
                     continue
                 key = f"{arm}|{b}|{r}"
-                paths[key], weights[key] = path, weight
+                paths[key], weights[key] = path, len(plan.schedules[arm].lr_grid) if search else 1
                 calls.append(Call(key, (payload, arm, b, r, dict(chosen_lr), search, arms.workers)))
 
         def on_result(key: str, value: dict) -> None:
