@@ -199,11 +199,17 @@ def test_a_second_session_waits_for_the_first_and_follows_its_progress(tldiag_en
     import threading
 
     ds = load_dataset("demo:digits?limit=3")
-    started, seen, results = threading.Event(), [], {}
+    started, followed, seen, results = threading.Event(), threading.Event(), [], {}
 
     def first_progress(done, total, message):
         started.set()
-        time.sleep(1.2)  # a slow computation, so the second session has to wait
+        if not followed.is_set():  # a slow computation until the second session has waited and followed it
+            time.sleep(1.2)
+
+    def second_progress(done, total, message):
+        seen.append((done, total, message))
+        if done > 0 and "(ann@example.com)" in message:
+            followed.set()
 
     def run(name, progress, user):
         results[name] = embed_dataset(tiny, ds, ["layer1"], batch_size=1, num_workers=0, progress=progress,
@@ -211,7 +217,7 @@ def test_a_second_session_waits_for_the_first_and_follows_its_progress(tldiag_en
     first = threading.Thread(target=run, args=("first", first_progress, "ann@example.com"))
     first.start()
     assert started.wait(60)
-    second = threading.Thread(target=run, args=("second", lambda d, t, m: seen.append((d, t, m)), "bob@example.com"))
+    second = threading.Thread(target=run, args=("second", second_progress, "bob@example.com"))
     second.start()
     first.join(120), second.join(120)
     assert not any(results["first"].cache_hits.values()) and all(results["second"].cache_hits.values())
