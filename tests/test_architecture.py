@@ -4,6 +4,7 @@ gets one of Streamlit's media URLs."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,7 @@ def test_pages_hold_no_thresholds(page):
     assert not offences, "\n".join(offences)
 
 
+@functools.lru_cache(maxsize=None)  # every import of a module reads the same file
 def _top_level_names(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
