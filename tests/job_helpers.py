@@ -24,3 +24,12 @@ def replay(config, ctx):
     """Finish at once with the result stored in the config (a finished job of any kind, for readers' tests)."""
     ctx.report(1.0, "replayed")
     return config["_result"]
+
+
+def ticks_then_row(config, ctx):
+    """Progress ticks faster than the store takes them, then a metric row without a fraction: return the progress
+    the store holds after the row."""
+    for fraction in (0.1, 0.2, 0.3, 0.4):
+        ctx.report(fraction, f"at {fraction}")
+    ctx.report(metrics={"step": 1}, message="row")
+    return {"progress": ctx.store.get(ctx.job.id).progress}

@@ -60,6 +60,12 @@ def test_a_job_runs_in_its_own_process_to_done_with_progress_metrics_and_artefac
     assert "step 6 of 6" in done.log_tail()
 
 
+def test_a_metric_row_carries_the_latest_progress_the_tick_limit_skipped(store):
+    job = _submit(store, entry="job_helpers:ticks_then_row")
+    done = store.wait(job.id, timeout=60)
+    assert done.status == "done", done.error
+    assert done.result["progress"] == pytest.approx(0.4)  # not 0.1, the only tick written within half a second
+
 def test_cancel_stops_the_process_group(store):
     job = _submit(store, seconds=120, steps=120)
     _until(lambda: store.get(job.id).status == "running")

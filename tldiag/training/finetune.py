@@ -535,8 +535,7 @@ def _linear_probe(embeddings, depths: Mapping[str, float], rows: np.ndarray, y: 
 
 # ----------------------------------------------------------------------------- as a job
 def run_job(config: Mapping[str, Any], context) -> dict[str, Any]:
-    """The ``finetune`` job kind (see :mod:`tldiag.training.jobs`): progress and per-epoch metrics go to the job store
-    (each epoch's row moves the progress too, so it is never left behind by the twice-a-second limit on ticks)."""
+    """The ``finetune`` job kind (see :mod:`tldiag.training.jobs`): progress and per-epoch metrics go to the job store."""
     cfg = FinetuneConfig.from_dict(config)
     context.log(f"fine-tuning {cfg.model} on {cfg.target} ({cfg.strategy}, {cfg.epochs} epochs, device "
                 f"{cfg.device or _config.device_name()})")
@@ -547,7 +546,7 @@ def run_job(config: Mapping[str, Any], context) -> dict[str, Any]:
             context.log(message)
 
     def on_epoch(row: dict[str, Any]) -> None:
-        context.report(row["epoch"] / cfg.epochs, metrics=row, message=f"epoch {row['epoch']}/{cfg.epochs} done: train loss "
+        context.report(metrics=row, message=f"epoch {row['epoch']}/{cfg.epochs} done: train loss "
                                             f"{row['train_loss']:.3f}, val accuracy {row['val_accuracy']:.3f}")
 
     result = finetune(cfg, context.folder, progress=progress, on_epoch=on_epoch)

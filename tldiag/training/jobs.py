@@ -538,16 +538,20 @@ class JobContext:
         self.store, self.job = store, job
         self.folder = job.folder
         self._last = 0.0
+        self._progress: float | None = None  # the latest fraction reported, written or not
 
     def report(self, progress: float | None = None, message: str | None = None, *,
                metrics: Mapping[str, Any] | None = None) -> None:
         """Record progress (fraction in [0, 1]) and a status line, and append a metric row when given. Progress
-        alone is written at most twice a second; metric rows always."""
+        alone is written at most twice a second; metric rows always, with the latest fraction reported (so a
+        tick skipped by that limit is not lost when a row follows it)."""
+        if progress is not None:
+            self._progress = progress
         now = time.monotonic()
         if metrics is None and now - self._last < _PROGRESS_EVERY_S and (progress or 0.0) < 1.0:
             return
         self._last = now
-        self.store._report(self.job.id, progress, message, metrics)
+        self.store._report(self.job.id, self._progress, message, metrics)
         if message and metrics is not None:  # the log gets a line per metric row, not per progress tick
             _log(message)
 
