@@ -154,8 +154,9 @@ def test_a_finetune_job_end_to_end(tmp_path):
     assert done.status == "done", done.error
     rows = store.metrics(job.id)
     assert [r["epoch"] for r in rows] == [1, 2, 3] and all("val_accuracy" in r for r in rows)
-    # each epoch was stored as it ended, while the job ran (what the page polls), not all at once at the end;
-    # polling for a fraction in (0, 1) instead races a run this small, which can finish between two polls
+    # the epoch rows were stored in order while the job ran (that progress moves while a job runs is
+    # test_jobs.py's, with a job that lasts long enough: polling for a fraction in (0, 1) races a run this small,
+    # which can finish between two polls)
     times = [r["time"] for r in rows]
     assert done.started <= times[0] < times[1] < times[2] <= done.finished
     result = FinetuneResult.from_dict(done.result)
