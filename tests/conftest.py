@@ -27,6 +27,8 @@ def tldiag_env(tmp_path, monkeypatch):
     monkeypatch.setenv("TLDIAG_HOME", str(home))
     monkeypatch.setenv("TLDIAG_DATA_ROOTS", str(tmp_path))
     monkeypatch.delenv("TLDIAG_DEVICE", raising=False)
+    # the spare-labels test set stays small in tests that are not about it (tests of it set their own caps)
+    monkeypatch.setenv("TLDIAG_TEST_PER_CLASS", "20")
     return home
 
 

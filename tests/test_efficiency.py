@@ -39,6 +39,87 @@ def test_subsets_are_nested_within_a_repeat_and_differ_between_repeats():
     assert not np.array_equal(subsets[(5, 0)], budget_subsets(y, [5], 1, seed=1)[(5, 0)])
 
 
+def test_small_budgets_get_more_draws_and_the_subsets_of_a_budget_stay_the_same():
+    c = EfficiencyConfig(repeats=3)
+    assert [c.draws(b) for b in (1, 2, 3, 4, 5, 10, 0)] == [8, 4, 3, 3, 3, 3, 3]
+    assert EfficiencyConfig(repeats=5, draw_labels=0).draws(1) == 5
+    y = np.repeat(np.arange(3), 20)
+    varied = budget_subsets(y, [1, 2, 10], c.draws, seed=0)
+    assert sorted(k for k in varied if k[0] == 1) == [(1, r) for r in range(8)]
+    assert sorted(k for k in varied if k[0] == 10) == [(10, r) for r in range(3)]
+    fixed = budget_subsets(y, [1, 2, 10], 3, seed=0)  # the first three draws are the ones a fixed 3 gives
+    assert all(np.array_equal(varied[k], fixed[k]) for k in fixed)
+
+
+def test_the_crossed_interval_covers_when_the_draws_disagree():
+    """Three draws of the labelled images that disagree (a between-draw spread of 12 points, as one label per class
+    gives) on the same 200 test images: the crossed interval covers the true mean in about 90-95% of experiments; a
+    bootstrap over the three draws and the images (what the verdict read before) covers it far less often."""
+    from tldiag.training.efficiency import bootstrap_interval, crossed_interval
+
+    rng = np.random.default_rng(0)
+    hits, boot_hits = [], []
+    for _ in range(300):
+        p = np.clip(0.55 + rng.normal(0, 0.12, size=(3, 1)) + rng.normal(0, 0.2, size=(1, 200)), 0, 1)
+        M = (rng.random((3, 200)) < p).astype(float)
+        c = crossed_interval(M)
+        hits.append(c.low <= 0.55 <= c.high)
+        lo, hi = bootstrap_interval(M, n_draws=300, random_state=int(rng.integers(1 << 30)))
+        boot_hits.append(lo <= 0.55 <= hi)
+        assert c.n_draws == 3 and c.n_images == 200 and 2 <= c.df <= 2 + 199
+    assert 0.88 <= np.mean(hits) <= 0.995  # 0.90 here (Welch's degrees of freedom from 3 draws are approximate)
+    assert np.mean(boot_hits) < np.mean(hits) - 0.07  # 0.80 here
+
+
+def test_the_crossed_interval_matches_its_formula():
+    from tldiag.training.efficiency import crossed_interval
+
+    M = np.array([[1, 0, 1, 1], [0, 0, 1, 1], [1, 1, 1, 0]], dtype=float)
+    c = crossed_interval(M)
+    vr, vi = M.mean(1).var(ddof=1) / 3, M.mean(0).var(ddof=1) / 4
+    df = (vr + vi) ** 2 / (vr ** 2 / 2 + vi ** 2 / 3)
+    half = stats.t.ppf(0.975, df) * math.sqrt(vr + vi)
+    assert (c.mean, c.df) == pytest.approx((M.mean(), df)) and c.high - c.mean == pytest.approx(half)
+    one = crossed_interval(np.array([[1, 0, 1, 1]], dtype=float))  # one draw: the images' spread alone
+    assert one.s_draws == 0 and one.df == 3
+    with pytest.raises(TldiagError, match="at least one draw and one test image"):
+        crossed_interval(np.zeros((0, 5)))
+
+
+def test_the_test_set_takes_the_spare_labelled_images_and_never_a_pool_or_validation_image(monkeypatch):
+    from tldiag import embed
+    from tldiag.training.efficiency import _prepare_experiment
+
+    config = EfficiencyConfig(target="demo:digits?limit=20", device="cpu", test_per_class=30, test_max=250,
+                              arms=("pixel-knn", "linear-probe"), budgets=(1,), include_all=False, repeats=1,
+                              resolution=32)
+    the_plan, rows, y, (tr, va, te), data = _prepare_experiment(config, None)
+    # the split's own 4 per class, and the spare images up to 30 per class, capped at 250 in all (25 a class)
+    assert (the_plan.n_pool, the_plan.n_val, the_plan.n_test, the_plan.n_spare) == (120, 40, 250, 210)
+    assert np.bincount(y[te]).tolist() == [25] * 10
+    limited, spare = data.parts
+    ids = lambda positions: {(limited.sample_ids + spare.sample_ids)[int(rows[p])] for p in positions}  # noqa: E731
+    assert not ids(te) & (ids(tr) | ids(va)) and len(ids(te)) == 250
+    assert not set(spare.sample_ids) & set(limited.sample_ids)  # none of the setup's 20 per class
+    assert all(data[int(r)].size == limited[0].size for r in rows[te][-3:])
+    assert any("spare labelled images" in n for n in the_plan.notes)
+    # seeded: the same again, another seed another choice
+    assert _prepare_experiment(config, None)[4].parts[1].sample_ids == spare.sample_ids
+    other = EfficiencyConfig(**{**config.to_dict(), "seed": 1, "arms": config.arms, "budgets": (1,)})
+    assert _prepare_experiment(other, None)[4].parts[1].sample_ids != spare.sample_ids
+    # no limit, or a cap of 0: the split's own test set
+    assert plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", test_per_class=0)).n_test == 40
+    assert plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", test_max=40)).n_test == 40
+    # the probe embeds the target once (cached) and only the spare images besides it
+    seen = []
+    real = embed.embed_dataset
+    monkeypatch.setattr(embed, "embed_dataset", lambda model, ds, *a, **k: seen.append(len(ds)) or real(model, ds, *a,
+                                                                                                          **k))
+    result = run_experiment(config)
+    assert seen == [200, 210] and result.n_test == 250
+    assert all(len(r.correct) == 250 for r in result.runs)
+
+
 # ----------------------------------------------------------------------------- readouts on known numbers
 def test_t_interval_matches_scipy():
     values = [0.61, 0.7, 0.66, 0.72]
@@ -129,7 +210,7 @@ def test_result_round_trips_through_json_and_draws():
 
 # ----------------------------------------------------------------------------- plans and bad input
 def test_plan_caps_budgets_at_the_pool_and_resolves_the_profile():
-    p = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu"))
+    p = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", test_per_class=0))
     assert (p.n_pool, p.n_val, p.n_test) == (120, 40, 40)
     assert p.budgets == (1, 2, 5, 10, 0) and p.pool_per_class == (12, 12)
     assert any("Budgets 20, 50, 100" in n for n in p.notes)
@@ -142,12 +223,12 @@ def test_plan_caps_budgets_at_the_pool_and_resolves_the_profile():
     assert small.lr_grid == fine.lr_grid == (0.3, 1.0, 3.0) and small.patience == fine.patience
     assert small.max_steps == fine.max_steps and small.min_epochs == fine.min_epochs
     # on a CPU fine-tuning trains at the team's budget only (the whole pool here, no budget set), the small CNN
-    # at every budget; each arm: budgets x 3 repeats + 2 more learning rates
+    # at every budget; each arm: its budgets' draws (8 at 1 label per class, 4 at 2, 3 from 3 on) + 2 more learning rates
     assert fine.at_budget_only and not small.at_budget_only and "at your budget only" in fine.summary
     assert p.budgets_of("small-cnn") == (1, 2, 5, 10, 0) and p.budgets_of("fine-tuned") == (0,)
-    assert p.n_runs == (5 * 3 + 2) + (1 * 3 + 2)
+    assert p.n_runs == (8 + 4 + 3 * 3 + 2) + (1 * 3 + 2)
     at7 = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", budget=7))
-    assert at7.budgets_of("fine-tuned") == (7,) and at7.n_runs == (6 * 3 + 2) + (1 * 3 + 2)
+    assert at7.budgets_of("fine-tuned") == (7,) and at7.n_runs == (8 + 4 + 4 * 3 + 2) + (1 * 3 + 2)
     full = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full"))
     assert full.budgets_of("fine-tuned") == full.budgets_of("scratch") == (1, 2, 5, 10, 0)
     custom = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full",
@@ -207,7 +288,9 @@ def test_a_starved_scratch_arm_does_not_vote_and_the_pixel_baselines_stand_in():
                                                                      "lr_grid": (1.0,)}})
     seen = []
     result = run_experiment(config, on_run=seen.append)
-    assert len(seen) == len(result.runs) == 4 * 3 * 3
+    # more draws of the labelled images at small budgets: 8 at one label per class, 4 at two, 3 of the whole pool
+    assert [config.draws(b) for b in (1, 2, 0)] == [8, 4, 3]
+    assert len(seen) == len(result.runs) == 4 * (8 + 4 + 3)
     stuck = [r for r in result.runs if r.arm == "small-cnn" and not r.converged]
     assert stuck and all(r.val_accuracy <= 0.25 for r in stuck)
     assert any(n.startswith("Did not converge") and "Scratch (small CNN)" in n for n in result.notes)
@@ -275,7 +358,7 @@ def test_a_cancelled_job_keeps_its_finished_runs_and_a_new_launch_reuses_them(tl
     assert again.status == "done", again.error
     result = EfficiencyResult.from_dict(again.result)
     reused = [r for r in result.runs if r.reused]
-    assert len(reused) == len(stored) and len(result.runs) == 3 * 3 * 2  # budgets 1, 2, all
+    assert len(reused) == len(stored) and len(result.runs) == (8 + 4 + 3) * 2  # budgets 1, 2, all: 8, 4, 3 draws
     assert any(f"{len(stored)} trained runs were read" in n for n in result.notes)
 
 

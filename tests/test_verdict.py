@@ -24,12 +24,14 @@ def probe(best=0.95, floor=0.6, n_train=300) -> ProbeEvidence:
                          n_val=100, n_test=100, n_splits=3, taps=("blocks.0", "blocks.4", "pre_logits"))
 
 
-def base(gain=0.2, low=None, high=None, budget=10, scratch_arm="small-cnn", stuck=()) -> BaselineEvidence:
+def base(gain=0.2, low=None, high=None, budget=10, scratch_arm="small-cnn", stuck=(), s_draws=0.03,
+         s_images=0.25) -> BaselineEvidence:
     low = gain - 0.05 if low is None else low
     high = gain + 0.05 if high is None else high
     c = Comparison(per_class=budget or 30, transfer_arm="linear-probe", scratch_arm=scratch_arm, transfer=0.6 + gain,
                    scratch=0.6, gain=gain, low=low, high=high, verdict="transfer better" if low > 0 else
-                   "scratch better" if high < 0 else "tie", text=f"at {budget} labels per class: ...")
+                   "scratch better" if high < 0 else "tie", text=f"at {budget} labels per class: ...", n=3,
+                   n_test=100, s_draws=s_draws, s_images=s_images)
     arms = (ArmScore("small-cnn", "Scratch (small CNN)", 0.6, 0.5, 0.7, "32 px", "small-cnn" not in stuck),
             ArmScore("pixel-knn", "Scratch (k-NN on pixels)", 0.4, 0.3, 0.5, "k=3"),
             ArmScore("linear-probe", "Transfer, frozen (linear probe)", 0.6 + gain, 0.5 + gain, 0.7 + gain, "tap"))
@@ -95,13 +97,32 @@ def test_probe_without_a_floor_shows_no_floor():
     assert "baselines" in [m.key for m in v.missing]
 
 
-@pytest.mark.parametrize("gain, low, status", [(0.20, 0.10, GO), (0.03, 0.01, GO), (0.029, 0.01, CAUTION),
-                                               (0.10, -0.02, CAUTION), (0.0, -0.1, NO_GO), (-0.1, -0.2, NO_GO),
-                                               (0.02, -0.05, NO_GO), (0.021, -0.05, CAUTION)])  # the panel's margin
-def test_baseline_at_the_budget(gain, low, status):
-    s = decide(Evidence(baseline=base(gain, low))).signal("baseline")
+@pytest.mark.parametrize("gain, low, high, status", [
+    (0.20, 0.10, 0.30, GO), (0.03, 0.01, 0.05, GO),          # reaches the +3-point margin, interval above 0
+    (0.02, 0.01, 0.029, NO_GO), (0.0, -0.02, 0.02, NO_GO),   # narrow, below the margin: cannot be worth it
+    (-0.1, -0.2, -0.05, NO_GO),                              # scratch ahead, clear of 0
+    (0.017, -0.09, 0.13, CAUTION),                           # the issue's --limit 50 case: wide, reads both ways
+    (0.10, -0.02, 0.22, CAUTION), (0.029, 0.01, 0.05, CAUTION), (0.0, -0.1, 0.05, CAUTION)])
+def test_baseline_reads_its_interval_against_the_margin(gain, low, high, status):
+    s = decide(Evidence(baseline=base(gain, low, high))).signal("baseline")
     assert s.status == status and s.kind == "measured"
     assert "Scratch (k-NN on pixels) 0.400" in s.evidence and "at 10 labels per class" in s.evidence
+    assert s.reading.status == status and (s.reading.low, s.reading.high, s.reading.margin) == (low, high, 0.03)
+    if status == CAUTION:
+        assert "cannot tell at this sample size" in s.rule and "not a NO-GO" in s.rule
+        assert s.reading.settle is not None and "what would settle it: if the gain stays" in s.rule
+    else:
+        assert s.reading.settle is None and "cannot tell" not in s.rule
+
+
+def test_a_wide_interval_is_caution_whatever_the_point_estimate_says():
+    """The issue's case: at one label per class, +1.7 points with an interval of -9.0 to +13.0 read NO-GO before
+    (the point estimate below +2 points); it cannot tell, and the verdict says so, with what would settle it."""
+    v = decide(Evidence(baseline=base(0.017, -0.09, 0.13), budget=1))
+    assert v.decision == CAUTION and v.led_by == "baseline"
+    assert v.headline.startswith("At 1 label per class: Cannot tell at this sample size: transfer vs the best "
+                                 "scratch baseline at your budget +1.7 pts, 95% interval -9.0 to +13.0 pts")
+    assert any(r.startswith("Cannot tell at this sample size. What would settle it:") for r in v.reasons)
 
 
 def test_a_scratch_arm_that_did_not_converge_is_named_and_does_not_vote():
@@ -189,19 +210,26 @@ def test_efficiency_rules_answer_for_the_budget():
     # within noise at the budget
     noisy = [better[0], comp(10, 0.05, -0.01, 0.1, "tie"), better[2]]
     assert decide(Evidence(efficiency=eff(noisy))).signal("efficiency").status == CAUTION
-    # scratch significantly better at a smaller budget: negative transfer
+    # scratch significantly better at a smaller budget: a sign of negative transfer, so the budget's GO is cautious
     worse = [comp(1, -0.2, -0.3, -0.1, "scratch better")] + better[1:]
     s = decide(Evidence(efficiency=eff(worse))).signal("efficiency")
-    assert s.status == NO_GO and "scratch at or above transfer at 1 labels" in s.rule
-    # scratch level with transfer at the budget
-    level = [better[0], comp(10, 0.0, -0.05, 0.05, "tie"), better[2]]
+    assert s.status == CAUTION and "scratch is ahead at a smaller budget (at 1 labels" in s.rule
+    # scratch level with transfer at the budget, measured precisely: transfer cannot be worth it
+    level = [better[0], comp(10, 0.0, -0.01, 0.01, "tie"), better[2]]
     assert decide(Evidence(efficiency=eff(level))).signal("efficiency").status == NO_GO
+    # level, but the interval still reaches the margin: cannot tell
+    wide = [better[0], comp(10, 0.0, -0.05, 0.05, "tie"), better[2]]
+    assert decide(Evidence(efficiency=eff(wide))).signal("efficiency").status == CAUTION
 
 
 def test_finetune_votes_only_against_scratch():
     assert decide(Evidence(finetune=ft())).signal("finetune").status == INFO
-    assert decide(Evidence(finetune=ft(acc=0.97, scratch=0.5))).signal("finetune").status == GO
-    assert decide(Evidence(finetune=ft(acc=0.5, scratch=0.6))).signal("finetune").status == NO_GO
+    s = decide(Evidence(finetune=ft(acc=0.97, scratch=0.5))).signal("finetune")
+    assert s.status == GO and s.reading.n_test == 100 and s.reading.draws == 1
+    # two accuracies on 100 test images: se = sqrt(0.4*0.6/100 + 0.6*0.4/100) = 0.0693, half-width 1.96 se
+    s = decide(Evidence(finetune=ft(acc=0.4, scratch=0.6))).signal("finetune")
+    assert s.status == NO_GO and s.reading.high == pytest.approx(-0.2 + 1.959964 * 0.069282, abs=1e-5)
+    assert decide(Evidence(finetune=ft(acc=0.5, scratch=0.6))).signal("finetune").status == CAUTION
     v = decide(Evidence(finetune=ft()))
     assert "scratch" in [m.key for m in v.missing]
 
@@ -226,8 +254,61 @@ def test_measured_signals_decide_and_predicted_ones_temper():
 def test_measured_signals_that_disagree_give_caution():
     worse = [comp(1, -0.2, -0.3, -0.1, "scratch better"), comp(10, -0.1, -0.2, -0.05, "scratch better")]
     v = decide(Evidence(probe=probe(), baseline=base(0.2), efficiency=eff(worse, saved=None)))
-    assert v.decision == CAUTION and len(v.disagreements) == 1
+    assert v.decision == CAUTION and len(v.disagreements) == 1 and v.led_by == "efficiency"
     assert {s.status for s in v.signals} == {GO, NO_GO, INFO}  # each keeps its own status: nothing is averaged
+    assert any(r.startswith("A noisier measurement disagrees firmly: transfer vs the best scratch baseline") for r in
+               v.reasons)
+
+
+def test_the_more_precise_signal_leads_and_a_noisier_one_never_overturns_it():
+    # the issue's full path at one label per class: the experiment cannot tell (+7.7, interval includes 0), the fast
+    # baseline's +1.7 was read as NO-GO; the experiment leads, and a noisier NO-GO adds nothing to a CAUTION
+    noisy_no = base(-0.03, -0.07, 0.01)
+    cannot_tell = [comp(10, 0.077, -0.02, 0.18, "tie")]
+    v = decide(Evidence(baseline=noisy_no, efficiency=eff(cannot_tell)))
+    assert v.signal("baseline").status == NO_GO and v.signal("efficiency").status == CAUTION
+    assert v.decision == CAUTION and v.led_by == "efficiency" and v.headline.startswith("With all labelled images")
+    assert "Cannot tell at this sample size: data efficiency at your budget" in v.headline
+    # a firm experiment is not overturned by the baseline either: GO against a baseline CAUTION stays GO
+    firm = [comp(10, 0.12, 0.05, 0.2, "transfer better")]
+    assert decide(Evidence(baseline=base(0.1, -0.02, 0.22), efficiency=eff(firm))).decision == GO
+    # a fine-tune against its scratch twin leads over both
+    v = decide(Evidence(baseline=base(0.2), efficiency=eff(firm), finetune=ft(acc=0.4, scratch=0.6)))
+    assert v.led_by == "finetune" and v.decision == CAUTION  # two firm GOs against it: caution, not GO
+    assert Evidence.from_dict(json.loads(json.dumps(Evidence(baseline=noisy_no).to_dict()))).baseline == noisy_no
+    record = json.loads(json.dumps(v.to_dict()))
+    assert record["led_by"] == "finetune" and record["signals"][0]["reading"]["margin"] == 0.03
+
+
+def test_a_rules_file_of_the_point_estimate_era_is_refused_with_the_new_key(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("[baseline]\ngain_go = 0.03\ngain_no_go = 0.02\n")
+    with pytest.raises(TldiagError, match=r"baseline.gain_go is no longer read.*margin = 0.03"):
+        load_rules(path)
+
+
+def test_what_would_settle_it_matches_a_simulation():
+    """The estimate (test images needed at these draws) against data drawn with the spreads it measured: intervals
+    measured at the recommended size are about as narrow as the estimate says, and at the current size wider."""
+    import numpy as np
+
+    from tldiag.decision.verdict import what_would_settle
+    from tldiag.training.efficiency import crossed_interval
+
+    rng = np.random.default_rng(0)
+    sd, si, se, gain = 0.01, 0.3, 0.1, 0.04  # spreads: between draws, between test images, residual
+
+    def table(R, n):
+        return gain + rng.normal(0, sd, size=(R, 1)) + rng.normal(0, si, size=(1, n)) + rng.normal(0, se, (R, n))
+
+    # what the estimate reads from the spreads a measurement of 3 draws x 100 test images shows
+    s = what_would_settle(gain, 0.03, n_test=100, draws=3, s_draws=sd, s_images=(si ** 2 + se ** 2 / 3) ** 0.5)
+    assert s is not None and s.half_width == gain and s.n_test is not None and 150 < s.n_test < 400
+    at_size = [crossed_interval(table(3, s.n_test)) for _ in range(300)]
+    widths = np.array([c.half_width() for c in at_size])
+    assert abs(np.median(widths) - s.half_width) / s.half_width < 0.15  # as narrow as it said
+    assert 0.3 < np.mean([c.low > 0 for c in at_size]) < 0.7  # centred on the gain: it decides about half the time
+    assert np.median([crossed_interval(table(3, 100)).half_width() for _ in range(300)]) > 1.2 * s.half_width
 
 
 def test_only_predictors_give_a_provisional_verdict():
@@ -347,15 +428,16 @@ def test_team_rules_are_read_after_the_named_file_and_before_the_defaults(tmp_pa
 
     monkeypatch.delenv("TLDIAG_VERDICT_RULES", raising=False)
     assert load_rules().origin == "defaults"
-    saved = save_team_rules("[baseline]\ngain_go = 0.05")
-    assert team_rules_path().read_text() == "[baseline]\ngain_go = 0.05\n"
-    assert load_rules() == saved and saved.baseline.gain_go == 0.05
-    assert rules_changes(Rules(), saved) == {"baseline.gain_go": [0.03, 0.05]}
+    saved = save_team_rules("[baseline]\nmargin = 0.05")
+    assert team_rules_path().read_text() == "[baseline]\nmargin = 0.05\n"
+    assert load_rules() == saved and saved.baseline.margin == 0.05
+    assert rules_changes(Rules(), saved) == {"baseline.margin": [0.03, 0.05]}
     named = tmp_path / "mine.toml"
-    named.write_text("[baseline]\ngain_go = 0.07\n")
+    named.write_text("[baseline]\nmargin = 0.07\n")
     monkeypatch.setenv("TLDIAG_VERDICT_RULES", str(named))
-    assert load_rules().baseline.gain_go == 0.07  # the operator's file wins
-    for bad, match in (("[baseline", "not valid TOML"), ("[baseline]\ngain_no_go = 0.5", "must not exceed")):
+    assert load_rules().baseline.margin == 0.07  # the operator's file wins
+    for bad, match in (("[baseline", "not valid TOML"), ("[baseline]\nmargin = 1.5", "must be a worthwhile accuracy "
+                                                                                     "gain in")):
         with pytest.raises(TldiagError, match=match):
             save_team_rules(bad)
-    assert team_rules_path().read_text() == "[baseline]\ngain_go = 0.05\n"  # nothing written for a refused one
+    assert team_rules_path().read_text() == "[baseline]\nmargin = 0.05\n"  # nothing written for a refused one

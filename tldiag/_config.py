@@ -109,3 +109,28 @@ def ray_address() -> str | None:
 def cpu_count() -> int:
     """The CPU cores this process may use (its affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _int_setting(name: str, default: int, fix: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        from .errors import SpecError
+
+        raise SpecError(f"{name}={raw!r} must be a whole number of images, at least 0 ({fix}).")
+    return value
+
+
+TEST_PER_CLASS, TEST_MAX = 100, 2000
+
+
+def test_cap() -> tuple[int, int]:
+    """The test set's cap when it takes the spare labelled images: ``TLDIAG_TEST_PER_CLASS`` (default 100) per class
+    and ``TLDIAG_TEST_MAX`` (default 2,000) in all; 0 keeps each split's own test set."""
+    return (_int_setting("TLDIAG_TEST_PER_CLASS", TEST_PER_CLASS, "e.g. 100; 0 keeps the split's own test set"),
+            _int_setting("TLDIAG_TEST_MAX", TEST_MAX, "e.g. 2000; 0 keeps the split's own test set"))

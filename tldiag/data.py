@@ -868,6 +868,23 @@ class ImageDataset:
         rows = [[int(col[r]) if r < len(col) else None for col in columns] for r in range(per_class)]
         return [i for row in rows for i in row], [self.classes[c] for c in present]
 
+    def subset(self, rows: Sequence[int] | np.ndarray, *, description: str | None = None) -> "ImageDataset":
+        """The images at ``rows`` of this dataset as a dataset of their own (same spec, classes and shift; its own
+        fingerprint, so its embeddings are cached apart): what an analysis opens when it needs a few images of a
+        larger dataset, e.g. the spare labelled images a test set takes."""
+        import copy
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or len(rows) == 0 or rows.min() < 0 or rows.max() >= len(self):
+            raise DatasetError(f"subset rows must be a non-empty list of rows of '{self.spec}' (0..{len(self) - 1}), "
+                               f"got {len(rows)} rows" + (f" from {rows.min()} to {rows.max()}" if rows.size else "")
+                               + ".")
+        view = copy.copy(self)
+        view._drawn, view._limited = self.index[np.unique(rows)], True
+        view._set_rows(self._undecodable)
+        view.description = description or f"{len(view)} images of {self.spec}"
+        return view
+
     def sample_indices(self, per_class: int, *, random_state: int = 0) -> list[int]:
         """A few indices per class (for galleries), deterministic for a seed."""
         return sorted(_per_class_subsample(self.labels, per_class, random_state).tolist())

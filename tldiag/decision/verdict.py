@@ -13,9 +13,10 @@ key                kind       rule (default thresholds)
 candidate          measured   NO-GO by definition for random weights, or when the best frozen probe is at chance
                               (an all-constant or damaged checkpoint): nothing to transfer.
 baseline           measured   at the team's budget, the frozen probe minus the best cheap scratch baseline (linear
-                              model and k-NN on pixels, small CNN), paired interval: GO from +3 points with the
-                              interval above 0, NO-GO up to +2 points (scratch as good, or too nearly), CAUTION
-                              between (thresholds set from the scenario panel).
+                              model and k-NN on pixels, small CNN) with its 95% interval over draws and test images,
+                              read against a worthwhile-gain margin (+3 points): GO when the gain reaches it with the
+                              interval above 0, NO-GO when the interval's upper end is below it, CAUTION ("cannot
+                              tell at this sample size", with what would settle it) otherwise.
 source_head        measured   a model trained on the source's classes: held-out source accuracy against target
                               accuracy with no adaptation; GO when it already beats the scratch baselines, else INFO.
 divergence         predicted  seed-scale MMD at the headline tap: GO below 0.1 or when p > 0.05 (no detectable
@@ -23,18 +24,22 @@ divergence         predicted  seed-scale MMD at the headline tap: GO below 0.1 o
 transferability    predicted  LogME at the headline tap, pretrained features minus the raw pixels: GO from +0.1,
                               NO-GO below 0, CAUTION between. kNN accuracy is shown beside it.
 probe              context    the probe at its best tap minus the random-init floor at its own best tap (INFO).
-efficiency         measured   the data-efficiency experiment at the budget, read like ``baseline``; NO-GO also when
-                              scratch is better (interval below 0) at a smaller budget. Break-even is stated.
-finetune           measured   fine-tuned minus from-scratch test accuracy on the same split: GO from +5 points,
-                              NO-GO below 0. Without a scratch run it only informs the recipe (INFO).
+efficiency         measured   the data-efficiency experiment at the budget, read like ``baseline``; a GO becomes
+                              CAUTION when scratch is better (interval below 0) at a smaller budget.
+finetune           measured   fine-tuned minus from-scratch test accuracy on the same split, read like ``baseline``
+                              (the interval of two accuracies on the same test images). Without a scratch run it
+                              only informs the recipe (INFO).
 =================  =========  ===============================================================================
 
 **The decision.** Measured signals decide and predicted ones temper: held-out accuracy on the user's own target
-outranks a proxy for it. The measured statuses combine as: all GO gives GO, all NO-GO gives NO-GO, GO against
-NO-GO gives CAUTION (and the disagreement is stated), NO-GO with CAUTION gives NO-GO, anything else CAUTION. A GO
-becomes CAUTION when a predicted signal says NO-GO, unless a measured GO is decisive (its whole interval above the GO
-threshold). A candidate with nothing to transfer is NO-GO whatever the rest says. With no measured signal yet, the predicted ones decide the same
-way and the verdict is marked provisional. Nothing is averaged: every signal keeps its own status and evidence.
+outranks a proxy for it. Of the measured signals the most precise, fairest one leads (:data:`LEAD_ORDER`: a fine-tune
+against its scratch twin, then the data-efficiency experiment, then the fast baselines, then the source model as it
+is); a firm GO or NO-GO of another one that opposes it turns the decision into CAUTION (and the disagreement is
+stated), but nothing overturns the leader, and a CAUTION of a noisier signal adds nothing. A GO becomes CAUTION when
+a predicted signal says NO-GO, unless the leading GO is decisive (its whole interval above the margin). A candidate
+with nothing to transfer is NO-GO whatever the rest says. With no measured signal yet, the predicted ones decide
+(all GO gives GO, all NO-GO NO-GO, a mix CAUTION) and the verdict is marked provisional. Nothing is averaged: every
+signal keeps its own status and evidence, and the record says which signal led (:attr:`Verdict.led_by`).
 """
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import TldiagError
 from ..sourcehead import SourceHeadResult
@@ -78,32 +83,28 @@ class TransferabilityRules:
 
 @dataclass(frozen=True)
 class GainRules:
-    """An accuracy gain (measured): GO from ``gain_go``, NO-GO below ``gain_no_go`` (the probe and the fine-tune)."""
+    """The probe against the random-init floor (context: it does not vote; kept for the Probes page's note)."""
 
     gain_go: float = 0.05
     gain_no_go: float = 0.0
 
 
 @dataclass(frozen=True)
-class BaselineRules:
-    """Frozen features against the best cheap scratch baseline at the team's budget (measured): GO when transfer is
-    ahead by at least ``gain_go`` with its paired interval above 0, NO-GO when the gain is at most ``gain_no_go``
-    (scratch at or above transfer, or transfer ahead by too little to pay for itself), CAUTION between. Both set
-    from the scenario panel (``python -m tldiag.bench verdict --sweep``)."""
+class MarginRules:
+    """A measured gain of transfer over scratch, read with its 95% interval against one worthwhile-gain ``margin``:
 
-    gain_go: float = 0.03
-    gain_no_go: float = 0.02
+    * GO when the gain reaches the margin and its interval lies above 0;
+    * NO-GO when the interval's upper end is below the margin (transfer cannot be worth it at this budget), or
+      scratch is ahead with its interval clear of 0;
+    * otherwise CAUTION: the interval reaches both sides, so the sample cannot tell (it never reads as a NO-GO).
+
+    Set from the scenario panel (``python -m tldiag.bench verdict --sweep``)."""
+
+    margin: float = 0.03
 
 
-@dataclass(frozen=True)
-class EfficiencyRules:
-    """The data-efficiency experiment at the team's budget (measured, the long schedules): GO when the best transfer
-    arm beats the best scratch arm by at least ``gain_go`` with its interval above 0 and scratch is nowhere better at
-    or below the budget; NO-GO when the gain is at most ``gain_no_go`` there, or scratch is better (interval below 0)
-    at a budget at or below it; CAUTION otherwise. Set from the scenario panel like :class:`BaselineRules`."""
-
-    gain_go: float = 0.03
-    gain_no_go: float = 0.02
+LEGACY_GAIN_KEYS = ("gain_go", "gain_no_go")
+"""Keys of the measured sections before the verdict read intervals (issue 28): refused with the new key named."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +136,9 @@ class Rules:
     divergence: DivergenceRules = DivergenceRules()
     transferability: TransferabilityRules = TransferabilityRules()
     probe: GainRules = GainRules()
-    baseline: BaselineRules = BaselineRules()
-    efficiency: EfficiencyRules = EfficiencyRules()
-    finetune: GainRules = GainRules()
+    baseline: MarginRules = MarginRules()
+    efficiency: MarginRules = MarginRules()
+    finetune: MarginRules = MarginRules()
     recipe: RecipeRules = RecipeRules()
     pages: PageRules = PageRules()
     origin: str = "defaults"
@@ -153,12 +154,9 @@ class Rules:
             (t.logme_gap_no_go <= t.logme_gap_go, f"transferability.logme_gap_no_go={t.logme_gap_no_go!r} must not "
                                                   f"exceed transferability.logme_gap_go={t.logme_gap_go!r}"),
             (p.gain_no_go <= p.gain_go, f"probe.gain_no_go={p.gain_no_go!r} must not exceed probe.gain_go={p.gain_go!r}"),
-            (b.gain_no_go <= b.gain_go, f"baseline.gain_no_go={b.gain_no_go!r} must not exceed "
-                                        f"baseline.gain_go={b.gain_go!r}"),
-            (e.gain_no_go <= e.gain_go, f"efficiency.gain_no_go={e.gain_no_go!r} must not exceed "
-                                        f"efficiency.gain_go={e.gain_go!r}"),
-            (f.gain_no_go <= f.gain_go, f"finetune.gain_no_go={f.gain_no_go!r} must not exceed "
-                                        f"finetune.gain_go={f.gain_go!r}"),
+            *((0 <= m.margin < 1, f"{name}.margin={m.margin!r} must be a worthwhile accuracy gain in [0, 1), e.g. "
+                                  "0.03 (3 points)") for name, m in (("baseline", b), ("efficiency", e),
+                                                                      ("finetune", f))),
             (0 <= r.headroom < 1, f"recipe.headroom={r.headroom!r} must be an accuracy gap in [0, 1), e.g. 0.02"),
             (-1 < r.finetune_over_probe < 1, f"recipe.finetune_over_probe={r.finetune_over_probe!r} must be an "
                                              "accuracy difference in (-1, 1), e.g. 0.01"),
@@ -196,6 +194,12 @@ class Rules:
             if not isinstance(content, Mapping):
                 raise TldiagError(f"Verdict rules ({origin}): [{section}] must be a table of numbers, got {content!r}.")
             for key, value in content.items():
+                if key in LEGACY_GAIN_KEYS and isinstance(current, MarginRules):
+                    raise TldiagError(f"Verdict rules ({origin}): {section}.{key} is no longer read: the measured "
+                                      f"signals read their 95% interval against one worthwhile-gain margin. Replace "
+                                      f"[{section}] gain_go and gain_no_go with margin = {current.margin:g} (GO when "
+                                      "the gain reaches it with the interval above 0, NO-GO when the interval's upper "
+                                      "end is below it, CAUTION between; see verdict_rules.toml).")
                 if key not in known:
                     raise TldiagError(f"Verdict rules ({origin}): unknown key {section}.{key}; [{section}] has "
                                       f"{', '.join(sorted(known))}.")
@@ -358,7 +362,12 @@ class TransferabilityEvidence:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Best transfer arm against best scratch arm at one budget (from :class:`tldiag.training.efficiency.Comparison`)."""
+    """Best transfer arm against best scratch arm at one budget (from :class:`tldiag.training.efficiency.Comparison`).
+
+    Attributes:
+        n: Draws of the labelled images paired; n_test: test images; s_draws, s_images: the interval's two spreads
+            (None in records written before they were stored: then nothing says what would settle a CAUTION).
+    """
 
     per_class: float
     transfer_arm: str
@@ -370,6 +379,10 @@ class Comparison:
     high: float
     verdict: str
     text: str
+    n: int = 0
+    n_test: int = 0
+    s_draws: float | None = None
+    s_images: float | None = None
 
 
 @dataclass(frozen=True)
@@ -438,7 +451,8 @@ class BaselineEvidence:
 def _comparison(c: Any) -> Comparison:
     return Comparison(per_class=float(c.per_class), transfer_arm=c.transfer_arm, scratch_arm=c.scratch_arm,
                       transfer=float(c.transfer), scratch=float(c.scratch), gain=float(c.gain), low=float(c.low),
-                      high=float(c.high), verdict=c.verdict, text=c.describe())
+                      high=float(c.high), verdict=c.verdict, text=c.describe(), n=int(c.n), n_test=int(c.n_test),
+                      s_draws=c.s_draws, s_images=c.s_images)
 
 
 @dataclass(frozen=True)
@@ -595,9 +609,11 @@ class Signal:
         value: The headline number.
         evidence: The numbers behind it, with their settings.
         rule: The rule that fired, with its thresholds.
-        decisive: A measured GO whose whole 95% interval lies above the GO threshold: a predicted NO-GO does not
+        decisive: A measured GO whose whole 95% interval lies above the margin: a predicted NO-GO does not
             turn it into CAUTION (the scenario panel showed such vetoes to be wrong, e.g. handwritten to printed
             digits at one label per class: MMD 0.54, realised +26 points).
+        reading: For a measured gain of transfer over scratch: the gain, its interval, the margin it was read
+            against and, for a CAUTION, what would settle it (the Verdict page's forest plot draws it).
     """
 
     key: str
@@ -608,6 +624,7 @@ class Signal:
     evidence: str
     rule: str
     decisive: bool = False
+    reading: "GainReading | None" = None
 
 
 @dataclass(frozen=True)
@@ -643,7 +660,12 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Verdict:
-    """GO / CAUTION / NO-GO with its reasons (``decision`` is None while nothing that votes has been computed)."""
+    """GO / CAUTION / NO-GO with its reasons (``decision`` is None while nothing that votes has been computed).
+
+    Attributes:
+        led_by: The key of the measured signal that led the decision (the most precise, fairest measurement: see
+            :data:`LEAD_ORDER`); None when only predictors voted or the candidate has nothing to transfer.
+    """
 
     decision: str | None
     headline: str
@@ -656,6 +678,7 @@ class Verdict:
     rules: Rules = field(default_factory=Rules)
     budget: str = ""
     break_even: str | None = None
+    led_by: str | None = None
 
     def signal(self, key: str) -> Signal | None:
         return next((s for s in self.signals if s.key == key), None)
@@ -681,12 +704,135 @@ def _by_gain(gain: float, go: float, no_go: float) -> str:
     return GO if gain >= go else NO_GO if gain < no_go else CAUTION
 
 
-def _gain_rule(what: str, gain: float, go: float, no_go: float, status: str) -> str:
-    if status == GO:
-        return f"{what} {_pts(gain)} ≥ {_pts(go)}: GO"
-    if status == NO_GO:
-        return f"{what} {_pts(gain)} < {_pts(no_go)}: NO-GO"
-    return f"{_pts(no_go)} ≤ {what} {_pts(gain)} < {_pts(go)}: CAUTION"
+@dataclass(frozen=True)
+class Settle:
+    """What would settle a CAUTION that lacks precision, if the gain stays where it was measured.
+
+    Attributes:
+        half_width: The interval half-width that would decide (the gain's distance to 0 when it reaches the
+            margin, to the margin otherwise).
+        n_test: Labelled test images that would give it at the current draws; None when test images alone cannot
+            (the spread between draws is too large).
+        draws: Draws of the labelled images (repeats) that would give it with the current test set; None when
+            draws alone cannot.
+        scale: When neither alone can, the factor to multiply both by; None otherwise.
+        text: The estimate in a sentence.
+    """
+
+    half_width: float
+    n_test: int | None
+    draws: int | None
+    scale: float | None
+    text: str
+
+
+@dataclass(frozen=True)
+class GainReading:
+    """A measured gain of transfer over scratch read against its section's margin (one row of the forest plot).
+
+    Attributes:
+        gain, low, high: The gain and its 95% interval; margin: the worthwhile gain it was read against.
+        n_test, draws: Test images and draws of the labelled images behind it.
+        s_draws, s_images: The interval's spreads between draws and over test images (None when unknown).
+        settle: For a CAUTION, what would settle it (None otherwise, or when the spreads are unknown).
+    """
+
+    key: str
+    title: str
+    status: str
+    gain: float
+    low: float
+    high: float
+    margin: float
+    n_test: int
+    draws: int
+    s_draws: float | None = None
+    s_images: float | None = None
+    settle: Settle | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "GainReading":
+        d = dict(d)
+        if d.get("settle") is not None:
+            d["settle"] = Settle(**d["settle"])
+        return cls(**d)
+
+
+_GRID = tuple(sorted({int(round(1.15 ** k)) for k in range(0, 120)}))
+"""Multipliers the settle estimate tries (1 to about 2e7, 15% apart)."""
+
+
+def what_would_settle(gain: float, margin: float, *, n_test: int, draws: int, s_draws: float | None,
+                      s_images: float | None, confidence: float = 0.95) -> Settle | None:
+    """How many labelled test images, or draws of the labelled images, would make the interval of ``gain`` narrow
+    enough to decide against ``margin``, if the gain and the two measured spreads stay as they are (the interval of
+    :func:`tldiag.training.efficiency.crossed_interval`: ``t * sqrt(s_draws**2 / draws + s_images**2 / n_test)``).
+    None when a spread is unknown."""
+    from ..training.efficiency import se_of, t_quantile, welch_df
+
+    if s_draws is None or s_images is None or not (math.isfinite(s_draws) and math.isfinite(s_images)) \
+            or n_test < 1 or draws < 1:
+        return None
+    h = gain if gain >= margin else margin - gain
+    side = GO if gain >= margin else NO_GO
+    if h <= 1e-9:
+        return Settle(0.0, None, None, None, f"the gain sits on the {_pts(margin)} margin: no sample size settles it "
+                                             "(decide on cost, or lower or raise the margin knowingly)")
+
+    def width(R: float, n: float) -> float:
+        return t_quantile(confidence, welch_df(s_draws, int(R), s_images, int(n))) * se_of(s_draws, R, s_images, n)
+
+    def first(try_: Callable[[int], bool]) -> int | None:
+        return next((k for k in _GRID if try_(k)), None)
+
+    k_n = first(lambda k: width(draws, n_test * k) < h)
+    k_r = first(lambda k: width(draws * k, n_test) < h)
+    k_both = None if (k_n or k_r) else first(lambda k: width(draws * k, n_test * k) < h)
+    n_needed = None if k_n is None else int(n_test * k_n)
+    r_needed = None if k_r is None else int(draws * k_r)
+    options = []
+    if n_needed is not None:
+        options.append(f"about {n_needed:,} labelled test images (now {n_test:,}) at {draws} draws")
+    if r_needed is not None:
+        options.append(f"about {r_needed:,} draws of the labelled images (now {draws}) with these {n_test:,} test images")
+    if not options:
+        options.append("no size reachable here" if k_both is None else
+                       f"test images or draws alone cannot: about {k_both}x both ({n_test * k_both:,} test images, "
+                       f"{draws * k_both} draws)")
+    text = (f"if the gain stays at {_pts(gain)}, an interval of ±{100 * h:.1f} pts would read {side}: "
+            + "; or ".join(options))
+    return Settle(float(h), n_needed, r_needed, None if k_both is None else float(k_both), text)
+
+
+def _ci(low: float, high: float) -> str:
+    return f"{100 * low:+.1f} to {100 * high:+.1f} pts"
+
+
+def read_gain(key: str, title: str, what: str, gain: float, low: float, high: float, margin: float, *,
+              n_test: int, draws: int, s_draws: float | None = None, s_images: float | None = None
+              ) -> tuple[GainReading, str]:
+    """Read a measured gain of transfer over scratch with its interval (see :class:`MarginRules`); returns the
+    reading and the rule that fired, in words."""
+    ci, size = _ci(low, high), f"{n_test:,} test images, {draws} draw{'' if draws == 1 else 's'}"
+    settle = None
+    if gain >= margin and low > 0:
+        status, rule = GO, (f"{what} {_pts(gain)} (95% CI {ci}) reaches the {_pts(margin)} margin with its interval "
+                            "above 0: GO")
+    elif high < 0:
+        status, rule = NO_GO, f"scratch is ahead: {what} {_pts(gain)} with its 95% interval ({ci}) clear of 0: NO-GO"
+    elif high < margin:
+        status, rule = NO_GO, (f"{what} {_pts(gain)}, 95% CI {ci}: even its upper end is below the {_pts(margin)} "
+                               "margin, so transfer cannot be worth it at this budget: NO-GO")
+    else:
+        status = CAUTION
+        reach = "below 0" if low <= 0 else f"below the {_pts(margin)} margin"
+        rule = (f"cannot tell at this sample size: {what} {_pts(gain)} with a 95% interval of {ci} ({size}) reaches "
+                f"both {reach} and above the {_pts(margin)} margin: CAUTION, not a NO-GO")
+        settle = what_would_settle(gain, margin, n_test=n_test, draws=draws, s_draws=s_draws, s_images=s_images)
+        if settle is not None:
+            rule += f"; what would settle it: {settle.text}"
+    return GainReading(key, title, status, float(gain), float(low), float(high), float(margin), int(n_test),
+                       int(draws), s_draws, s_images, settle), rule
 
 
 def _divergence(ev: DivergenceEvidence, r: DivergenceRules) -> Signal:
@@ -763,7 +909,7 @@ def _candidate(ev: Evidence) -> Signal | None:
     return None
 
 
-def _source_head(ev: SourceHeadResult, baseline: BaselineEvidence | None, r: BaselineRules) -> Signal:
+def _source_head(ev: SourceHeadResult, baseline: BaselineEvidence | None, r: MarginRules) -> Signal:
     """What the shift costs the source model, measured: its held-out source accuracy against its target accuracy
     with no adaptation. It votes GO when the model as it is already beats the best scratch baseline at the budget
     (zero target labels against the budget's); otherwise it is shown, and the recipe reads it."""
@@ -778,7 +924,7 @@ def _source_head(ev: SourceHeadResult, baseline: BaselineEvidence | None, r: Bas
     if baseline is not None:
         best = max((a for a in baseline.arms if a.converged and a.arm != "linear-probe"), key=lambda a: a.mean,
                    default=None)
-        if best is not None and ev.target_ci[0] > best.high and ev.target_accuracy - best.mean >= r.gain_go:
+        if best is not None and ev.target_ci[0] > best.high and ev.target_accuracy - best.mean >= r.margin:
             return Signal("source_head", "Source model on the target, no adaptation", MEASURED, GO, value, evidence,
                           f"with no target label at all it beats the best scratch baseline at the budget ({best.title} "
                           f"{best.mean:.3f}, interval to {best.high:.3f}): GO")
@@ -787,58 +933,73 @@ def _source_head(ev: SourceHeadResult, baseline: BaselineEvidence | None, r: Bas
                   "is needed, not whether it pays (the baseline signal measures that)")
 
 
-def _baseline(ev: BaselineEvidence, r: BaselineRules) -> Signal:
+def _comparison_reading(key: str, title: str, what: str, c: Comparison, margin: float, n_test: int,
+                        draws: int) -> tuple[GainReading, str]:
+    return read_gain(key, title, what, c.gain, c.low, c.high, margin, n_test=c.n_test or n_test,
+                     draws=c.n or draws, s_draws=c.s_draws, s_images=c.s_images)
+
+
+BASELINE_TITLE = "Transfer vs the best scratch baseline at your budget"
+EFFICIENCY_TITLE = "Data efficiency at your budget (scratch vs transfer)"
+
+
+def _baseline(ev: BaselineEvidence, r: MarginRules) -> Signal:
     c = ev.comparison
     at = "all" if ev.budget is None else f"{ev.budget}"
-    if c.gain >= r.gain_go and c.low > 0:
-        status, rule = GO, (f"transfer − best scratch baseline {_pts(c.gain)} ≥ {_pts(r.gain_go)} with its 95% "
-                            f"interval above 0: GO")
-    elif c.gain <= r.gain_no_go:
-        status, rule = NO_GO, (f"transfer − best scratch baseline {_pts(c.gain)} ≤ {_pts(r.gain_no_go)}: a cheap model "
-                               "trained from scratch does as well at this budget, or so nearly that transfer does not "
-                               "pay for itself: NO-GO")
-    else:
-        why = "its interval includes 0" if c.low <= 0 else f"under {_pts(r.gain_go)}"
-        status, rule = CAUTION, f"transfer − best scratch baseline {_pts(c.gain)}, {why}: CAUTION (within noise)"
+    reading, rule = _comparison_reading("baseline", BASELINE_TITLE, "transfer − best scratch baseline", c, r.margin,
+                                        ev.n_test, ev.repeats)
     stuck = [a.title for a in ev.arms if not a.converged]
     scores = "; ".join(f"{a.title} {a.mean:.3f} ({a.low:.3f}–{a.high:.3f}){'' if a.converged else ', did not converge'}"
                        for a in ev.arms)
-    evidence = (f"at {at} labels per class (mean {ev.per_class:.3g} per class in each of {ev.repeats} repeats, the same "
-                f"label subsets and the same {ev.n_test} test images for every arm; chance {ev.chance:.3f}): {scores}. "
-                f"{c.text}" + (f". Not voting (did not converge): {', '.join(stuck)}" if stuck else ""))
-    return Signal("baseline", "Transfer vs the best scratch baseline at your budget", MEASURED, status,
-                  _pts(c.gain), evidence, rule, decisive=status == GO and c.low >= r.gain_go)
+    evidence = (f"at {at} labels per class (mean {ev.per_class:.3g} per class in each of {reading.draws} draws of the "
+                f"labelled images, the same label subsets and the same {reading.n_test:,} test images for every arm; "
+                f"chance {ev.chance:.3f}): {scores}. {c.text}"
+                + (f". Not voting (did not converge): {', '.join(stuck)}" if stuck else ""))
+    return Signal("baseline", BASELINE_TITLE, MEASURED, reading.status, _pts(c.gain), evidence, rule,
+                  decisive=reading.status == GO and c.low >= r.margin, reading=reading)
 
 
-def _efficiency(ev: EfficiencyEvidence, r: EfficiencyRules) -> Signal:
+def _efficiency(ev: EfficiencyEvidence, r: MarginRules) -> Signal:
     g = ev.gain
     worse = [c for c in ev.comparisons if c.verdict == "scratch better" and c.per_class <= g.per_class + 1e-9]
     top = ev.comparisons[-1]
     saved = "—" if ev.labels_saved is None else f"{ev.labels_saved_bound}{ev.labels_saved:.3g}×"
     at = f"{g.per_class:.3g} labels/class"
-    if worse:
-        status, rule = NO_GO, f"scratch at or above transfer {worse[0].text}: NO-GO"
-    elif g.gain <= r.gain_no_go:
-        status, rule = NO_GO, (f"transfer − best scratch arm at your budget ({at}) {_pts(g.gain)} ≤ "
-                               f"{_pts(r.gain_no_go)}: scratch does as well, or so nearly that transfer does not pay for "
-                               f"itself ({g.text}): NO-GO")
-    elif g.gain >= r.gain_go and g.low > 0:
-        status, rule = GO, (f"transfer − best scratch arm at your budget ({at}) {_pts(g.gain)} ≥ {_pts(r.gain_go)} "
-                            "with its 95% interval above 0: GO")
-    else:
-        why = "its interval includes 0" if g.low <= 0 else f"under {_pts(r.gain_go)}"
-        status, rule = CAUTION, f"transfer − best scratch arm at {at} {_pts(g.gain)}, {why}: CAUTION (within noise)"
+    reading, rule = _comparison_reading("efficiency", EFFICIENCY_TITLE,
+                                        f"transfer − best scratch arm at your budget ({at})", g,
+                                        r.margin, 0, ev.repeats)
+    status = reading.status
+    if worse and status == GO:
+        status = CAUTION
+        reading = replace(reading, status=CAUTION)
+        rule += (f"; but scratch is ahead at a smaller budget ({worse[0].text}), a sign of negative transfer: "
+                 "CAUTION")
+    elif worse:
+        rule += f"; scratch is also ahead at a smaller budget ({worse[0].text})"
     if ev.break_even is not None and ev.break_even <= top.per_class + 1e-9:
         rule += (f"; scratch catches up at {ev.break_even_bound or '~'}{ev.break_even:.3g} labels/class, within the "
                  f"{top.per_class:.3g} tried")
     evidence = (f"{g.text}; {saved} fewer labels to reach {ev.target_accuracy:.1%}; break-even "
                 + ("not reached" if ev.break_even is None else f"{ev.break_even_bound or '~'}{ev.break_even:.3g} labels/class")
                 + f"; {ev.repeats} repeats, {ev.profile} settings, arms {', '.join(ev.arms)}")
-    return Signal("efficiency", "Data efficiency at your budget (scratch vs transfer)", MEASURED, status,
-                  _pts(g.gain), evidence, rule, decisive=status == GO and g.low >= r.gain_go)
+    return Signal("efficiency", EFFICIENCY_TITLE, MEASURED, status, _pts(g.gain), evidence, rule,
+                  decisive=status == GO and g.low >= r.margin, reading=reading)
 
 
-def _finetune(ev: FinetuneEvidence, r: GainRules) -> Signal:
+def finetune_interval(ev: FinetuneEvidence, confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """Fine-tuned minus scratch test accuracy and its interval: the normal interval of two accuracies on the same
+    ``n_test`` images, treated as independent (pairing would narrow it; one run each, so the spread between training
+    runs is not in it). Returns ``(gain, low, high, s_images)``, ``s_images`` the per-image spread it implies."""
+    from ..training.efficiency import t_quantile
+
+    p1, p2, n = ev.test_accuracy, float(ev.scratch_accuracy), max(ev.n_test, 1)
+    s_images = math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    half = t_quantile(confidence, math.inf) * s_images / math.sqrt(n)
+    gain = p1 - p2
+    return gain, gain - half, gain + half, s_images
+
+
+def _finetune(ev: FinetuneEvidence, r: MarginRules) -> Signal:
     probe = "" if ev.probe_accuracy is None else (f"; linear probe of the frozen features on the same split "
                                                   f"{ev.probe_accuracy:.3f} at {ev.probe_tap}")
     base = (f"fine-tuned ({ev.strategy}, lr {ev.lr:g}, backbone ×{ev.backbone_lr_mult:g}) {ev.test_accuracy:.3f} on "
@@ -846,11 +1007,32 @@ def _finetune(ev: FinetuneEvidence, r: GainRules) -> Signal:
     if ev.scratch_accuracy is None:
         return Signal("finetune", "Fine-tuning result", MEASURED, INFO, f"{ev.test_accuracy:.3f}", base,
                       "no from-scratch run on the same split yet: it informs the recipe but does not vote")
-    gain = ev.test_accuracy - ev.scratch_accuracy
-    status = _by_gain(gain, r.gain_go, r.gain_no_go)
-    return Signal("finetune", "Fine-tuned vs from scratch", MEASURED, status, _pts(gain),
-                  base + f"; from scratch {ev.scratch_accuracy:.3f}",
-                  _gain_rule("fine-tuned − scratch", gain, r.gain_go, r.gain_no_go, status))
+    gain, low, high, s_images = finetune_interval(ev)
+    reading, rule = read_gain("finetune", "Fine-tuned vs from scratch", "fine-tuned − scratch", gain, low, high,
+                              r.margin, n_test=ev.n_test, draws=1, s_draws=0.0, s_images=s_images)
+    return Signal("finetune", "Fine-tuned vs from scratch", MEASURED, reading.status, _pts(gain),
+                  base + f"; from scratch {ev.scratch_accuracy:.3f} (interval: two accuracies on the same "
+                         f"{ev.n_test} test images, one run each)", rule,
+                  decisive=reading.status == GO and low >= r.margin, reading=reading)
+
+
+LEAD_ORDER = ("finetune", "efficiency", "baseline", "source_head")
+"""Which measured signal leads when several exist: the more precise, fairer measurement first (a fine-tune against its
+scratch twin on the same split, then the data-efficiency experiment's long schedules at the budget, then the fast
+baselines, then the source model as it is). The others can only add caution, never overturn it."""
+
+
+def _lead(measured: Sequence[Signal]) -> tuple[Signal | None, str, list[Signal]]:
+    """The leading signal, the decision it gives, and the firm signals that oppose it (each turns a firm decision
+    into CAUTION: a noisier measurement adds caution, it never overturns the leader; a CAUTION of its own adds
+    nothing, since it only says that its sample cannot tell)."""
+    ranked = sorted((s for s in measured if s.key in LEAD_ORDER), key=lambda s: LEAD_ORDER.index(s.key))
+    if not ranked:
+        return None, _combine([s.status for s in measured]), []
+    leader = ranked[0]
+    opposed = [s for s in ranked[1:] if leader.status in (GO, NO_GO) and s.status in (GO, NO_GO)
+               and s.status != leader.status]
+    return leader, CAUTION if opposed else leader.status, opposed
 
 
 def _combine(statuses: Sequence[str]) -> str:
@@ -920,14 +1102,27 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
 
     reasons = []
     provisional = not measured
+    leader = None
     if measured:
-        decision = _combine([s.status for s in measured])
-        reasons.append(f"Measured on held-out target images, these decide: {listing(measured)} → {decision}.")
+        leader, decision, opposed = _lead(measured)
+        if leader is None:
+            reasons.append(f"Measured on held-out target images, these decide: {listing(measured)} → {decision}.")
+        else:
+            others = [s for s in measured if s is not leader and s.key in LEAD_ORDER]
+            reasons.append(f"Led by {_lower_first(leader.title)}: {leader.status} ({leader.value}), the most precise, "
+                           "fairest measurement computed"
+                           + (f"; the others ({listing(others)}) can add caution, never overturn it" if others else "")
+                           + ".")
+            if opposed:
+                reasons.append(f"A noisier measurement disagrees firmly: {listing(opposed)}; {leader.status} becomes "
+                               "CAUTION until it is understood.")
+            if leader.status == CAUTION and leader.reading is not None and leader.reading.settle is not None:
+                reasons.append(f"Cannot tell at this sample size. What would settle it: {leader.reading.settle.text}.")
         vetoes = [s for s in predicted if s.status == NO_GO]
         decisive = [s for s in measured if s.decisive]
         if decision == GO and vetoes and decisive:
             reasons.append(f"A predicted signal disagrees: {listing(vetoes)}; the measurement is decisive (the whole "
-                           f"interval of {listing(decisive)} lies above the GO threshold), so GO stands: a predictor "
+                           f"interval of {listing(decisive)} lies above its margin), so GO stands: a predictor "
                            "does not outvote a clear measurement on your own target images.")
         elif decision == GO and vetoes:
             decision = CAUTION
@@ -954,6 +1149,10 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
     elif decision == NO_GO:
         headline = "Transfer from this model does not pay here: " + listing([s for s in voting
                                                                                      if s.status == NO_GO]) + "."
+    elif leader is not None and leader.status == CAUTION:
+        headline = (f"Cannot tell at this sample size: {_lower_first(leader.title)} {leader.value}, 95% interval "
+                    f"{_ci(leader.reading.low, leader.reading.high)} against a {_pts(leader.reading.margin)} margin."
+                    if leader.reading is not None else "Cannot tell at this sample size: " + listing(against) + ".")
     else:
         headline = "Transfer is not a clear win here: " + listing(against) + "."
     if provisional:
@@ -962,7 +1161,7 @@ def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
     change = break_even_text(evidence)
     recipe = _recipe(evidence, {s.key: s for s in signals}, decision, rules)
     return Verdict(decision, headline, tuple(reasons), signals, disagreements, missing, recipe, provisional, rules,
-                   budget, change)
+                   budget, change, led_by=None if nothing is not None or leader is None else leader.key)
 
 
 def budget_text(ev: Evidence) -> str:
@@ -1217,7 +1416,8 @@ def _finetune_recipe(ev: Evidence, at_budget, shifted: bool, rules: Rules, anoth
     return Recipe(rec.strategy, f"Fine-tune: {title}", cut, tuple(steps), another, other_reason, savings)
 
 
-__all__ = ["ArmScore", "BaselineEvidence", "budget_text", "break_even_text",
+__all__ = ["GainReading", "LEAD_ORDER", "MarginRules", "Settle", "finetune_interval", "read_gain",
+           "what_would_settle", "ArmScore", "BaselineEvidence", "budget_text", "break_even_text",
            "CAUTION", "GO", "INFO", "NO_GO", "DECISIONS", "Comparison", "DivergenceEvidence", "EfficiencyEvidence",
            "Evidence", "FinetuneEvidence", "Missing", "ProbeEvidence", "Recipe", "Rules", "Signal",
            "PIXELS_REFERENCE", "TransferabilityEvidence", "Verdict", "decide", "load_rules", "RULES_FILE",

@@ -10,8 +10,14 @@ The experiment (:func:`run_experiment`):
   one the Probes and Fine-tune pages score first): 20% of each class is the **test** set, fixed for every run;
   20% is the **validation** set, used for early stopping and for the probe's tap and regularisation, never for
   training and not counted in a budget; the other 60% is the **pool** the labels are drawn from.
+* **Every spare labelled image in the test** (:func:`spare_test_images`): when the target spec samples a per-class
+  ``limit``, the labelled images the limit left out join the test set after the pool and validation are drawn, up
+  to ``test_per_class`` per class and ``test_max`` in all (100 and 2,000 by default). Only those extra images are
+  embedded; the pool, the validation set and the budgets stay as they were.
 * Label **budgets** per class (:data:`BUDGETS`, those smaller than the pool, plus all of the pool), each
-  repeated ``repeats`` times with a different random subset of the pool. Within a repeat the subsets are nested
+  repeated ``repeats`` times with a different random subset of the pool, and more often at small budgets
+  (:meth:`EfficiencyConfig.draws`: until budget x draws reaches ``draw_labels``, 8 draws at one label per class),
+  where which images get labelled moves the answer most. Within a repeat the subsets are nested
   (the 5 images of a class are among its 10), so a repeat's curve is one labelling campaign growing.
 * **Arms** (:data:`ARMS`): ``scratch`` (the model's architecture from random initialisation, trained end to end),
   ``small-cnn`` (a 73k-parameter CNN sized for CPUs, from scratch), ``linear-probe`` (a logistic regression on
@@ -26,8 +32,9 @@ Every trained run is stored under ``$TLDIAG_HOME/efficiency`` as soon as it ends
 atomically), keyed by everything that determines it: a cancelled or failed experiment keeps the runs it finished,
 and launching it again reuses them.
 
-Readouts (:func:`readouts`): mean accuracy per budget with a 95% interval (a bootstrap over both the repeats and the
-test images, so a difference of two test images is not mistaken for a finding), the labels each arm
+Readouts (:func:`readouts`): mean accuracy per budget with a 95% interval (:func:`crossed_interval`: the spread
+between draws of the labelled images and the spread over test images, each with its own degrees of freedom, so
+neither a difference of two test images nor a lucky draw of labels is mistaken for a finding), the labels each arm
 needs to reach an accuracy (interpolated on a log scale) and their ratio (labels saved), the accuracy gain of
 transfer at a budget (paired over repeats), the break-even budget where scratch catches up, and a
 **negative-transfer flag** when scratch is at or above transfer at some budget, with the evidence.
@@ -81,7 +88,13 @@ KNN_GRID = (1, 3, 5, 9, 15)
 LR_GRID = (0.3, 1.0, 3.0)
 """Every trained arm tries its learning rate times each of these on validation (the same search for every arm)."""
 PROFILES = ("auto", "cpu", "full")
-RUN_VERSION = 4  # 4: augmentations drawn per image, applied per batch (tldiag.training.augment)
+RUN_VERSION = 5  # 4: augmentations drawn per image, applied per batch; 5: spare labelled images in the test set
+TEST_PER_CLASS, TEST_MAX = _config.TEST_PER_CLASS, _config.TEST_MAX
+"""The test set's default cap when it takes the spare labelled images, per class and in all (``TLDIAG_TEST_PER_CLASS``
+and ``TLDIAG_TEST_MAX`` change it; the configuration records the values a run used)."""
+DRAW_LABELS = 8
+MAX_DRAWS = 20
+"""Small budgets get draws until budget x draws reaches :data:`DRAW_LABELS` (at most :data:`MAX_DRAWS`)."""
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -211,6 +224,12 @@ class EfficiencyConfig:
         label_smoothing: Cross-entropy label smoothing of every trained arm.
         seed: Seed of the split, the subsets, the initialisations and the training.
         device: Torch device; tldiag's default (the GPU when present) when None.
+        test_per_class, test_max: The test set takes the spare labelled images (those the target spec's ``limit``
+            left out) up to this many per class and in all (:func:`spare_test_images`); 0 keeps the split's own
+            test set only. Defaults: :data:`TEST_PER_CLASS` and :data:`TEST_MAX`, or ``TLDIAG_TEST_PER_CLASS`` and
+            ``TLDIAG_TEST_MAX``.
+        draw_labels: At budgets below it, more draws of the labelled images: a budget of ``b`` per class runs
+            ``max(repeats, ceil(draw_labels / b))`` draws (:meth:`draws`).
     """
 
     model: str = DEFAULT_MODEL
@@ -229,6 +248,17 @@ class EfficiencyConfig:
     label_smoothing: float = 0.1
     seed: int = 0
     device: str | None = None
+    test_per_class: int = field(default_factory=lambda: _config.test_cap()[0])
+    test_max: int = field(default_factory=lambda: _config.test_cap()[1])
+    draw_labels: int = DRAW_LABELS
+
+    def draws(self, budget: int) -> int:
+        """How many random subsets a budget gets: ``repeats``, and at small budgets enough for ``budget x draws`` to
+        reach :attr:`draw_labels` labels per class (at one or two labels per class, which images are labelled moves
+        the answer more than a few draws show)."""
+        if budget <= 0 or self.draw_labels <= 0:
+            return self.repeats
+        return max(self.repeats, min(MAX_DRAWS, math.ceil(self.draw_labels / budget)))
 
     def validate(self) -> "EfficiencyConfig":
         """Check every value that does not need the model or the data; raise a :class:`TldiagError` naming the
@@ -250,6 +280,9 @@ class EfficiencyConfig:
         for b in self.trained_budgets or ():
             check_int(b, "trained budget", minimum=0, maximum=1_000_000)
         check_int(self.repeats, "repeats", minimum=1, maximum=100)
+        check_int(self.test_per_class, "test_per_class", minimum=0, maximum=1_000_000)
+        check_int(self.test_max, "test_max", minimum=0, maximum=10_000_000)
+        check_int(self.draw_labels, "draw_labels", minimum=0, maximum=1_000)
         check_int(self.seed, "seed", minimum=0, maximum=2**32 - 1)
         if self.profile not in PROFILES:
             raise SpecError(f"Unknown profile {self.profile!r}; valid: {', '.join(PROFILES)}.")
@@ -311,6 +344,7 @@ class ExperimentPlan:
         notes: Budgets left out, arms dropped, and anything else the user should know.
         reference: The budget the readouts answer for (the team's budget; 0 = all of the pool).
         trained_budgets: The budgets at which the trained arms run (see :meth:`budgets_of` for one arm).
+        n_spare: Test images that are spare labelled images beyond the target's per-class limit.
     """
 
     config: EfficiencyConfig
@@ -325,6 +359,7 @@ class ExperimentPlan:
     notes: tuple[str, ...] = ()
     reference: int = 0
     trained_budgets: tuple[int, ...] = ()
+    n_spare: int = 0
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -341,7 +376,8 @@ class ExperimentPlan:
     @property
     def n_runs(self) -> int:
         """Trained runs in all, the learning-rate search included (the fitted arms are not counted)."""
-        return sum(len(self.budgets_of(a)) * self.config.repeats + len(s.lr_grid) - 1 for a, s in self.schedules.items())
+        return sum(sum(self.config.draws(b) for b in self.budgets_of(a)) + len(s.lr_grid) - 1
+                   for a, s in self.schedules.items())
 
 
 def _labelled_split(dataset: ImageDataset, seed: int):
@@ -367,14 +403,92 @@ def plan_experiment(config: EfficiencyConfig, *, dataset: ImageDataset | None = 
     return _prepare_experiment(config, dataset)[0]
 
 
+class JoinedDataset:
+    """Two datasets read as one: the rows of ``first`` (the target the split was drawn from), then those of
+    ``second`` (the spare labelled images its test set takes, :func:`spare_test_images`). Each part keeps its own
+    embedding cache entry."""
+
+    def __init__(self, first: ImageDataset, second: ImageDataset):
+        self.parts = (first, second)
+        self.offset = len(first)
+        self.spec, self.classes = first.spec, first.classes
+        self.labels = np.concatenate([first.labels, second.labels])
+        self.fingerprint = hashlib.sha256(f"{first.fingerprint}+{second.fingerprint}".encode()).hexdigest()
+
+    def __len__(self) -> int:
+        return self.offset + len(self.parts[1])
+
+    def __getitem__(self, i: int):
+        i = int(i)
+        return self.parts[0][i] if i < self.offset else self.parts[1][i - self.offset]
+
+
+def parts_of(dataset: Any) -> tuple[ImageDataset, ...]:
+    """The datasets behind ``dataset`` (its two parts when it is a :class:`JoinedDataset`), in row order."""
+    return dataset.parts if isinstance(dataset, JoinedDataset) else (dataset,)
+
+
+def spare_test_images(config: EfficiencyConfig, dataset: ImageDataset, y_test: np.ndarray,
+                      names: Sequence[str]) -> tuple[ImageDataset, np.ndarray] | None:
+    """The labelled target images that ``dataset`` (the target spec with a per-class ``limit``) left out, as many as
+    the test set may take: per class up to ``config.test_per_class`` test images in all (the split's own ones
+    counted), and ``config.test_max`` in all, taken round-robin over the classes in a seeded order. Returns the
+    images as a dataset of their own and their labels (indices into ``names``), or None when there are none (no
+    limit, the cap reached already, or every image drawn).
+
+    The limit draws a seeded prefix of each class's shuffled images, so the same spec with a larger limit holds the
+    dataset's images and the next ones of each class: those are the spare images, never one of the pool or the
+    validation set."""
+    spec = dataset.spec_
+    limit = spec.get("limit")
+    n_test = len(y_test)
+    if limit is None or config.test_per_class <= 0 or n_test >= config.test_max or not dataset.is_labelled:
+        return None
+    have = np.bincount(y_test, minlength=len(names))
+    need = np.maximum(config.test_per_class - have, 0)
+    if not need.any():
+        return None
+    options = dict(spec.options)
+    options["limit"] = str(int(limit) + config.test_per_class)
+    wider = load_dataset(str(replace(spec, options=tuple(sorted(options.items())))))
+    index = {name: k for k, name in enumerate(names)}
+    raw_to_y = np.array([index.get(c, -1) for c in wider.classes] + [-1])
+    y_wider = raw_to_y[np.where(wider.labels >= 0, wider.labels, len(wider.classes))]
+    spare = np.flatnonzero((y_wider >= 0) & ~np.isin(wider.index, dataset.index))
+    rng = np.random.default_rng([config.seed, 20261204])
+    ranked = []
+    for k in range(len(names)):
+        members = rng.permutation(spare[y_wider[spare] == k])[:need[k]]
+        ranked.extend((rank, k, int(row)) for rank, row in enumerate(members))
+    chosen = [row for _, _, row in sorted(ranked)][:config.test_max - n_test]
+    if not chosen:
+        return None
+    extra = wider.subset(chosen, description=f"{len(chosen)} spare labelled test images of {dataset.spec}")
+    extra.verify()
+    keep = raw_to_y[extra.labels]
+    return extra, keep
+
+
 def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
-                        ) -> tuple[ExperimentPlan, np.ndarray, np.ndarray, tuple]:
-    """:func:`plan_experiment`, plus what it found on the way: the labelled rows, their labels and the split."""
+                        ) -> tuple[ExperimentPlan, np.ndarray, np.ndarray, tuple, Any]:
+    """:func:`plan_experiment`, plus what it found on the way: the labelled rows, their labels, the split, and the
+    dataset they index (the target, joined with its spare test images when the test set takes some)."""
     from .finetune import auto_augmentation
 
     config = config.validate()
     dataset = dataset or load_dataset(config.target)
     rows, y, (tr, va, te), names = _labelled_split(dataset, config.seed)
+    data: Any = dataset
+    n_spare = 0
+    spare = spare_test_images(config, dataset, y[te], names)
+    if spare is not None:
+        extra, y_extra = spare
+        n_spare = len(extra)
+        data = JoinedDataset(dataset, extra)
+        start = len(rows)
+        rows = np.concatenate([rows, len(dataset) + np.arange(n_spare)])
+        y = np.concatenate([y, y_extra])
+        te = np.concatenate([te, start + np.arange(n_spare)])
     per_class = np.bincount(y[tr], minlength=len(names))
     small, large = int(per_class.min()), int(per_class.max())
     device = config.device or _config.device_name()
@@ -424,11 +538,17 @@ def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
             raise SpecError(f"trained_budgets={list(config.trained_budgets)} matches none of the budgets run "
                             f"({', '.join(budget_label(b) for b in budgets)}).")
     resolved = replace(resolved, arms=tuple(arms))
-    if len(rows) < len(dataset):
-        notes.append(f"{len(dataset) - len(rows)} of {len(dataset)} target images have no label and are left out.")
+    if len(rows) - n_spare < len(dataset):
+        notes.append(f"{len(dataset) - len(rows) + n_spare} of {len(dataset)} target images have no label and are "
+                     "left out.")
+    if n_spare:
+        notes.append(f"The test set has {len(te)} images: the split's {len(te) - n_spare} and {n_spare} spare labelled "
+                     f"images that the per-class limit left out (at most {config.test_per_class} per class and "
+                     f"{config.test_max:,} in all; the pool and the validation set are unchanged).")
     the_plan = ExperimentPlan(resolved, names, len(tr), len(va), len(te), tuple(budgets), (small, large),
-                              schedules, reason, tuple(notes), reference=reference, trained_budgets=trained_at)
-    return the_plan, rows, y, (tr, va, te)
+                              schedules, reason, tuple(notes), reference=reference, trained_budgets=trained_at,
+                              n_spare=n_spare)
+    return the_plan, rows, y, (tr, va, te), data
 
 
 def _schedule_config(schedule: ArmSchedule, config: EfficiencyConfig, **resolved: Any):
@@ -458,20 +578,24 @@ def _check_schedule(arm: str, schedule: ArmSchedule, config: EfficiencyConfig) -
         raise SpecError(f"Arm {arm!r}: {exc}") from None
 
 
-def budget_subsets(y_pool: np.ndarray, budgets: Sequence[int], repeats: int, seed: int
+def budget_subsets(y_pool: np.ndarray, budgets: Sequence[int], repeats: int | Callable[[int], int], seed: int
                    ) -> dict[tuple[int, int], np.ndarray]:
     """Positions in the pool of each (budget, repeat)'s labelled images; budget 0 is the whole pool.
 
     Each repeat draws its own random order of every class's pool images, and a budget of ``b`` takes the first
     ``b`` of each class (all of them when the class has fewer): subsets are nested within a repeat and differ
-    between repeats.
+    between repeats. ``repeats`` is a number, or the number of draws of each budget
+    (:meth:`EfficiencyConfig.draws`).
     """
+    draws = repeats if callable(repeats) else (lambda b: repeats)
     out = {}
     classes = np.unique(y_pool)
-    for r in range(repeats):
+    for r in range(max((draws(b) for b in budgets), default=0)):
         rng = np.random.default_rng([seed, r, 20261122])
         orders = [rng.permutation(np.flatnonzero(y_pool == c)) for c in classes]
         for b in budgets:
+            if r >= draws(b):
+                continue
             take = [o if b == 0 else o[:b] for o in orders]
             out[(b, r)] = np.sort(np.concatenate(take))
     return out
@@ -658,10 +782,10 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     dataset = dataset or load_dataset(config.target)
     # a damaged file must not stop a run half-way: decode every image once first (a no-op once embedded)
     dataset.verify(progress=(lambda d, t, m: progress(0, 1, f"{m}: {d}/{t}")) if progress else None)
-    the_plan, rows, y, split = _prepare_experiment(config, dataset)
+    the_plan, rows, y, split, data = _prepare_experiment(config, dataset)
     config = the_plan.config
     n_classes = len(the_plan.classes)
-    subsets = budget_subsets(y[split[0]], the_plan.budgets, config.repeats, config.seed)
+    subsets = budget_subsets(y[split[0]], the_plan.budgets, config.draws, config.seed)
     counts = np.bincount(y[split[2]], minlength=n_classes)
     chance = float(counts.max() / counts.sum())
     runs: list[Run] = []
@@ -678,14 +802,16 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     base = model if model is not None and model.id == config.model else None
     if "linear-probe" in fitted:
         base = base or load_model(config.model, resolution=config.resolution)
-    for run in _fitted_runs(fitted, base, dataset, rows, y, split, subsets, n_classes, ledger):
+    for run in _fitted_runs(fitted, base, data, rows, y, split, subsets, n_classes, ledger):
         record(run)
     if not trained:
         return _result(the_plan, chance, runs, notes, t0)
-    arms = _TrainedArms(the_plan, dataset, rows, y, split, subsets, ledger, base=base)
+    arms = _TrainedArms(the_plan, data, rows, y, split, subsets, ledger, base=base)
     ref = the_plan.reference if the_plan.reference in the_plan.trained_budgets else the_plan.trained_budgets[-1]
     chosen_lr: dict[str, float] = {}
-    order = [(ref, 0)] + [(b, r) for r in range(config.repeats) for b in the_plan.trained_budgets if (b, r) != (ref, 0)]
+    most = max(config.draws(b) for b in the_plan.trained_budgets)
+    order = [(ref, 0)] + [(b, r) for r in range(most) for b in the_plan.trained_budgets
+                          if r < config.draws(b) and (b, r) != (ref, 0)]
     if _config.ray_address():
         _trained_on_ray(arms, trained, order, (ref, 0), dataset, record, reuse=reuse)
     else:
@@ -724,9 +850,11 @@ def _fitted_runs(fitted: Sequence[str], base: Model | None, dataset: ImageDatase
 
         ledger.tick("linear probes on the frozen pretrained features: embedding")
         taps = [t for t in base.default_taps() if t != LOGITS]
-        emb = embed_dataset(base, dataset, taps,
-                            progress=(lambda d, t, m: ledger.tick(f"linear probes: embedding the target ({d}/{t})")))
-        features = {t: np.asarray(emb[t])[rows] for t in taps}
+        # each part on its own: the target's embeddings are in the cache already, only the spare test images are new
+        embs = [embed_dataset(base, part, taps, progress=(lambda d, t, m, what=what: ledger.tick(
+                    f"linear probes: embedding {what} ({d}/{t})")))
+                for part, what in zip(parts_of(dataset), ("the target", "the spare test images"))]
+        features = {t: np.concatenate([np.asarray(e[t]) for e in embs])[rows] for t in taps}
         yield from _linear_runs("linear-probe", features, y, split, subsets, n_classes,
                                 progress=lambda m: ledger.tick(f"linear probes: {m}"))
         ledger.done += 1
@@ -853,7 +981,8 @@ class _TrainedArms:
             if search:
                 chosen_lr[arm] = float(cached.lr or schedule.lr)
             self.ledger.done += len(schedule.lr_grid) if search else 1
-            self.ledger.tick(f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{self.config.repeats}: reused")
+            self.ledger.tick(f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{self.config.draws(b)}: "
+                             "reused")
         return cached
 
     def run(self, arm: str, b: int, r: int, chosen_lr: dict[str, float], *, search: bool, reuse: bool,
@@ -863,7 +992,7 @@ class _TrainedArms:
         budget, repeat 0) it searches the learning rate on validation and sets ``chosen_lr[arm]`` for the others."""
         config, ledger = self.config, self.ledger
         schedule = self.plan.schedules[arm]
-        label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.repeats}"
+        label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.draws(b)}"
         path = self.key_path(arm, b, r, "search" if search else chosen_lr[arm])
         if reuse and (cached := self.reused(arm, b, r, path, chosen_lr, search=search)) is not None:
             return cached
@@ -939,11 +1068,11 @@ def remote_run(config: Mapping[str, Any], arm: str, b: int, r: int, chosen_lr: M
     """One trained run inside a Ray task: the experiment prepared as the driver prepared it (same split, subsets,
     seeds), the run trained and tested but not stored (the driver stores it). Returns the run as a dict."""
     cfg = EfficiencyConfig.from_dict(config)
-    the_plan, rows, y, split = _prepare_experiment(cfg, dataset)
-    subsets = budget_subsets(y[split[0]], the_plan.budgets, cfg.repeats, cfg.seed)
+    the_plan, rows, y, split, data = _prepare_experiment(cfg, dataset)
+    subsets = budget_subsets(y[split[0]], the_plan.budgets, cfg.draws, cfg.seed)
     units = len(the_plan.schedules[arm].lr_grid) if search else 1
     ledger = _Ledger(units, lambda done, total, message: report(done / max(total, 1), message))
-    arms = _TrainedArms(the_plan, dataset, rows, y, split, subsets, ledger, base=None, workers=workers)
+    arms = _TrainedArms(the_plan, data, rows, y, split, subsets, ledger, base=None, workers=workers)
     return arms.run(arm, b, r, dict(chosen_lr), search=search, reuse=False, store=False).to_dict()
 
 
@@ -1110,13 +1239,89 @@ def bootstrap_interval(M: np.ndarray, *, confidence: float = 0.95, n_draws: int 
     return float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
 
 
+@dataclass(frozen=True)
+class CrossedInterval:
+    """The mean of a (draws x test images) table of per-image results and its confidence interval.
+
+    The two sources of noise are crossed: every draw of the labelled images (a repeat) is scored on the same test
+    images. The variance of the mean is estimated as ``s_draws**2 / n_draws + s_images**2 / n_images``, where
+    ``s_draws`` is the spread of the per-draw means (which images got labelled, and how training went) and
+    ``s_images`` the spread of the per-image means over the draws (which images happen to be in the test set);
+    each term carries its own degrees of freedom (Welch-Satterthwaite), so three draws give a wide interval where
+    the draws disagree. (The residual counts in both terms, which errs on the wide side by ``s_e**2 / (R n)``.)
+
+    Attributes:
+        mean, low, high: The mean and its interval.
+        s_draws, s_images: The two spreads (0 when there is one draw, or one image).
+        n_draws, n_images: The table's shape.
+        df: Degrees of freedom of the t quantile (inf when the mean has no spread).
+        confidence: Its level.
+    """
+
+    mean: float
+    low: float
+    high: float
+    s_draws: float
+    s_images: float
+    n_draws: int
+    n_images: int
+    df: float
+    confidence: float = 0.95
+
+    @property
+    def se(self) -> float:
+        return se_of(self.s_draws, self.n_draws, self.s_images, self.n_images)
+
+    def half_width(self, n_draws: int | None = None, n_images: int | None = None) -> float:
+        """The interval's half-width with other numbers of draws or test images, the spreads as measured."""
+        R, n = n_draws or self.n_draws, n_images or self.n_images
+        return t_quantile(self.confidence, welch_df(self.s_draws, R, self.s_images, n)) * \
+            se_of(self.s_draws, R, self.s_images, n)
+
+
+def se_of(s_draws: float, n_draws: int, s_images: float, n_images: int) -> float:
+    """Standard error of a crossed mean (see :class:`CrossedInterval`)."""
+    return math.sqrt(s_draws ** 2 / max(n_draws, 1) + s_images ** 2 / max(n_images, 1))
+
+
+def welch_df(s_draws: float, n_draws: int, s_images: float, n_images: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of the two-term variance (inf when it is 0)."""
+    terms = [(s ** 2 / k, k - 1) for s, k in ((s_draws, n_draws), (s_images, n_images)) if k > 1 and s > 0]
+    if not terms:
+        return math.inf
+    return sum(v for v, _ in terms) ** 2 / sum(v ** 2 / d for v, d in terms)
+
+
+def t_quantile(confidence: float, df: float) -> float:
+    """The two-sided Student-t quantile (the normal one for infinite df)."""
+    from scipy.stats import norm, t
+
+    q = 0.5 + confidence / 2
+    return float(norm.ppf(q) if not math.isfinite(df) else t.ppf(q, df))
+
+
+def crossed_interval(M: np.ndarray, *, confidence: float = 0.95) -> CrossedInterval:
+    """The mean of ``M`` (draws x test images: 0/1 correctness, or paired differences of two arms) and its interval
+    (see :class:`CrossedInterval`)."""
+    M = np.atleast_2d(np.asarray(M, dtype=float))
+    R, n = M.shape
+    if R == 0 or n == 0:
+        raise TldiagError(f"crossed_interval needs at least one draw and one test image, got a {R}x{n} table.")
+    s_draws = float(M.mean(1).std(ddof=1)) if R > 1 else 0.0
+    s_images = float(M.mean(0).std(ddof=1)) if n > 1 else 0.0
+    mean = float(M.mean())
+    df = welch_df(s_draws, R, s_images, n)
+    half = t_quantile(confidence, df) * se_of(s_draws, R, s_images, n)
+    return CrossedInterval(mean, mean - half, mean + half, s_draws, s_images, R, n, df, confidence)
+
+
 def _interval(values: Sequence[float], M: np.ndarray | None) -> tuple[float, float, float]:
-    """Mean of ``values`` and its 95% interval: the two-level bootstrap when per-image results exist, else a
+    """Mean of ``values`` and its 95% interval: :func:`crossed_interval` when per-image results exist, else a
     t-interval over repeats."""
     if M is None:
         return t_interval(values)
-    low, high = bootstrap_interval(M)
-    return float(np.mean(values)), low, high
+    c = crossed_interval(M)
+    return float(np.mean(values)), c.low, c.high
 
 
 @dataclass(frozen=True)
@@ -1127,7 +1332,7 @@ class ArmCurve:
         arm: One of :data:`ARMS`.
         budgets: Budgets run (0 = all), smallest first.
         per_class: Mean labels per class of each budget (the x axis).
-        mean, low, high: Mean accuracy over repeats and its 95% interval (:func:`bootstrap_interval` over repeats
+        mean, low, high: Mean accuracy over repeats and its 95% interval (:func:`crossed_interval` over draws
             and test images; a t-interval over repeats for runs without per-image results).
         accuracies: Each budget's accuracies, one per repeat (repeat order).
     """
@@ -1217,9 +1422,12 @@ class Comparison:
         budget: The budget (0 = all); per_class: its mean labels per class.
         transfer_arm, scratch_arm: The arms with the higher mean accuracy in each family at this budget.
         transfer, scratch: Their mean accuracies.
-        gain, low, high: Mean of (transfer - scratch) over repeats and its 95% interval (the two-level bootstrap
+        gain, low, high: Mean of (transfer - scratch) over repeats and its 95% interval (:func:`crossed_interval`
             of the paired per-image differences; a t-interval over repeats without per-image results).
         n: Repeats paired.
+        s_draws, s_images, n_test: The interval's two spreads (between draws of the labelled images, over test
+            images) and the test images it was measured on; None and 0 without per-image results. What a larger test
+            set or more draws would make of the interval follows from them (:class:`CrossedInterval`).
     """
 
     budget: int
@@ -1232,6 +1440,9 @@ class Comparison:
     low: float
     high: float
     n: int
+    s_draws: float | None = None
+    s_images: float | None = None
+    n_test: int = 0
 
     @property
     def verdict(self) -> str:
@@ -1300,8 +1511,12 @@ def _compare(cs: Mapping[str, ArmCurve], budget: int) -> Comparison:
     Mt = t.correct[i] if t.correct else None
     Ms = s.correct[j] if s.correct else None
     paired = Mt[:n] - Ms[:n] if Mt is not None and Ms is not None and Mt.shape[1] == Ms.shape[1] else None
-    gain, low, high = _interval(diff, paired)
-    return Comparison(budget, t.per_class[i], t.arm, s.arm, t.mean[i], s.mean[j], gain, low, high, n)
+    if paired is None:
+        gain, low, high = t_interval(diff)
+        return Comparison(budget, t.per_class[i], t.arm, s.arm, t.mean[i], s.mean[j], gain, low, high, n)
+    c = crossed_interval(paired)
+    return Comparison(budget, t.per_class[i], t.arm, s.arm, t.mean[i], s.mean[j], float(np.mean(diff)), c.low,
+                      c.high, n, c.s_draws, c.s_images, c.n_images)
 
 
 def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, budget: int | None = None,
@@ -1444,7 +1659,9 @@ def partial_result(config: Mapping[str, Any], metrics: Sequence[Mapping[str, Any
                             seconds=0.0, notes=("partial: the experiment has not finished",))
 
 
-__all__ = ["ARMS", "ARM_TITLES", "BUDGETS", "PROFILES", "ArmCurve", "ArmSchedule", "Comparison", "EfficiencyConfig",
+__all__ = ["CrossedInterval", "crossed_interval", "JoinedDataset", "parts_of", "spare_test_images", "se_of",
+           "t_quantile", "welch_df", "TEST_PER_CLASS", "TEST_MAX", "DRAW_LABELS",
+           "ARMS", "ARM_TITLES", "BUDGETS", "PROFILES", "ArmCurve", "ArmSchedule", "Comparison", "EfficiencyConfig",
            "bootstrap_interval",
            "EfficiencyResult", "ExperimentPlan", "Reach", "Readouts", "Run", "budget_label", "labels_per_class",
            "budget_subsets", "curves", "default_schedules", "labels_to_reach", "partial_result", "plan_experiment",
