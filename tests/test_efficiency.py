@@ -234,7 +234,7 @@ def test_plan_caps_budgets_at_the_pool_and_resolves_the_profile():
     custom = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full",
                                               arms=("small-cnn", "linear-probe"), schedules={"small-cnn": {"epochs": 2}}))
     assert custom.schedules["small-cnn"].epochs == 2 and set(custom.schedules) == {"small-cnn"}
-    assert custom.n_runs == 5 * 3 + 2
+    assert custom.n_runs == 8 + 4 + 3 * 3 + 2
     # the team's budget always runs, and the readouts answer for it
     b = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", budgets=(1, 2), budget=7,
                                          include_all=False))
