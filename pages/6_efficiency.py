@@ -49,7 +49,8 @@ except TldiagError as exc:
 c = the_plan.config
 st.caption(f"{the_plan.n_pool} pool, {the_plan.n_val} validation and {the_plan.n_test} test images in "
            f"{len(the_plan.classes)} classes · budgets {', '.join(budget_label(b) for b in the_plan.budgets)} × "
-           f"{c.repeats} repeats · {the_plan.n_runs} trained runs · {c.profile} settings on {c.device} · "
+           f"{', '.join(str(c.draws(b)) for b in the_plan.budgets)} draws · {the_plan.n_runs} trained runs · "
+           f"{c.profile} settings on {c.device} · "
            f"augmentation {c.augment}")
 st.dataframe(pd.DataFrame([{"arm": ARM_TITLES[a], "settings": s.summary, "note": s.note}
                            for a, s in the_plan.schedules.items()]),
@@ -130,9 +131,9 @@ def _show_result(job) -> None:
     for line in ro.summary:
         st.markdown("- " + line)
     st.caption(f"{result.n_pool} pool, {result.n_val} validation (early stopping, probe choices; never trained on) "
-               f"and {result.n_test} fixed test images · {result.config.repeats} repeats · "
-               f"{result.seconds:.0f} s on {result.device} · bands: 95% intervals from a bootstrap over repeats and "
-               "test images")
+               f"and {result.n_test} fixed test images · {result.config.repeats} repeats (more at small budgets) · "
+               f"{result.seconds:.0f} s on {result.device} · bands: 95% intervals over the draws of the labelled "
+               "images and the test images")
     with st.expander("How each arm was trained"):
         st.dataframe(pd.DataFrame([{"arm": ARM_TITLES[a], "settings": s.title} for a, s in result.schedules.items()]
                                   + ([{"arm": ARM_TITLES["linear-probe"], "settings":

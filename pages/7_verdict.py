@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 import app_state
+from tldiag import viz
 from tldiag.decision import report as decision
 from tldiag.errors import TldiagError
 from tldiag.training import configs
@@ -39,6 +40,20 @@ for reason in v.reasons:
 if v.disagreements:
     st.warning("**Signals that disagree** (read both before deciding):\n\n"
                + "\n".join(f"- {d}" for d in v.disagreements), icon="↔️")
+readings = [s.reading for s in v.signals if s.reading is not None]
+if readings:
+    st.subheader("Measured gains against their margins")
+    st.caption("Each measured signal's gain of transfer over training from scratch with its 95% interval, and the "
+               "worthwhile-gain margin it is read against (the bar). GO: the gain reaches the margin and the interval "
+               "lies above 0; NO-GO: even the interval's upper end is below the margin; otherwise the sample cannot "
+               "tell."
+               + (f" The decision is led by {next(s.title for s in v.signals if s.key == v.led_by).lower()}."
+                  if v.led_by else ""))
+    st.plotly_chart(viz.gain_forest(readings), key="v_forest")
+    for r in readings:
+        if r.settle is not None:
+            st.info(f"**What would settle {app_state.md_message(r.title.lower())}:** "
+                    f"{app_state.md_message(r.settle.text)}.", icon="🎯")
 
 # ---------------------------------------------------------------- signals
 BADGE = {GO: ":green-badge[GO]", CAUTION: ":orange-badge[CAUTION]", NO_GO: ":red-badge[NO-GO]",
@@ -58,10 +73,12 @@ for s in v.signals:
 b = analyses.evidence.baseline
 if b is not None:
     st.subheader(f"Transfer against training from scratch at {v.budget}")
-    st.caption(f"Every arm learns from the same label subsets ({b.repeats} repeats, {b.per_class:.3g} labels per class on "
-               f"average) and is scored on the same {b.n_test} held-out test images; 95% intervals from a bootstrap over "
-               "repeats and test images. An arm whose validation accuracy was still at chance when its schedule ended "
-               "did not converge and does not vote.")
+    draws = b.comparison.n or b.repeats
+    st.caption(f"Every arm learns from the same label subsets ({draws} draws of the labelled images, "
+               f"{b.per_class:.3g} labels per class on average) and is scored on the same {b.n_test:,} held-out test "
+               "images (the split's and every spare labelled image up to the cap); 95% intervals over the draws and "
+               "the test images. An arm whose validation accuracy was still at chance when its schedule ended did not "
+               "converge and does not vote.")
     st.dataframe(pd.DataFrame([{"arm": a.title, "test accuracy": round(a.mean, 3),
                                 "95% interval": f"{a.low:.3f}–{a.high:.3f}",
                                 "converged": "yes" if a.converged else "no (does not vote)", "settings": a.settings}
@@ -188,7 +205,7 @@ with st.expander("Rules (thresholds) in use"):
     if app_state.allowed("change_rules"):
         team = team_rules_path()
         text = st.text_area("The team's rules (TOML: only the values to change)", key="v_rules_text",
-                            value=team.read_text() if team.is_file() else "# e.g.\n# [baseline]\n# gain_go = 0.03\n",
+                            value=team.read_text() if team.is_file() else "# e.g.\n# [baseline]\n# margin = 0.03\n",
                             help=f"Saved to {team}; every verdict of this server (and tldiag report with the same "
                                  "TLDIAG_HOME) then reads them, unless TLDIAG_VERDICT_RULES names another file.")
         if st.button("Save the rules", key="v_rules_save"):

@@ -122,15 +122,16 @@ def test_efficiency_runs_prints_the_readouts_and_writes_json(capsys, tmp_path):
             "--json", str(tmp_path / "e.json")]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "pool 80, validation 20, test 20 images" in out
-    assert "budgets per class: 1, all x 2 repeats; 6 trained runs; cpu settings on cpu" in out
+    assert "pool 80, validation 20, test 200 images" in out  # the split's 20 and the spare labelled images
+    # 8 draws at one label per class, 6 of the whole pool (what the readouts answer for), 2 more learning rates
+    assert "budgets per class: 1, all x 8, 6 draws; 16 trained runs; cpu settings on cpu" in out
     assert "note: Budgets 50 per class are at or above the 8 pool images" in out
     assert "status done" in out and "Scratch (small CNN)" in out and "Transfer, frozen (linear probe)" in out
     assert "- At all (8) labels per class, transfer − scratch" in out
     payload = json.loads((tmp_path / "e.json").read_text())
-    assert payload["status"] == "done" and len(payload["runs"]) == 2 * 2 * 2
+    assert payload["status"] == "done" and len(payload["runs"]) == 2 * (8 + 6)
     assert {"labels_saved", "break_even", "negative_transfer", "evidence", "summary"} <= set(payload["readouts"])
-    assert all(len(r["correct"]) == 20 for r in payload["runs"])
+    assert all(len(r["correct"]) == 200 for r in payload["runs"])
 
 
 def test_efficiency_refuses_bad_settings_before_launching(capsys):

@@ -40,9 +40,10 @@ def test_subsets_are_nested_within_a_repeat_and_differ_between_repeats():
 
 
 def test_small_budgets_get_more_draws_and_the_subsets_of_a_budget_stay_the_same():
-    c = EfficiencyConfig(repeats=3)
-    assert [c.draws(b) for b in (1, 2, 3, 4, 5, 10, 0)] == [8, 4, 3, 3, 3, 3, 3]
-    assert EfficiencyConfig(repeats=5, draw_labels=0).draws(1) == 5
+    c = EfficiencyConfig(repeats=3, budget=10)
+    assert [c.draws(b) for b in (1, 2, 3, 4, 5, 10, 0)] == [8, 4, 3, 3, 3, 6, 3]  # 6 at the team's budget
+    assert EfficiencyConfig(repeats=5, draw_labels=0, budget=10).draws(1) == 5
+    assert EfficiencyConfig(repeats=3).draws(0) == 6  # no budget: the whole pool is what the readouts answer for
     y = np.repeat(np.arange(3), 20)
     varied = budget_subsets(y, [1, 2, 10], c.draws, seed=0)
     assert sorted(k for k in varied if k[0] == 1) == [(1, r) for r in range(8)]
@@ -223,18 +224,19 @@ def test_plan_caps_budgets_at_the_pool_and_resolves_the_profile():
     assert small.lr_grid == fine.lr_grid == (0.3, 1.0, 3.0) and small.patience == fine.patience
     assert small.max_steps == fine.max_steps and small.min_epochs == fine.min_epochs
     # on a CPU fine-tuning trains at the team's budget only (the whole pool here, no budget set), the small CNN
-    # at every budget; each arm: its budgets' draws (8 at 1 label per class, 4 at 2, 3 from 3 on) + 2 more learning rates
+    # at every budget; each arm: its budgets' draws (8 at 1 label per class, 4 at 2, 3 from 3 on, 6 at the team's
+    # budget: the whole pool here) + 2 more learning rates
     assert fine.at_budget_only and not small.at_budget_only and "at your budget only" in fine.summary
     assert p.budgets_of("small-cnn") == (1, 2, 5, 10, 0) and p.budgets_of("fine-tuned") == (0,)
-    assert p.n_runs == (8 + 4 + 3 * 3 + 2) + (1 * 3 + 2)
+    assert p.n_runs == (8 + 4 + 3 + 3 + 6 + 2) + (6 + 2)
     at7 = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", budget=7))
-    assert at7.budgets_of("fine-tuned") == (7,) and at7.n_runs == (8 + 4 + 4 * 3 + 2) + (1 * 3 + 2)
+    assert at7.budgets_of("fine-tuned") == (7,) and at7.n_runs == (8 + 4 + 3 + 6 + 3 + 6 + 2) + (6 + 2)
     full = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full"))
     assert full.budgets_of("fine-tuned") == full.budgets_of("scratch") == (1, 2, 5, 10, 0)
     custom = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full",
                                               arms=("small-cnn", "linear-probe"), schedules={"small-cnn": {"epochs": 2}}))
     assert custom.schedules["small-cnn"].epochs == 2 and set(custom.schedules) == {"small-cnn"}
-    assert custom.n_runs == 8 + 4 + 3 * 3 + 2
+    assert custom.n_runs == 8 + 4 + 3 + 3 + 6 + 2
     # the team's budget always runs, and the readouts answer for it
     b = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", budgets=(1, 2), budget=7,
                                          include_all=False))
@@ -288,9 +290,10 @@ def test_a_starved_scratch_arm_does_not_vote_and_the_pixel_baselines_stand_in():
                                                                      "lr_grid": (1.0,)}})
     seen = []
     result = run_experiment(config, on_run=seen.append)
-    # more draws of the labelled images at small budgets: 8 at one label per class, 4 at two, 3 of the whole pool
-    assert [config.draws(b) for b in (1, 2, 0)] == [8, 4, 3]
-    assert len(seen) == len(result.runs) == 4 * (8 + 4 + 3)
+    # more draws of the labelled images at small budgets (8 at one label per class, 4 at two) and at the budget the
+    # readouts answer for (6 of the whole pool here: no budget is set)
+    assert [config.draws(b) for b in (1, 2, 0)] == [8, 4, 6]
+    assert len(seen) == len(result.runs) == 4 * (8 + 4 + 6)
     stuck = [r for r in result.runs if r.arm == "small-cnn" and not r.converged]
     assert stuck and all(r.val_accuracy <= 0.25 for r in stuck)
     assert any(n.startswith("Did not converge") and "Scratch (small CNN)" in n for n in result.notes)
@@ -358,7 +361,7 @@ def test_a_cancelled_job_keeps_its_finished_runs_and_a_new_launch_reuses_them(tl
     assert again.status == "done", again.error
     result = EfficiencyResult.from_dict(again.result)
     reused = [r for r in result.runs if r.reused]
-    assert len(reused) == len(stored) and len(result.runs) == (8 + 4 + 3) * 2  # budgets 1, 2, all: 8, 4, 3 draws
+    assert len(reused) == len(stored) and len(result.runs) == (8 + 4 + 6) * 2  # budgets 1, 2, all: 8, 4, 6 draws
     assert any(f"{len(stored)} trained runs were read" in n for n in result.notes)
 
 

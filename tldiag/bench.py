@@ -39,8 +39,11 @@ on the demo and on 500 + 500 images of 28x28 digits (handwritten upscaled from 8
 the whole decision <= 300 s, the fast verdict <= 60 s, printed as ratios.
 
 ``verdict``: the scenario panel of :mod:`tldiag.decision.panel`: per scenario the realised outcome (stored; ``--realise``
-recomputes it), the fast verdict and the full verdict, and the agreement rates. Targets: full >= 90%, fast >= 75%,
-and the fast verdict never GO where the realised outcome is NO-GO.
+recomputes it), the fast verdict and the full verdict; the 3x3 tables (decided x realised), agreement and Cohen's
+kappa, the same for simple rules (always NO-GO, always GO, MMD alone, LogME alone) and the scenarios where GO and NO-GO
+were confused. Targets: full >= 90% with kappa >= 0.7, fast >= 80% with kappa >= 0.6, never GO where the outcome is
+NO-GO nor NO-GO where it is GO. ``--limits 50,100,200`` decides every scenario at each per-class limit instead: the
+decision may move between CAUTION and a firm answer as data grows, never from GO to NO-GO or back.
 """
 from __future__ import annotations
 
@@ -434,6 +437,22 @@ def bench_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verdict_tables(a, log=print) -> None:
+    """The panel's scores: the 3x3 table of each verdict (decided x realised), agreement and Cohen's kappa, the
+    simple rules beside them, and the scenarios where GO and NO-GO were confused."""
+    from .decision.verdict import DECISIONS
+
+    log("realised outcomes: " + ", ".join(f"{k} {v}" for k, v in a.realised.items()))
+    for sc in a.scores:
+        log(f"\n{sc.name}: agreement {sc.agreement:.0%}, Cohen's kappa {sc.kappa:+.2f}, GO where realised NO-GO "
+            f"{sc.go_on_no_go}, NO-GO where realised GO {sc.no_go_on_go}")
+        if sc.name in ("fast", "full"):
+            log("  " + "decided / realised".ljust(20) + "".join(f"{k:>9s}" for k in DECISIONS))
+            for d in DECISIONS:
+                log(f"  {d:20s}" + "".join(f"{sc.table[d][r]:9d}" for r in DECISIONS))
+    log("\nGO and NO-GO confused: " + ("; ".join(a.confused) if a.confused else "none"))
+
+
 def bench_verdict(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -447,6 +466,25 @@ def bench_verdict(args: argparse.Namespace) -> int:
         print(f"unknown scenarios {unknown}; the panel has {', '.join(s.name for s in panel.SCENARIOS)}",
               file=sys.stderr)
         return 2
+    try:
+        limits = [int(x) for x in (args.limits or "").split(",") if x.strip()]
+    except ValueError:
+        print(f"--limits {args.limits!r} must be whole numbers of images per class joined by commas, e.g. 50,100,200",
+              file=sys.stderr)
+        return 2
+    rules = load_rules(args.rules)
+    if limits:
+        print(f"the fast verdict of every scenario at per-class limits {', '.join(map(str, limits))} (seed 0, rules "
+              f"from {rules.origin})", flush=True)
+        rows = panel.stability(limits, names or None, rules, log=lambda m: print(m, flush=True))
+        print(f"\n{'scenario':28s} " + " ".join(f"{f'limit {x}':>34s}" for x in limits) + "  flips")
+        for r in rows:
+            cells = [f"{r.decisions[x]} {r.gains[x]} n={r.n_test[x]}" for x in limits]
+            print(f"{r.scenario.name:28s} " + " ".join(f"{c:>34s}" for c in cells) + f"  {'GO<->NO-GO' if r.flips else '-'}")
+        flips = [r.scenario.name for r in rows if r.flips]
+        print(f"\n{len(rows)} scenarios at {len(limits)} limits; GO to NO-GO or back: "
+              f"{', '.join(flips) if flips else 'none'} ({'PASS' if not flips else 'FAIL'})")
+        return 0
     path = Path(args.outcomes) if args.outcomes else panel.OUTCOMES_FILE
     if args.realise:
         panel.realise_all(names or None, path, log=lambda m: print(m, flush=True))
@@ -455,33 +493,38 @@ def bench_verdict(args: argparse.Namespace) -> int:
         print(f"no realised outcomes in {path}; compute them with `python -m tldiag.bench verdict --realise`",
               file=sys.stderr)
         return 2
-    rules = load_rules(args.rules)
-    print(f"scenario panel: {len(outcomes)} realised outcomes from {path} (seed {panel.REALISED_SEED}, long fair "
-          f"schedules); verdicts at seed 0 with the rules from {rules.origin}", flush=True)
+    print(f"scenario panel: {len(outcomes)} realised outcomes from {path} (seed {panel.REALISED_SEED}, own split, "
+          f"{panel.REALISED_DRAWS} draws, long schedules); verdicts at seed 0 with the rules from {rules.origin}",
+          flush=True)
     t0 = time.perf_counter()
     evidences: dict = {}
-    rows = panel.run_panel(outcomes, names or None, rules, log=lambda m: print(m, flush=True), evidences=evidences)
+    rows = panel.run_panel(outcomes, names or None, rules, log=lambda m: print(m, flush=True), evidences=evidences,
+                           full=not args.fast_only)
     print()
-    print(f"{'scenario':20s} {'budget':>6s} {'realised':>9s} {'gain':>7s} {'fast':>8s} {'full':>8s}  fast s  full s")
+    print(f"{'scenario':28s} {'budget':>6s} {'realised':>9s} {'gain (95% CI)':>22s} {'fast':>9s} {'full':>9s}  "
+          f"fast s  full s  led by (fast / full)")
     for r in rows:
-        gain = "" if r.realised_gain is None else f"{100 * r.realised_gain:+.1f}"
+        o = outcomes[r.scenario.name]
+        gain = "—" if o.get("gain") is None else \
+            f"{100 * o['gain']:+.1f} ({100 * o['low']:+.1f} to {100 * o['high']:+.1f})"
         mark = lambda v: v + ("" if v == r.realised else " ✗")  # noqa: E731
-        print(f"{r.scenario.name:20s} {r.scenario.budget:6d} {r.realised:>9s} {gain:>7s} {mark(r.fast):>8s} "
-              f"{mark(r.full):>8s}  {r.fast_seconds:6.0f}  {r.full_seconds:6.0f}")
+        print(f"{r.scenario.name:28s} {r.scenario.budget:6d} {r.realised:>9s} {gain:>22s} {mark(r.fast):>9s} "
+              f"{mark(r.full):>9s}  {r.fast_seconds:6.0f}  {r.full_seconds:6.0f}  {r.fast_led} / {r.full_led}")
     a = panel.agreement(rows)
-    print(f"\nagreement with the realised outcome over {a.n} scenarios: fast {a.fast:.0%} (target >= 75%), full "
-          f"{a.full:.0%} (target >= 90%); fast GO where realised NO-GO: {a.fast_go_on_no_go} (target 0); full GO "
-          f"where realised NO-GO: {a.full_go_on_no_go}  ({'PASS' if a.ok else 'FAIL'}; "
-          f"{time.perf_counter() - t0:.0f} s)")
+    print()
+    _verdict_tables(a)
+    t_full, t_fast = panel.TARGETS["full"], panel.TARGETS["fast"]
+    print(f"\nover {a.n} scenarios: full {a.full:.0%} (kappa {a.full_kappa:+.2f}; target >= {t_full[0]:.0%} and "
+          f"{t_full[1]:g}), fast {a.fast:.0%} (kappa {a.fast_kappa:+.2f}; target >= {t_fast[0]:.0%} and {t_fast[1]:g}),"
+          f" GO/NO-GO confusions {a.confusions} (target 0): {'PASS' if a.ok else 'FAIL'} "
+          f"({time.perf_counter() - t0:.0f} s)")
     if args.sweep:
-        print("\nthe same evidence decided again under other thresholds for [baseline] and [efficiency] "
-              "(gain_no_go, gain_go), best first:")
-        print(f"{'gain_no_go':>10s} {'gain_go':>8s} {'fast':>6s} {'full':>6s} {'fast GO/NO-GO':>13s} "
-              f"{'full GO/NO-GO':>13s}")
+        print("\nthe same evidence decided again under other margins for [baseline] and [efficiency], best first:")
+        print(f"{'margin':>7s} {'fast':>6s} {'kappa':>6s} {'full':>6s} {'kappa':>6s} {'confusions':>10s}")
         for x in panel.sweep(evidences, outcomes, rules)[:args.sweep]:
             g = x.agreement
-            print(f"{x.gain_no_go:+10.2f} {x.gain_go:+8.2f} {g.fast:6.0%} {g.full:6.0%} {g.fast_go_on_no_go:13d} "
-                  f"{g.full_go_on_no_go:13d}  {'PASS' if g.ok else 'FAIL'}")
+            print(f"{100 * x.margin:+6.1f}p {g.fast:6.0%} {g.fast_kappa:+6.2f} {g.full:6.0%} {g.full_kappa:+6.2f} "
+                  f"{g.confusions:10d}  {'PASS' if g.ok else 'FAIL'}")
     if args.json:
         from .cache import atomic_write_text, json_default
 
@@ -489,8 +532,9 @@ def bench_verdict(args: argparse.Namespace) -> int:
             {"rows": [{**r.__dict__, "scenario": r.scenario.__dict__,
                        "evidence": {"fast": evidences[r.scenario.name][0].to_dict(),
                                     "full": evidences[r.scenario.name][1].to_dict()}} for r in rows],
-             "agreement": a.__dict__}, indent=1, default=json_default))
-    return 0
+             "agreement": {k: v for k, v in a.__dict__.items() if k != "scores"},
+             "scores": [s.__dict__ for s in a.scores]}, indent=1, default=json_default))
+    return 0 if a.ok or not args.check else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -548,8 +592,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules", help="verdict rules file (default: the shipped thresholds)")
     p.add_argument("--json", metavar="FILE", help="also write the table, with the evidence of every verdict, as JSON")
     p.add_argument("--sweep", type=int, nargs="?", const=10, default=0, metavar="N",
-                   help="decide the same evidence again under other [baseline]/[efficiency] thresholds and print the "
-                        "N best settings (default 10): how the shipped thresholds were chosen")
+                   help="decide the same evidence again under other [baseline]/[efficiency] margins and print the "
+                        "N best (default 10): how the shipped margin was chosen")
+    p.add_argument("--limits", metavar="L1,L2,...",
+                   help="instead: the fast verdict of every scenario at each per-class limit (e.g. 50,100,200), and "
+                        "whether any went from GO to NO-GO or back")
+    p.add_argument("--fast-only", action="store_true", help="skip the full verdict (the data-efficiency experiment)")
+    p.add_argument("--check", action="store_true", help="exit 1 when the targets are not met")
     _bench_scale.add_arguments(sub)
     p = sub.add_parser("umap-worker")  # internal: one side of `umap` in a fresh process
     p.add_argument("which", choices=["a", "b"])

@@ -372,8 +372,9 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
     c = p.config
     print(f"{c.model} -> {c.target}: {len(p.classes)} classes; pool {p.n_pool}, validation {p.n_val}, test {p.n_test} "
           f"images (seed {c.seed})")
-    print(f"budgets per class: {', '.join(budget_label(b) for b in p.budgets)} x {c.repeats} repeats; "
-          f"{p.n_runs} trained runs; {c.profile} settings on {c.device}; augmentation {c.augment}")
+    print(f"budgets per class: {', '.join(budget_label(b) for b in p.budgets)} x "
+          f"{', '.join(str(c.draws(b)) for b in p.budgets)} draws; {p.n_runs} trained runs; {c.profile} settings on "
+          f"{c.device}; augmentation {c.augment}")
     for arm, s in p.schedules.items():
         print(f"  {ARM_TITLES[arm]}: {s.title}")
     for note in p.notes:
@@ -459,8 +460,8 @@ def _print_efficiency(result) -> None:
         for b, m, lo, hi in zip(c.budgets, c.mean, c.low, c.high):
             row[budget_label(b)] = f"{m:.3f}" + (f" ({lo:.2f}-{hi:.2f})" if hi > lo else "")
         rows.append(row)
-    print(f"test accuracy by labels per class: mean of {result.config.repeats} repeats (95% interval over repeats and "
-          f"test images); {result.n_test} test images, chance {result.chance:.3f}")
+    print(f"test accuracy by labels per class: mean over the draws of the labelled images (95% interval over draws "
+          f"and test images); {result.n_test} test images, chance {result.chance:.3f}")
     print(_table(rows, ["arm", *(budget_label(b) for b in budgets)]))
     for arm, s in result.schedules.items():
         print(f"  {ARM_TITLES[arm]}: {s.title}")

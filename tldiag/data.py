@@ -8,6 +8,8 @@ A spec is ``kind:name?key=value&...`` and names everything needed to rebuild the
 ``demo:printed-digits``                digits 0-9 rendered from installed TrueType fonts with affine jitter
 ``csv:/data/labels.csv?path=filepath&label=diagnosis``  a table of image paths (and labels, and splits)
 ``parquet:/data/labels.parquet?...``   the same table as Parquet (pandas with pyarrow)
+``demo:tiles?set=photos``              which of scikit-image's photographs a 32x32 tile comes from (non-overlapping
+                                       tiles, so no two images share a region; ``set`` photos, gray or all)
 ``hf:user/name?split=test``            a Hugging Face ``datasets`` image dataset from the local cache (or a folder
                                        written by ``save_to_disk``: ``hf:/data/saved``); ``image``, ``label``, ``config``
 
@@ -45,14 +47,14 @@ from .shifts import CORRUPTIONS, apply_shift
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DATASET_KINDS = ("folder", "torchvision", "demo", "csv", "parquet", "hf")
-DEMO_DATASETS = ("digits", "printed-digits")
+DEMO_DATASETS = ("digits", "printed-digits", "tiles")
 TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST", "CIFAR10", "CIFAR100",
                         "SVHN", "USPS", "STL10", "GTSRB", "Flowers102", "DTD", "OxfordIIITPet",
                         "EuroSAT", "Food101", "FGVCAircraft", "StanfordCars", "Country211",
                         "PCAM", "RenderedSST2", "SEMEION", "Caltech101", "Imagenette")
 _COMMON_KEYS = ("shift", "severity", "limit", "seed")
 _MANIFEST_KEYS = ("path", "label", "split", "split_column")
-_KIND_KEYS = {"folder": (), "torchvision": ("split", "root"), "demo": ("n",), "csv": _MANIFEST_KEYS,
+_KIND_KEYS = {"folder": (), "torchvision": ("split", "root"), "demo": ("n", "set"), "csv": _MANIFEST_KEYS,
               "parquet": _MANIFEST_KEYS, "hf": ("split", "config", "image", "label")}
 UNLABELLED = -1
 
@@ -105,6 +107,11 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
         close = [n for n in TORCHVISION_DATASETS if n.lower() == name.lower()]
         hint = f" Did you mean '{close[0]}'?" if close else f" Valid: {', '.join(TORCHVISION_DATASETS)}."
         raise SpecError(f"Unknown torchvision dataset '{name}' in '{spec}'.{hint}")
+    if "set" in options and (kind, name) != ("demo", "tiles"):
+        raise SpecError(f"Option 'set' in '{spec}' belongs to demo:tiles only (its photos: "
+                        f"{', '.join(TILE_SETS)}).")
+    if "set" in options and options["set"] not in TILE_SETS:
+        raise SpecError(f"Unknown tile set '{options['set']}' in '{spec}'; valid: {', '.join(TILE_SETS)}.")
     if "shift" in options and options["shift"] not in CORRUPTIONS:
         raise SpecError(f"Unknown shift '{options['shift']}' in '{spec}'; valid: {', '.join(CORRUPTIONS)}.")
     if "split_column" in options and "split" not in options:
@@ -696,6 +703,66 @@ def _printed_digits_source(spec: DatasetSpec) -> _Source:
                                f"({_PRINTED_SIZE}x{_PRINTED_SIZE}, {n} images)")
 
 
+TILE_SETS: dict[str, tuple[str, ...]] = {
+    "photos": ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
+               "stereo_motorcycle"),
+    "gray": ("brick", "grass", "gravel", "camera", "coins", "moon", "page", "text", "clock", "cell"),
+}
+TILE_SETS["all"] = TILE_SETS["photos"] + TILE_SETS["gray"]
+_TILE, _TILE_SIDE, _TILES_PER_CLASS, _TILES_VERSION = 32, 384, 200, "tiles-v1"
+
+
+def _tile_photo(name: str) -> np.ndarray:
+    """One of scikit-image's bundled photos as RGB uint8, resized so that its shorter side is :data:`_TILE_SIDE`."""
+    try:
+        from skimage import data as skdata
+    except ImportError:
+        raise SpecError("demo:tiles reads scikit-image's bundled photographs: pip install scikit-image "
+                        "(make test installs it).") from None
+    img = getattr(skdata, name)()
+    img = img[0] if isinstance(img, tuple) else img
+    pil = Image.fromarray(np.asarray(img, dtype=np.uint8)).convert("RGB")
+    scale = _TILE_SIDE / min(pil.size)
+    pil = pil.resize((max(_TILE_SIDE, round(pil.width * scale)), max(_TILE_SIDE, round(pil.height * scale))),
+                     Image.BICUBIC)
+    return np.asarray(pil)
+
+
+class _TilesLoader:
+    def __init__(self, photos: Sequence[np.ndarray], cells: np.ndarray):
+        self.photos, self.cells = photos, cells
+
+    def __call__(self, i: int) -> Image.Image:
+        k, r, c = (int(v) for v in self.cells[i])
+        return Image.fromarray(self.photos[k][r:r + _TILE, c:c + _TILE])
+
+
+def _tiles_source(spec: DatasetSpec) -> _Source:
+    """Tiles of 32x32 px cut on a grid from scikit-image's photographs (gray ones as RGB), 200 per photo drawn from
+    the whole grid with a fixed seed; the class is the photo. Tiles never overlap, so a train and a test tile always
+    come from disjoint regions: the task is to recognise a photo's texture and content, not to match pixels."""
+    names = TILE_SETS[spec.get("set", "photos")]
+    photos = [_tile_photo(n) for n in names]
+    cells, labels = [], []
+    h = hashlib.sha256(_TILES_VERSION.encode())
+    for k, photo in enumerate(photos):
+        h.update(photo.tobytes())
+        grid = [(k, r, c) for r in range(0, photo.shape[0] - _TILE + 1, _TILE)
+                for c in range(0, photo.shape[1] - _TILE + 1, _TILE)]
+        rng = np.random.default_rng([k, 20261204])
+        take = np.sort(rng.choice(len(grid), size=min(_TILES_PER_CLASS, len(grid)), replace=False))
+        cells.extend(grid[i] for i in take)
+        labels.extend([k] * len(take))
+    cells_arr = np.asarray(cells, dtype=np.int64)
+    h.update(cells_arr.tobytes())
+    n = len(cells_arr)
+    return _Source(labels=np.asarray(labels, dtype=np.int64), classes=tuple(names),
+                   sample_ids=[f"tiles/{names[k]}[{r},{c}]" for k, r, c in cells], fingerprint=h.hexdigest(),
+                   load=_TilesLoader(photos, cells_arr),
+                   description=f"{_TILE}x{_TILE} tiles of {len(names)} scikit-image photographs ({n:,} images, "
+                               f"non-overlapping)")
+
+
 # ----------------------------------------------------------------------------- the dataset
 class ImageDataset:
     """A dataset opened from a spec: ``ds[i]`` is a PIL RGB image with the spec's shift applied.
@@ -913,6 +980,7 @@ _SOURCES: dict[str, Callable[[DatasetSpec], _Source]] = {
 _DEMOS: dict[str, Callable[[DatasetSpec], _Source]] = {
     "digits": _digits_source,
     "printed-digits": _printed_digits_source,
+    "tiles": _tiles_source,
 }
 
 
@@ -958,6 +1026,6 @@ def compare_classes(source: ImageDataset, target: ImageDataset) -> ClassComparis
                            target_only=tuple(c for c in t if c not in s), unlabelled=unlabelled)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "DATASET_KINDS", "DEMO_DATASETS", "TORCHVISION_DATASETS", "UNLABELLED", "DatasetSpec",
+__all__ = ["TILE_SETS", "IMAGE_EXTENSIONS", "DATASET_KINDS", "DEMO_DATASETS", "TORCHVISION_DATASETS", "UNLABELLED", "DatasetSpec",
            "parse_dataset_spec", "with_options", "to_rgb", "SkippedFile", "record_undecodable", "find_fonts", "ImageDataset", "load_dataset",
            "ClassComparison", "compare_classes"]

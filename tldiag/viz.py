@@ -521,7 +521,36 @@ def efficiency_figure(curves: Mapping[str, object], *, chance: float | None = No
     return fig
 
 
-__all__ = ["SOURCE_COLOR", "TARGET_COLOR", "class_counts_figure", "image_grid", "data_uri", "plot_text", "LIGHT_COLORS", "null_histogram",
+STATUS_COLORS = {"GO": "#137333", "CAUTION": "#b06000", "NO-GO": "#a50e0e"}
+
+
+def gain_forest(readings: Sequence) -> go.Figure:
+    """The measured gains of transfer over scratch (one row per signal, a
+    :class:`tldiag.decision.verdict.GainReading` each): the gain with its 95% interval, coloured by what it reads,
+    against 0 and each signal's margin (GO needs the interval above 0 and the gain at the margin; NO-GO the upper end
+    below the margin; CAUTION between: cannot tell)."""
+    fig = go.Figure()
+    rows = list(readings)[::-1]
+    labels = [plot_text(r.title) for r in rows]
+    for r, label in zip(rows, labels):
+        color = STATUS_COLORS.get(r.status, "#555")
+        fig.add_trace(go.Scatter(
+            x=[100 * r.gain], y=[label], mode="markers", marker=dict(size=12, color=color), showlegend=False,
+            error_x=dict(type="data", symmetric=False, array=[100 * (r.high - r.gain)],
+                         arrayminus=[100 * (r.gain - r.low)], color=color, thickness=2, width=8),
+            hovertemplate=(f"{label}<br>%{{x:+.1f}} pts (95% CI {100 * r.low:+.1f} to {100 * r.high:+.1f}) · "
+                           f"{r.status}<br>{r.n_test:,} test images, {r.draws} draws<extra></extra>")))
+        fig.add_trace(go.Scatter(x=[100 * r.margin], y=[label], mode="markers", showlegend=False,
+                                 marker=dict(symbol="line-ns-open", size=22, color="#444", line=dict(width=2)),
+                                 hovertemplate=f"margin {100 * r.margin:+.1f} pts<extra></extra>"))
+    fig.add_vline(x=0, line_color="#888", line_width=1)
+    fig.update_layout(height=110 + 55 * len(rows), margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(title="transfer − scratch, points of test accuracy (95% interval; | the margin)",
+                                 zeroline=False), yaxis=dict(title=None))
+    return fig
+
+
+__all__ = ["STATUS_COLORS", "gain_forest", "SOURCE_COLOR", "TARGET_COLOR", "class_counts_figure", "image_grid", "data_uri", "plot_text", "LIGHT_COLORS", "null_histogram",
            "divergence_by_layer", "class_shift_figure", "DOMAIN_SYMBOLS", "COLOR_MODES", "class_palette",
            "projection_figure", "selected_indices", "class_small_multiples", "class_mixing_figure", "thumbnail_sprite",
            "figure_html", "CURVE_STYLES", "probe_curves_figure", "tap_scores_figure", "kendall_heatmap",

@@ -13,9 +13,11 @@ def test_the_form_shows_the_plan_and_the_cpu_settings(open_page):
     at = open_page(PAGE, QUERY)
     assert not at.exception, [e.value for e in at.exception]
     captions = " ".join(c.value for c in at.caption)
-    assert "80 pool, 20 validation and 20 test images in 10 classes" in captions
-    # the small CNN at 4 budgets x 3 repeats + 2 more learning rates; on a CPU fine-tuning at the budget only ("all")
-    assert "budgets 1, 2, 5, all × 3 repeats · 19 trained runs · cpu settings on cpu" in captions
+    # the split's 2 test images per class and the spare labelled ones up to the tests' cap of 20 per class
+    assert "80 pool, 20 validation and 200 test images in 10 classes" in captions
+    # the small CNN at 4 budgets x (8, 4, 3, 6) draws + 2 more learning rates; on a CPU fine-tuning at the budget only
+    # ("all", the one the readouts answer for: 6 draws + 2)
+    assert "budgets 1, 2, 5, all × 8, 4, 3, 6 draws · 31 trained runs · cpu settings on cpu" in captions
     assert "Budgets 10, 20, 50, 100 per class are at or above the 8 pool images" in captions
     assert "same-architecture scratch arm is left out on a CPU" in captions
     table = at.dataframe[0].value

@@ -61,14 +61,14 @@ def test_an_admin_saves_the_team_rules_and_the_change_is_logged(open_page):
     from tldiag.decision.verdict import load_rules, team_rules_path
 
     at = open_page(PAGE, QUERY, timeout=300)
-    at.text_area(key="v_rules_text").input("[baseline]\ngain_go = 0.04\n")
+    at.text_area(key="v_rules_text").input("[baseline]\nmargin = 0.04\n")
     at.button(key="v_rules_save").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert load_rules().baseline.gain_go == 0.04 and load_rules().origin == str(team_rules_path())
+    assert load_rules().baseline.margin == 0.04 and load_rules().origin == str(team_rules_path())
     [entry] = AuditLog().entries(action="rules-change")
-    assert entry.detail["changed"] == {"baseline.gain_go": [0.03, 0.04]}
+    assert entry.detail["changed"] == {"baseline.margin": [0.03, 0.04]}
     before = team_rules_path().read_text()
-    at.text_area(key="v_rules_text").input("[baseline]\ngain_go = 'high'\n")
+    at.text_area(key="v_rules_text").input("[baseline]\nmargin = 'high'\n")
     at.button(key="v_rules_save").click().run()
-    assert any("baseline.gain_go = 'high' must be a finite number" in e.value for e in at.error)
+    assert any("baseline.margin = 'high' must be a finite number" in e.value for e in at.error)
     assert team_rules_path().read_text() == before

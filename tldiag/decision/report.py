@@ -555,11 +555,15 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
 
 
 # ----------------------------------------------------------------------------- figures and HTML
-def figures(analyses: Analyses) -> dict[str, Any]:
-    """Every figure the computed analyses have, by section: plotly Figures."""
+def figures(analyses: Analyses, verdict=None) -> dict[str, Any]:
+    """Every figure the computed analyses have, by section: plotly Figures (with ``verdict``, first the measured gains
+    against their margins)."""
     from .. import viz
 
     out: dict[str, Any] = {}
+    readings = [s.reading for s in verdict.signals if s.reading is not None] if verdict is not None else []
+    if readings:
+        out["Measured gains of transfer over scratch, against their margins"] = viz.gain_forest(readings)
     if analyses.shift:
         out["Divergence by depth"] = viz.divergence_by_layer(analyses.shift["result"])
     if analyses.probes:
@@ -633,7 +637,7 @@ def render_html(record: DecisionRecord) -> str:
     if b is not None:
         parts.append(f"<h2>Transfer against training from scratch at {_e(v.budget)}</h2><p class='muted'>The same label "
                      f"subsets ({b.repeats} repeats) and the same {b.n_test} test images for every arm; 95% intervals "
-                     "over repeats and test images. An arm still at chance when its schedule ended did not converge "
+                     "over the draws and the test images. An arm still at chance when its schedule ended did not converge "
                      "and does not vote.</p><table><tr><th>arm</th><th>test accuracy</th><th>95% interval</th>"
                      "<th>converged</th><th>settings</th></tr>")
         parts += [f"<tr><td>{_e(x.title)}</td><td>{x.mean:.3f}</td><td>{x.low:.3f}–{x.high:.3f}</td><td>"
@@ -651,7 +655,7 @@ def render_html(record: DecisionRecord) -> str:
             ["</ol>", f"<p><b>Freeze up to:</b> {_e(r.freeze_up_to or '—')}</p>",
              f"<p><b>Source model:</b> {_e(r.another_source_reason)}</p>",
              f"<p><b>Expected label savings:</b> {_e(r.label_savings)}</p>"]
-    figs = figures(a)
+    figs = figures(a, v)
     if figs:
         parts.append("<h2>Figures</h2>")
         for title, fig in figs.items():
