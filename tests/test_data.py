@@ -465,3 +465,28 @@ def test_a_folder_lists_what_it_always_listed(make_folder):
     ds = load_dataset(f"folder:{root}")
     assert [os.path.relpath(p, root) for p in ds.sample_ids] == [
         "a/..%2F..%2Fpasswd.png", "a/000.png", "a/001.png", "a/zsub/000.png", "b/000.png"]
+
+
+def test_photo_tiles_never_overlap_and_name_their_photo():
+    ds = load_dataset("demo:tiles?set=gray&limit=30")
+    assert ds.classes[:3] == ("brick", "grass", "gravel") and len(ds) == 300 and ds[0].size == (32, 32)
+    cells = [sid.split("[")[1].rstrip("]").split(",") for sid in ds.sample_ids]
+    for name in ds.classes:
+        mine = {tuple(int(v) for v in c) for c, sid in zip(cells, ds.sample_ids) if f"/{name}[" in sid}
+        # top-left corners on a 32-px grid: two tiles of a photo never share a pixel
+        assert mine and all(r % 32 == 0 and c % 32 == 0 for r, c in mine) and len(mine) == 30
+    assert len(load_dataset("demo:tiles?set=all").classes) == 18
+    with pytest.raises(SpecError, match="Unknown tile set 'colour'.*valid: photos, gray, all"):
+        load_dataset("demo:tiles?set=colour")
+    with pytest.raises(SpecError, match="belongs to demo:tiles only"):
+        load_dataset("demo:digits?set=gray")
+
+
+def test_a_subset_is_a_dataset_of_its_own():
+    ds = load_dataset("demo:digits?limit=20")
+    sub = ds.subset([5, 1, 7])
+    assert len(sub) == 3 and sub.sample_ids == [ds.sample_ids[i] for i in (1, 5, 7)]
+    assert sub.fingerprint != ds.fingerprint and sub.classes == ds.classes
+    assert np.array_equal(np.asarray(sub[0]), np.asarray(ds[1])) and sub.labels.tolist() == ds.labels[[1, 5, 7]].tolist()
+    with pytest.raises(DatasetError, match="subset rows must be a non-empty list of rows"):
+        ds.subset([200])

@@ -111,7 +111,9 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _int_setting(name: str, default: int, fix: str) -> int:
+def int_setting(name: str, default: int, what: str) -> int:
+    """A whole-number setting from the environment variable ``name`` (``default`` when unset), at least 0; anything
+    else is a clear error naming the variable and ``what`` it counts (with an example)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -122,7 +124,7 @@ def _int_setting(name: str, default: int, fix: str) -> int:
     if value < 0:
         from .errors import SpecError
 
-        raise SpecError(f"{name}={raw!r} must be a whole number of images, at least 0 ({fix}).")
+        raise SpecError(f"{name}={raw!r} must be a whole number of {what}.")
     return value
 
 
@@ -132,5 +134,5 @@ TEST_PER_CLASS, TEST_MAX = 100, 2000
 def test_cap() -> tuple[int, int]:
     """The test set's cap when it takes the spare labelled images: ``TLDIAG_TEST_PER_CLASS`` (default 100) per class
     and ``TLDIAG_TEST_MAX`` (default 2,000) in all; 0 keeps each split's own test set."""
-    return (_int_setting("TLDIAG_TEST_PER_CLASS", TEST_PER_CLASS, "e.g. 100; 0 keeps the split's own test set"),
-            _int_setting("TLDIAG_TEST_MAX", TEST_MAX, "e.g. 2000; 0 keeps the split's own test set"))
+    return (int_setting("TLDIAG_TEST_PER_CLASS", TEST_PER_CLASS, "images (0 keeps the split's own test set), e.g. 100"),
+            int_setting("TLDIAG_TEST_MAX", TEST_MAX, "images (0 keeps the split's own test set), e.g. 2000"))

@@ -52,6 +52,13 @@ def test_the_baselines_at_the_budget_give_a_measured_verdict(open_page):
     assert any("searched on validation" in s for s in table["settings"])
     text = " ".join(m.value for m in at.markdown)
     assert "**Transfer vs the best scratch baseline at your budget**" in text
+    # the measured gain with its interval against the margin (the forest plot), and the test set it was measured on
+    assert any(h.value == "Measured gains against their margins" for h in at.subheader)
+    import json
+
+    forest = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "margin" in c.proto.spec]
+    assert forest and forest[0]["data"][0]["error_x"]["array"]
+    assert "the same 200 test images" in text or "the same 200 held-out" in " ".join(c.value for c in at.caption)
 
 
 def test_an_admin_saves_the_team_rules_and_the_change_is_logged(open_page):

@@ -107,6 +107,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              source=_GRAY, model="random:efficientnet-lite0", resolution=64),
     Scenario("rotate-high-2-labels", "rotated digits (severity 5) with two labels per class",
              "demo:digits?shift=rotate&severity=5", 2),
+    Scenario("rotate-high-3-labels", "rotated digits (severity 5) with three labels per class",
+             "demo:digits?shift=rotate&severity=5", 3),
     Scenario("print-5-labels", "printed digits with five labels per class, at 64 px", "demo:printed-digits", 5,
              resolution=64),
     Scenario("photos-5-labels", "which of 8 photographs a tile comes from, five labels per class", _PHOTOS, 5,

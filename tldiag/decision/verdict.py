@@ -816,13 +816,14 @@ def read_gain(key: str, title: str, what: str, gain: float, low: float, high: fl
     ci, size = _ci(low, high), f"{n_test:,} test images, {draws} draw{'' if draws == 1 else 's'}"
     settle = None
     if gain >= margin and low > 0:
-        status, rule = GO, (f"{what} {_pts(gain)} (95% CI {ci}) reaches the {_pts(margin)} margin with its interval "
-                            "above 0: GO")
+        status, rule = GO, (f"{what} {_pts(gain)} (95% CI {ci}; {size}) reaches the {_pts(margin)} margin with its "
+                            "interval above 0: GO")
     elif high < 0:
-        status, rule = NO_GO, f"scratch is ahead: {what} {_pts(gain)} with its 95% interval ({ci}) clear of 0: NO-GO"
+        status, rule = NO_GO, (f"scratch is ahead: {what} {_pts(gain)} with its 95% interval ({ci}; {size}) clear of "
+                               "0: NO-GO")
     elif high < margin:
-        status, rule = NO_GO, (f"{what} {_pts(gain)}, 95% CI {ci}: even its upper end is below the {_pts(margin)} "
-                               "margin, so transfer cannot be worth it at this budget: NO-GO")
+        status, rule = NO_GO, (f"{what} {_pts(gain)}, 95% CI {ci} ({size}): even its upper end is below the "
+                               f"{_pts(margin)} margin, so transfer cannot be worth it at this budget: NO-GO")
     else:
         status = CAUTION
         reach = "below 0" if low <= 0 else f"below the {_pts(margin)} margin"

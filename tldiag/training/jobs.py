@@ -225,16 +225,7 @@ MAX_QUEUED_ENV = "TLDIAG_MAX_QUEUED_PER_USER"
 def max_queued_per_user() -> int:
     """How many queued (not yet running) jobs one user may have: ``TLDIAG_MAX_QUEUED_PER_USER`` (default 3; 0 for
     no limit). A fair share of a machine that several people use: everyone's jobs start oldest first."""
-    raw = os.environ.get(MAX_QUEUED_ENV, "").strip()
-    if not raw:
-        return 3
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise TldiagError(f"{MAX_QUEUED_ENV}={raw!r} must be a whole number of jobs (0 for no limit), e.g. 3.")
-    return value
+    return _config.int_setting(MAX_QUEUED_ENV, 3, "jobs (0 for no limit), e.g. 3")
 
 
 def queue_capacity(queue: str) -> int:
