@@ -54,7 +54,9 @@ def test_bench_efficiency_runs_every_arm_from_empty_caches(capsys, tldiag_env):
     out = capsys.readouterr().out
     # one recorded run per arm, budget and repeat: the small CNN and the 3 fitted arms at 3 budgets, fine-tuning at
     # the budget only on a CPU ("all")
-    assert "13 runs (budgets 1, 2, all x 1 repeats), cpu profile" in out
+    # 8, 4 and 6 draws (one label per class, two, and all: what the readouts answer for); 4 arms at each, and
+    # fine-tuning at "all" only
+    assert "78 runs (budgets 1, 2, all x 8, 4, 6 draws), cpu profile" in out
     # the same architecture from scratch is left out on a CPU; the pixel baselines stand beside the small CNN
     assert all(f"  {arm}" in out for arm in ("small-cnn", "pixel-linear", "pixel-knn", "linear-probe", "fine-tuned"))
     assert "  scratch " not in out

@@ -45,10 +45,11 @@ def test_small_budgets_get_more_draws_and_the_subsets_of_a_budget_stay_the_same(
     assert EfficiencyConfig(repeats=5, draw_labels=0, budget=10).draws(1) == 5
     assert EfficiencyConfig(repeats=3).draws(0) == 6  # no budget: the whole pool is what the readouts answer for
     y = np.repeat(np.arange(3), 20)
-    varied = budget_subsets(y, [1, 2, 10], c.draws, seed=0)
+    varied = budget_subsets(y, [1, 2, 5, 10], c.draws, seed=0)
     assert sorted(k for k in varied if k[0] == 1) == [(1, r) for r in range(8)]
-    assert sorted(k for k in varied if k[0] == 10) == [(10, r) for r in range(3)]
-    fixed = budget_subsets(y, [1, 2, 10], 3, seed=0)  # the first three draws are the ones a fixed 3 gives
+    assert sorted(k for k in varied if k[0] == 5) == [(5, r) for r in range(3)]
+    assert sorted(k for k in varied if k[0] == 10) == [(10, r) for r in range(6)]
+    fixed = budget_subsets(y, [1, 2, 5, 10], 3, seed=0)  # the first three draws are the ones a fixed 3 gives
     assert all(np.array_equal(varied[k], fixed[k]) for k in fixed)
 
 
@@ -230,7 +231,7 @@ def test_plan_caps_budgets_at_the_pool_and_resolves_the_profile():
     assert p.budgets_of("small-cnn") == (1, 2, 5, 10, 0) and p.budgets_of("fine-tuned") == (0,)
     assert p.n_runs == (8 + 4 + 3 + 3 + 6 + 2) + (6 + 2)
     at7 = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", budget=7))
-    assert at7.budgets_of("fine-tuned") == (7,) and at7.n_runs == (8 + 4 + 3 + 6 + 3 + 6 + 2) + (6 + 2)
+    assert at7.budgets_of("fine-tuned") == (7,) and at7.n_runs == (8 + 4 + 3 + 6 + 3 + 3 + 2) + (6 + 2)
     full = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full"))
     assert full.budgets_of("fine-tuned") == full.budgets_of("scratch") == (1, 2, 5, 10, 0)
     custom = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", profile="full",

@@ -126,8 +126,9 @@ def test_ray_embeddings_are_the_local_engines_cache_entries(make_folder, tldiag_
 def test_efficiency_runs_on_ray_equal_the_local_runs(on_ray, monkeypatch, tldiag_env):
     from tldiag.training.efficiency import EfficiencyConfig, run_experiment
 
+    # draws that differ by budget (3 at one label per class, 2 at three and at all), kept few: Ray is the subject
     config = EfficiencyConfig(target="demo:digits?limit=12", resolution=32, arms=("small-cnn", "linear-probe"),
-                              budgets=(1, 3), repeats=2, device="cpu",
+                              budgets=(1, 3), repeats=2, device="cpu", draw_labels=3, budget_draws=2,
                               schedules={"small-cnn": {"epochs": 3, "min_epochs": 3, "min_epoch_images": 40,
                                                        "lr_grid": (0.5, 1.0)}})
     seen, ticks = [], []
@@ -135,7 +136,7 @@ def test_efficiency_runs_on_ray_equal_the_local_runs(on_ray, monkeypatch, tldiag
     runs_dir = tldiag_env / "efficiency" / "runs"
     stored = sorted(runs_dir.glob("*.json"))
     trained = [r for r in remote.runs if r.arm == "small-cnn"]
-    assert len(stored) == len(trained) == 3 * 2  # budgets 1, 3 and all, 2 repeats: each stored by the driver
+    assert len(stored) == len(trained) == 3 + 2 + 2  # budgets 1, 3 and all: each stored by the driver
     assert any("on Ray" in m for _, _, m in ticks) and max(d for d, _, _ in ticks) <= ticks[-1][1]
     monkeypatch.delenv("TLDIAG_RAY_ADDRESS")
     monkeypatch.setenv("TLDIAG_HOME", str(tldiag_env.parent / "local_home"))
@@ -149,7 +150,7 @@ def test_efficiency_runs_on_ray_equal_the_local_runs(on_ray, monkeypatch, tldiag
     def key(r):
         return (r.arm, r.budget, r.repeat, r.n_train, r.accuracy, r.val_accuracy, r.epochs, r.lr, r.correct)
     assert sorted(map(key, remote.runs)) == sorted(map(key, local.runs))
-    assert len(seen) == len(remote.runs) == 2 * 3 * 2
+    assert len(seen) == len(remote.runs) == 2 * (3 + 2 + 2)
     # a second launch reads the stored runs back: no task at all
     monkeypatch.setenv("TLDIAG_HOME", str(tldiag_env))
     monkeypatch.setenv("TLDIAG_RAY_ADDRESS", on_ray["TLDIAG_RAY_ADDRESS"])

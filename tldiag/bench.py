@@ -369,7 +369,8 @@ def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, ta
                                for i, b in enumerate(c.budgets)} for arm, c in curves(result).items()}
     return {"seconds": seconds, "by_arm": dict(by_arm), "runs": len(result.runs), "profile": result.config.profile,
             "table": table,
-            "device": result.device, "budgets": result.budgets, "summary": readouts(result).summary,
+            "device": result.device, "budgets": result.budgets,
+            "draws": [result.config.draws(b) for b in result.budgets], "summary": readouts(result).summary,
             "ratio": seconds / target_s, "target_s": target_s, "torch_threads": torch.get_num_threads()}
 
 
@@ -638,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "efficiency":
         r = bench_efficiency(args.model, args.dataset, args.resolution, args.repeats, args.target_seconds)
         print(f"data-efficiency experiment: {args.model} on {args.dataset}, {r['runs']} runs (budgets "
-              f"{', '.join(str(b) if b else 'all' for b in r['budgets'])} x {args.repeats} repeats), {r['profile']} "
+              f"{', '.join(str(b) if b else 'all' for b in r['budgets'])} x {', '.join(map(str, r['draws']))} "
+              f"draws), {r['profile']} "
               f"profile on {r['device']} ({r['torch_threads']} torch threads), empty caches")
         for arm, sec in r["by_arm"].items():
             print(f"  {arm:14s} {sec:7.1f} s")

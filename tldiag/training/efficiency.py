@@ -17,8 +17,9 @@ The experiment (:func:`run_experiment`):
 * Label **budgets** per class (:data:`BUDGETS`, those smaller than the pool, plus all of the pool), each
   repeated ``repeats`` times with a different random subset of the pool, and more often at small budgets
   (:meth:`EfficiencyConfig.draws`: until budget x draws reaches ``draw_labels``, 8 draws at one label per class),
-  where which images get labelled moves the answer most, and at least 6 at the team's budget, which the verdict reads. Within a repeat the subsets are nested
-  (the 5 images of a class are among its 10), so a repeat's curve is one labelling campaign growing.
+  where which images get labelled moves the answer most, and at least 6 at the team's budget, which the verdict
+  reads. Within a repeat the subsets are nested (the 5 images of a class are among its 10), so a repeat's curve is
+  one labelling campaign growing.
 * **Arms** (:data:`ARMS`): ``scratch`` (the model's architecture from random initialisation, trained end to end),
   ``small-cnn`` (a 73k-parameter CNN sized for CPUs, from scratch), ``linear-probe`` (a logistic regression on
   the frozen pretrained features; tap and C chosen on validation, fitted on the budget only) and ``fine-tuned``
@@ -92,10 +93,9 @@ RUN_VERSION = 5  # 4: augmentations drawn per image, applied per batch; 5: spare
 TEST_PER_CLASS, TEST_MAX = _config.TEST_PER_CLASS, _config.TEST_MAX
 """The test set's default cap when it takes the spare labelled images, per class and in all (``TLDIAG_TEST_PER_CLASS``
 and ``TLDIAG_TEST_MAX`` change it; the configuration records the values a run used)."""
-DRAW_LABELS = 8
-MAX_DRAWS = 20
-BUDGET_DRAWS = 6
-"""Small budgets get draws until budget x draws reaches :data:`DRAW_LABELS` (at most :data:`MAX_DRAWS`)."""
+DRAW_LABELS, MAX_DRAWS, BUDGET_DRAWS = 8, 20, 6
+"""Small budgets get draws until budget x draws reaches :data:`DRAW_LABELS` (at most :data:`MAX_DRAWS`); the team's
+budget gets at least :data:`BUDGET_DRAWS` (:meth:`EfficiencyConfig.draws`)."""
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -474,8 +474,7 @@ def spare_test_images(config: EfficiencyConfig, dataset: ImageDataset, y_test: n
         return None
     extra = wider.subset(chosen, description=f"{len(chosen)} spare labelled test images of {dataset.spec}")
     extra.verify()
-    keep = raw_to_y[extra.labels]
-    return extra, keep
+    return extra, raw_to_y[extra.labels]
 
 
 def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
