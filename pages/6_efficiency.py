@@ -49,7 +49,7 @@ except TldiagError as exc:
 c = the_plan.config
 st.caption(f"{the_plan.n_pool} pool, {the_plan.n_val} validation and {the_plan.n_test} test images in "
            f"{len(the_plan.classes)} classes · budgets {', '.join(budget_label(b) for b in the_plan.budgets)} × "
-           f"{', '.join(str(c.draws(b)) for b in the_plan.budgets)} draws · {the_plan.n_runs} trained runs · "
+           f"{', '.join(str(the_plan.draws(b)) for b in the_plan.budgets)} draws · {the_plan.n_runs} trained runs · "
            f"{c.profile} settings on {c.device} · "
            f"augmentation {c.augment}")
 st.dataframe(pd.DataFrame([{"arm": ARM_TITLES[a], "settings": s.summary, "note": s.note}

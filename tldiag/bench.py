@@ -370,7 +370,8 @@ def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, ta
     return {"seconds": seconds, "by_arm": dict(by_arm), "runs": len(result.runs), "profile": result.config.profile,
             "table": table,
             "device": result.device, "budgets": result.budgets,
-            "draws": [result.config.draws(b) for b in result.budgets], "summary": readouts(result).summary,
+            "draws": [result.config.draws(b, result.reference) for b in result.budgets],
+            "summary": readouts(result).summary,
             "ratio": seconds / target_s, "target_s": target_s, "torch_threads": torch.get_num_threads()}
 
 

@@ -373,7 +373,7 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
     print(f"{c.model} -> {c.target}: {len(p.classes)} classes; pool {p.n_pool}, validation {p.n_val}, test {p.n_test} "
           f"images (seed {c.seed})")
     print(f"budgets per class: {', '.join(budget_label(b) for b in p.budgets)} x "
-          f"{', '.join(str(c.draws(b)) for b in p.budgets)} draws; {p.n_runs} trained runs; {c.profile} settings on "
+          f"{', '.join(str(p.draws(b)) for b in p.budgets)} draws; {p.n_runs} trained runs; {c.profile} settings on "
           f"{c.device}; augmentation {c.augment}")
     for arm, s in p.schedules.items():
         print(f"  {ARM_TITLES[arm]}: {s.title}")

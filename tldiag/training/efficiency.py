@@ -256,13 +256,15 @@ class EfficiencyConfig:
     draw_labels: int = DRAW_LABELS
     budget_draws: int = BUDGET_DRAWS
 
-    def draws(self, budget: int) -> int:
+    def draws(self, budget: int, reference: int | None = None) -> int:
         """How many random subsets a budget gets: ``repeats``; at small budgets enough for ``budget x draws`` to reach
         :attr:`draw_labels` labels per class (at one or two labels per class, which images are labelled moves the
         answer more than a few draws show); at the team's budget at least :attr:`budget_draws` (the verdict reads
-        it: three draws leave a t quantile of 4.3 on the spread between them)."""
+        it: three draws leave a t quantile of 4.3 on the spread between them). ``reference``: the budget that stands
+        for the team's (:attr:`ExperimentPlan.reference`: 0 when the whole pool does); by default the configured one."""
         n = self.repeats
-        if budget == self.budget or (budget == 0 and self.budget is None):
+        team = reference if reference is not None else (0 if self.budget is None else self.budget)
+        if budget == team:
             n = max(n, self.budget_draws)
         if budget > 0 and self.draw_labels > 0:
             n = max(n, min(MAX_DRAWS, math.ceil(self.draw_labels / budget)))
@@ -382,10 +384,14 @@ class ExperimentPlan:
             return (self.reference,) if self.reference in self.trained_budgets else self.trained_budgets[-1:]
         return self.trained_budgets
 
+    def draws(self, budget: int) -> int:
+        """The draws of ``budget`` (:meth:`EfficiencyConfig.draws`, the reference budget standing for the team's)."""
+        return self.config.draws(budget, self.reference)
+
     @property
     def n_runs(self) -> int:
         """Trained runs in all, the learning-rate search included (the fitted arms are not counted)."""
-        return sum(sum(self.config.draws(b) for b in self.budgets_of(a)) + len(s.lr_grid) - 1
+        return sum(sum(self.draws(b) for b in self.budgets_of(a)) + len(s.lr_grid) - 1
                    for a, s in self.schedules.items())
 
 
@@ -793,7 +799,7 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     the_plan, rows, y, split, data = _prepare_experiment(config, dataset)
     config = the_plan.config
     n_classes = len(the_plan.classes)
-    subsets = budget_subsets(y[split[0]], the_plan.budgets, config.draws, config.seed)
+    subsets = budget_subsets(y[split[0]], the_plan.budgets, the_plan.draws, config.seed)
     counts = np.bincount(y[split[2]], minlength=n_classes)
     chance = float(counts.max() / counts.sum())
     runs: list[Run] = []
@@ -817,9 +823,9 @@ def run_experiment(config: EfficiencyConfig, *, progress: ProgressFn | None = No
     arms = _TrainedArms(the_plan, data, rows, y, split, subsets, ledger, base=base)
     ref = the_plan.reference if the_plan.reference in the_plan.trained_budgets else the_plan.trained_budgets[-1]
     chosen_lr: dict[str, float] = {}
-    most = max(config.draws(b) for b in the_plan.trained_budgets)
+    most = max(the_plan.draws(b) for b in the_plan.trained_budgets)
     order = [(ref, 0)] + [(b, r) for r in range(most) for b in the_plan.trained_budgets
-                          if r < config.draws(b) and (b, r) != (ref, 0)]
+                          if r < the_plan.draws(b) and (b, r) != (ref, 0)]
     if _config.ray_address():
         _trained_on_ray(arms, trained, order, (ref, 0), dataset, record, reuse=reuse)
     else:
@@ -989,7 +995,7 @@ class _TrainedArms:
             if search:
                 chosen_lr[arm] = float(cached.lr or schedule.lr)
             self.ledger.done += len(schedule.lr_grid) if search else 1
-            self.ledger.tick(f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{self.config.draws(b)}: "
+            self.ledger.tick(f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{self.plan.draws(b)}: "
                              "reused")
         return cached
 
@@ -998,9 +1004,9 @@ class _TrainedArms:
         """The run of ``arm`` at budget ``b`` and repeat ``r``: from the run store, or trained, tested and stored
         (``store=False``: the caller stores it, as the driver of a Ray task does). With ``search`` (the reference
         budget, repeat 0) it searches the learning rate on validation and sets ``chosen_lr[arm]`` for the others."""
-        config, ledger = self.config, self.ledger
+        ledger = self.ledger
         schedule = self.plan.schedules[arm]
-        label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{config.draws(b)}"
+        label = f"{ARM_TITLES[arm]} · {labels_per_class(b)} · repeat {r + 1}/{self.plan.draws(b)}"
         path = self.key_path(arm, b, r, "search" if search else chosen_lr[arm])
         if reuse and (cached := self.reused(arm, b, r, path, chosen_lr, search=search)) is not None:
             return cached
@@ -1077,7 +1083,7 @@ def remote_run(config: Mapping[str, Any], arm: str, b: int, r: int, chosen_lr: M
     seeds), the run trained and tested but not stored (the driver stores it). Returns the run as a dict."""
     cfg = EfficiencyConfig.from_dict(config)
     the_plan, rows, y, split, data = _prepare_experiment(cfg, dataset)
-    subsets = budget_subsets(y[split[0]], the_plan.budgets, cfg.draws, cfg.seed)
+    subsets = budget_subsets(y[split[0]], the_plan.budgets, the_plan.draws, cfg.seed)
     units = len(the_plan.schedules[arm].lr_grid) if search else 1
     ledger = _Ledger(units, lambda done, total, message: report(done / max(total, 1), message))
     arms = _TrainedArms(the_plan, data, rows, y, split, subsets, ledger, base=None, workers=workers)
