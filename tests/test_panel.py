@@ -98,10 +98,13 @@ def test_the_sweep_decides_the_same_evidence_again_and_ranks_the_targets_first()
     # transfer ahead by 2 points, measured precisely, where scratch realises as good; clearly ahead where transfer wins
     close, clear = Evidence(baseline=base(0.02, 0.01, 0.035)), Evidence(baseline=base(0.2))
     evidences = {"null-seed0": (close, close), "print-1-label": (clear, clear)}
-    outcomes = {"null-seed0": {"outcome": NO_GO}, "print-1-label": {"outcome": GO}}
+    # realised: +0.5 points within +-1 where scratch is as good, +15 clear where transfer wins (read at each margin)
+    outcomes = {"null-seed0": {"outcome": NO_GO, "gain": 0.005, "low": -0.005, "high": 0.015},
+                "print-1-label": {"outcome": GO, "gain": 0.15, "low": 0.1, "high": 0.2}}
+    assert panel.reread(outcomes["null-seed0"], 0.0)["outcome"] == CAUTION
     rows = panel.sweep(evidences, outcomes, margins=(0.0, 0.03, 0.05))
     assert [r.margin for r in rows] == [0.05, 0.03, 0.0]
     best, default, zero = rows
     assert best.agreement.ok and (best.agreement.fast, best.agreement.full) == (1.0, 1.0)
     assert default.agreement.fast == 0.5  # at +3 points the close call's interval still reaches it: CAUTION
-    assert zero.agreement.confusions == 2  # at 0 it reads GO where scratch is as good
+    assert zero.agreement.fast == 0.5  # at 0 the verdict reads GO, the realised +0.5 within noise CAUTION

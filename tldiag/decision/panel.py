@@ -354,6 +354,13 @@ def decided_row(sc: Scenario, outcome: Mapping[str, Any], fast_ev: Any, full_ev:
                {name: rule(fast_ev, rules) for name, rule in SIMPLE_RULES.items()}, fast.led_by, full.led_by)
 
 
+def reread(outcome: Mapping[str, Any], margin: float) -> dict[str, Any]:
+    """A stored realised outcome read at another margin (one by definition stays as it is)."""
+    if outcome.get("by_definition") or outcome.get("gain") is None:
+        return dict(outcome)
+    return {**outcome, "outcome": outcome_of(outcome["gain"], outcome["low"], outcome["high"], margin)}
+
+
 SWEEP_MARGINS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.08)
 """The margins :func:`sweep` tries for ``[baseline]`` and ``[efficiency]`` together."""
 
@@ -370,8 +377,9 @@ def sweep(evidences: Mapping[str, tuple[Any, Any]], outcomes: Mapping[str, Mappi
           margins: Sequence[float] = SWEEP_MARGINS) -> list[SweepRow]:
     """The agreement of the fast and full verdicts under every margin (the same for ``[baseline]`` and
     ``[efficiency]``, the two readings of transfer against scratch at the budget), decided again on the same evidence
-    (``name -> (fast_evidence, full_evidence)``, see :func:`evidence`) and against the same stored outcomes; nothing
-    is recomputed. The rows come sorted best first: the targets met, then the fewest GO/NO-GO confusions, then the
+    (``name -> (fast_evidence, full_evidence)``, see :func:`evidence`) and against the stored outcomes read again at
+    the same margin (:func:`reread`: the margin is what the team calls worthwhile, for the truth too); nothing is
+    recomputed. The rows come sorted best first: the targets met, then the fewest GO/NO-GO confusions, then the
     full and the fast kappa, then the margin closest to the default."""
     from .verdict import MarginRules, Rules
 
@@ -380,7 +388,7 @@ def sweep(evidences: Mapping[str, tuple[Any, Any]], outcomes: Mapping[str, Mappi
     out = []
     for m in margins:
         r = replace(base, baseline=MarginRules(m), efficiency=MarginRules(m))
-        rows = [decided_row(sc, outcomes[sc.name], *evidences[sc.name], r) for sc in scenarios]
+        rows = [decided_row(sc, reread(outcomes[sc.name], m), *evidences[sc.name], r) for sc in scenarios]
         out.append(SweepRow(m, agreement(rows)))
     default = MarginRules().margin
     return sorted(out, key=lambda x: (not x.agreement.ok, x.agreement.confusions, -x.agreement.full_kappa,
@@ -516,4 +524,4 @@ def stability(limits: Sequence[int], names: Sequence[str] | None = None, rules=N
 __all__ = ["DAMAGED", "OUTCOMES_FILE", "REALISED_SEED", "SCENARIOS", "Agreement", "Row", "Scenario", "Score",
            "SIMPLE_RULES", "StabilityRow", "TARGETS", "agreement", "cohen_kappa", "confusion", "damaged_checkpoint",
            "decided_row", "evidence", "load_outcomes", "outcome_of", "realise", "realise_all", "realised_config",
-           "realised_target", "run_panel", "score", "setup_of", "stability", "SweepRow", "sweep", "SWEEP_MARGINS"]
+           "realised_target", "reread", "run_panel", "score", "setup_of", "stability", "SweepRow", "sweep", "SWEEP_MARGINS"]
