@@ -74,7 +74,7 @@ def test_the_demo_from_setup_to_an_exported_verdict(page: Page, fresh_streamlit_
     _set_number(page, "Repeats (label subsets)", 1)
     expect(page.get_by_text(re.compile(r"× 8(, \d+)* draws · \d+ trained runs"))).to_be_visible(timeout=60_000)
     page.get_by_role("button", name="Launch the experiment").click()
-    _done(page, page.get_by_text("Labels saved", exact=True), 600)
+    _done(page, page.get_by_text("Labels saved", exact=True), 1200)  # 8 draws at 1 label/class, 6 at "all"
     page.screenshot(path=str(shots / "5-efficiency.png"), full_page=True)
 
     # 6. Fine-tune: a tiny job (one epoch), launched from the page, followed to its result card
