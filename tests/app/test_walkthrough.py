@@ -125,7 +125,9 @@ def test_the_demo_from_setup_to_an_exported_verdict(page: Page, fresh_streamlit_
     page.route("**/*", lambda route: route.abort() if route.request.url.startswith("http") else route.continue_())
     page.goto(report.as_uri())
     expect(page.get_by_text(shown, exact=True).first).to_be_visible(timeout=30_000)
-    expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=60_000)
+    # the measured gains against their margins, divergence and probes by depth, UMAP, data efficiency, training curves
+    # and the CKA change
+    expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=60_000)
     page.screenshot(path=str(shots / "8-report.png"), full_page=True)
 
     # 9. The source-model preset: a model trained on the handwritten digits, asked about the printed ones
