@@ -29,7 +29,7 @@ from tldiag.models import Model, load_model, random_init_id
 from tldiag.probes import ProbeConfig, ProbeReport, probe_report
 from tldiag.projection import Projection, ProjectionParams, point_images, project_pair, thumbnail_images
 from tldiag.setup import Setup
-from tldiag.decision import report as decision
+from tldiag.decision import report as decision_report
 from tldiag.decision.verdict import Rules, load_rules, rules_changes, save_team_rules
 
 SETUP_KEY = "setup"
@@ -295,7 +295,7 @@ def shift(setup: Setup, pair: EmbeddingPair, *, n_permutations: int = 1000, max_
                               random_state=setup.seed, progress=progress)
         slot.empty()
         if tuple(pair.taps) == tuple(resolved_taps(setup, model(setup.model, setup.resolution))):
-            decision.remember_shift(context(setup), report, n_permutations=n_permutations, max_samples=max_samples)
+            decision_report.remember_shift(context(setup), report, n_permutations=n_permutations, max_samples=max_samples)
         return report
 
     report = _cached(("shift", setup, n_permutations, max_samples), compute)
@@ -400,7 +400,7 @@ def probes(setup: Setup, pair: EmbeddingPair, config: ProbeConfig, with_floor: b
                               random_state=setup.seed, progress=progress)
         slot.empty()
         if tuple(pair.taps) == tuple(resolved_taps(setup, m)):
-            decision.remember_probes(context(setup), report, config)  # the Verdict page reads it
+            decision_report.remember_probes(context(setup), report, config)  # the Verdict page reads it
         return report
 
     return _cached(("probes", setup, config, with_floor), compute)
@@ -562,9 +562,9 @@ def _loaded(setup: Setup) -> dict[str, Any]:
                 target=dataset(setup.target_spec))
 
 
-def context(setup: Setup) -> decision.Context:
+def context(setup: Setup) -> decision_report.Context:
     """The setup with this server's cached model and datasets."""
-    return decision.Context.open(setup, user=user_email(), **_loaded(setup))
+    return decision_report.Context.open(setup, user=user_email(), **_loaded(setup))
 
 
 def save_rules(text: str) -> Rules:
@@ -582,15 +582,15 @@ def verdict_rules() -> Rules:
     return load_rules()
 
 
-def analyses(setup: Setup, compute: tuple[str, ...] = ()) -> decision.Analyses:
+def analyses(setup: Setup, compute: tuple[str, ...] = ()) -> decision_report.Analyses:
     """What exists for the setup (summaries on disk, finished jobs); ``compute`` runs the missing in-process
     analyses with progress bars."""
     slot = st.empty()
 
     def progress(name: str, done: int, total: int, message: str) -> None:
-        slot.progress(min(done / max(total, 1), 1.0), text=f"{decision.ANALYSIS_TITLES.get(name, name.capitalize())}: "
+        slot.progress(min(done / max(total, 1), 1.0), text=f"{decision_report.ANALYSIS_TITLES.get(name, name.capitalize())}: "
                                                            f"{done}/{total} — {message}")
-    result = decision.gather(setup, compute=compute, store=job_store(), progress=progress, user=user_email(),
+    result = decision_report.gather(setup, compute=compute, store=job_store(), progress=progress, user=user_email(),
                              **_loaded(setup))
     slot.empty()
     return result

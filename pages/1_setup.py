@@ -5,7 +5,7 @@ import streamlit as st
 import app_state
 from tldiag import viz
 from tldiag.data import compare_classes
-from tldiag.embed import estimate_seconds
+from tldiag.forward import estimate_seconds
 from tldiag.errors import TldiagError
 from tldiag.models import LOGITS, list_models
 from tldiag.setup import PRESET_MODELS, PRESETS, Setup

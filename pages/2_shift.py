@@ -14,6 +14,7 @@ st.caption("Measure first: how different the target looks to the model, at every
 setup = app_state.current_setup()
 pair = app_state.require_embeddings(setup)
 
+rules = app_state.verdict_rules().divergence  # the team's rules (Verdict page), or the shipped ones
 with st.expander("Test settings and thresholds"):
     c1, c2, c3, c4 = st.columns(4)
     n_permutations = c1.selectbox("Permutations", [200, 1000, 5000], index=1, key="w_permutations",
@@ -21,9 +22,10 @@ with st.expander("Test settings and thresholds"):
                                        "p-value is 1 / (1 + permutations).")
     max_samples = c2.selectbox("Samples per domain", [1000, 5000, 20000], index=1, key="w_max_samples",
                                help="Larger domains are subsampled at random for the tests (reported below).")
-    green = c3.number_input("Green below (MMD)", 0.0, 1.5, 0.1, 0.01, key="w_mmd_green")
-    red = c4.number_input("Red from (MMD)", 0.0, 1.5, 0.5, 0.01, key="w_mmd_red")
-    st.caption(f"Scale: {SEED_SCALE}. The defaults 0.1 / 0.5 are the background text's rule of thumb.")
+    green = c3.number_input("Green below (MMD)", 0.0, 1.5, float(rules.mmd_green), 0.01, key="w_mmd_green")
+    red = c4.number_input("Red from (MMD)", 0.0, 1.5, float(rules.mmd_red), 0.01, key="w_mmd_red")
+    st.caption(f"Scale: {SEED_SCALE}. The defaults ({rules.mmd_green:g} / {rules.mmd_red:g}) are the verdict rules' "
+               "[divergence] thresholds (edit them on the Verdict page); changing them here re-colours this page only.")
 try:
     thresholds = Thresholds(green, red)
     report = app_state.shift(setup, pair, n_permutations=n_permutations, max_samples=max_samples,

@@ -4,7 +4,7 @@ import streamlit as st
 
 import app_state
 from tldiag import viz
-from tldiag.decision import report as decision
+from tldiag.decision import report
 from tldiag.errors import TldiagError
 from tldiag.training import configs
 from tldiag.training.finetune import scratch_config
@@ -22,7 +22,7 @@ try:
 except TldiagError as exc:
     app_state.show_error(exc)
     st.stop()
-record = decision.build_record(analyses, rules, base_url=app_state.app_base_url(),
+record = report.build_record(analyses, rules, base_url=app_state.app_base_url(),
                                requested_by=app_state.user_email())
 v = record.verdict
 
@@ -99,7 +99,7 @@ if v.recipe:
 
 # ---------------------------------------------------------------- what is missing
 store = app_state.job_store()
-active = {kind: decision.matching_jobs(setup, kind, store, done=False) for kind in ("efficiency", "finetune")}
+active = {kind: report.matching_jobs(setup, kind, store, done=False) for kind in ("efficiency", "finetune")}
 
 
 def _launch(what: str, launch) -> None:
@@ -120,7 +120,7 @@ def _compute(what: tuple[str, ...]) -> None:
         return
     for name in what:
         if name in result.errors:
-            st.error(f"{decision.ANALYSIS_TITLES[name]} could not run: {app_state.md_message(result.errors[name])}", icon="⚠️")
+            st.error(f"{report.ANALYSIS_TITLES[name]} could not run: {app_state.md_message(result.errors[name])}", icon="⚠️")
     if not any(name in result.errors for name in what):
         st.rerun()
 

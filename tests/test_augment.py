@@ -9,7 +9,7 @@ import torch
 
 from tldiag.training.augment import CROP_SCALE, JITTER, MAX_ROTATION_DEG, affine_params, augment_batch
 from tldiag.data import load_dataset
-from tldiag.embed import ResizeCrop
+from tldiag.forward import ResizeCrop
 from tldiag.models import Preprocessing
 
 

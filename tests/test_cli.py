@@ -25,7 +25,7 @@ def test_datasets_prints_counts_and_skipped(capsys, make_folder):
 
 def test_embed_table_and_json(capsys, tmp_path, tiny_model_id):
     args = ["embed", "--model", tiny_model_id, "--source", "demo:digits", "--target", "demo:printed-digits",
-            "--limit", "2", "--resolution", "48", "--layers", "layer1,pre_logits", "--json", str(tmp_path / "e.json")]
+            "--limit", "2", "--resolution", "48", "--taps", "layer1,pre_logits", "--json", str(tmp_path / "e.json")]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "layer1" in first and "miss" in first
@@ -72,7 +72,7 @@ def test_project_prints_scores_and_writes_csv_html_json(capsys, tmp_path, tiny_m
 def test_probe_prints_curves_and_writes_json(capsys, tmp_path, tiny_model_id):
     out = tmp_path / "p.json"
     args = ["probe", "--model", tiny_model_id, "--source", "demo:digits", "--target", "demo:printed-digits",
-            "--limit", "5", "--resolution", "48", "--layers", "layer1,pre_logits", "--json", str(out),
+            "--limit", "5", "--resolution", "48", "--taps", "layer1,pre_logits", "--json", str(out),
             "--leaderboard", tiny_model_id]
     assert main(args) == 0
     text = capsys.readouterr().out
@@ -87,7 +87,7 @@ def test_probe_prints_curves_and_writes_json(capsys, tmp_path, tiny_model_id):
 def test_probe_explains_a_one_image_class(capsys, make_folder, tiny_model_id):
     root = make_folder({"a": 5, "b": 1})
     assert main(["probe", "--model", tiny_model_id, "--source", "demo:digits", "--target", f"folder:{root}",
-                 "--limit", "3", "--resolution", "48", "--layers", "pre_logits"]) == 2
+                 "--limit", "3", "--resolution", "48", "--taps", "pre_logits"]) == 2
     assert "fewer than 3 labelled images: 'b' (1)" in capsys.readouterr().err
 
 
@@ -142,3 +142,10 @@ def test_efficiency_refuses_bad_settings_before_launching(capsys):
     assert main(["efficiency", "--model", "random:efficientnet-lite0", "--target", "demo:digits"]) == 2
     assert "no transfer to measure" in capsys.readouterr().err
     assert main(["jobs"]) == 0 and "no jobs yet" in capsys.readouterr().out
+
+
+def test_the_old_layers_flag_names_its_new_name(capsys):
+    from tldiag.cli import main
+
+    assert main(["shift", "--source", "demo:digits", "--target", "demo:digits", "--layers", "pre_logits"]) == 2
+    assert "--layers/--layer pre_logits is now --taps/--tap pre_logits" in capsys.readouterr().err

@@ -11,7 +11,8 @@ import torch
 
 from tldiag.cache import EmbeddingStore
 from tldiag.data import load_dataset
-from tldiag.embed import ResizeCrop, embed_dataset, embed_pair, entry_key, is_cached, normalise
+from tldiag.embed import embed_dataset, embed_pair, entry_key, is_cached
+from tldiag.forward import ResizeCrop, normalise
 from tldiag.models import LOGITS, PRE_LOGITS, load_model
 
 

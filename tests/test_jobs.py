@@ -169,3 +169,36 @@ def test_a_user_may_queue_a_few_jobs_and_sees_their_place(store, monkeypatch):
     monkeypatch.setenv("TLDIAG_MAX_QUEUED_PER_USER", "many")
     with pytest.raises(TldiagError, match="TLDIAG_MAX_QUEUED_PER_USER='many' must be a whole number"):
         submit("ann@example.com")
+
+
+def test_a_schema_1_store_is_migrated_and_its_jobs_kept(tmp_path):
+    """A store written before the queue column was renamed (``pool``) and before owners opens with its jobs, their
+    queue and their order intact, and new jobs queue behind them."""
+    import sqlite3
+
+    from tldiag.training.jobs import SCHEMA_VERSION
+
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+                entry TEXT NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL, pool TEXT NOT NULL,
+                status TEXT NOT NULL, progress REAL NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '', pid INTEGER,
+                pid_start TEXT, created REAL NOT NULL, started REAL, finished REAL, updated REAL, error TEXT,
+                result TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0);
+            CREATE INDEX jobs_status ON jobs (status, pool, seq);
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            INSERT INTO jobs (id, kind, entry, name, config, pool, status, created, finished, result)
+                VALUES ('old-done', 'test', 'job_helpers:sleepy', 'an old job', '{}', 'cpu', 'done', 1.0, 2.0, '{}');
+        """)
+    store = JobStore(tmp_path)
+    old = store.get("old-done")
+    assert (old.status, old.queue, old.name, old.owner) == ("done", "cpu", "an old job", "")
+    with sqlite3.connect(path) as db:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+        version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert {"queue", "owner"} <= columns and "pool" not in columns
+    assert version == str(SCHEMA_VERSION) == "2"
+    JobStore(tmp_path)  # opening a migrated store again changes nothing
+    assert [j.id for j in JobStore(tmp_path).list()] == ["old-done"]

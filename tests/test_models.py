@@ -55,7 +55,7 @@ def test_efficientnet_lite0_sees_the_cat():
     from skimage import data
     from PIL import Image
 
-    from tldiag.embed import ResizeCrop, normalise
+    from tldiag.forward import ResizeCrop, normalise
 
     model = load_model("efficientnet-lite0")
     assert model.pretrained and model.preprocessing.input_size == 224

@@ -90,9 +90,9 @@ def _worker(args: argparse.Namespace) -> dict:
     model = load_model(args.model, resolution=args.resolution)
     if args.task == "engine":
         if args.engine == "ray":
-            from . import scale
+            from . import distributed
 
-            scale.connect()  # the cluster's start is not part of a pass
+            distributed.connect()  # the cluster's start is not part of a pass
         ds = load_dataset(args.spec)
         t0 = time.perf_counter()
         emb = embed_dataset(model, ds, batch_size=args.batch_size)

@@ -60,7 +60,8 @@ from . import _bench_scale
 def bench_embed(model_id: str, spec: str, n: int, batch_size: int, resolution: int | None,
                 repeats: int, num_workers: int | None) -> dict:
     from .data import load_dataset, with_options
-    from .embed import ResizeCrop, default_num_workers, embed_dataset, normalise
+    from .embed import embed_dataset
+    from .forward import ResizeCrop, default_num_workers, normalise
     from .models import load_model
     from . import _config
 

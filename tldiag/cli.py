@@ -87,9 +87,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _taps(args: argparse.Namespace, model) -> list[str]:
-    if args.layers == "all":
+    if args.taps == "all":
         return model.tap_names
-    return args.layers.split(",") if args.layers else model.default_taps()
+    return args.taps.split(",") if args.taps else model.default_taps()
 
 
 def _spec(args: argparse.Namespace, spec: str | None) -> str | None:
@@ -212,14 +212,14 @@ def cmd_project(args: argparse.Namespace) -> int:
     params = ProjectionParams(method=args.method, n_neighbors=args.neighbors, min_dist=args.min_dist,
                               metric=args.metric, pca_components=args.pca or None, max_samples=args.max_samples,
                               n_epochs=args.epochs, random_state=args.seed).validate()
-    args.layers = args.layer
+    args.taps = args.tap
     model, results, datasets = _embed_roles(args, need_both=True)
-    pair = EmbeddingPair(results["source"], results["target"], (args.layer,))
+    pair = EmbeddingPair(results["source"], results["target"], (args.tap,))
     with _stderr_progress(f"{args.method} projection", unit="%") as progress:
-        proj = project_pair(pair, args.layer, params, progress=progress)
+        proj = project_pair(pair, args.tap, params, progress=progress)
     mix = proj.mixing
     print(f"{model.id}: {pair.source.dataset} ({proj.n_source} of {proj.n_source_total}) -> {pair.target.dataset} "
-          f"({proj.n_target} of {proj.n_target_total}) at {args.layer}")
+          f"({proj.n_target} of {proj.n_target_total}) at {args.tap}")
     print(f"{proj.describe()}; computed in {proj.seconds['total']:.1f} s" + (" (read from the cache)" if proj.from_cache else ""))
     print(f"k-NN domain mixing (k={mix.n_neighbors}, original space): {mix.score:.3f} [95% CI {mix.ci[0]:.3f}, "
           f"{mix.ci[1]:.3f}]  (1 = indistinguishable, 0 = separate islands)")
@@ -234,7 +234,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     if args.html:
         from . import viz
 
-        fig = viz.projection_figure(proj, title=f"{model.id} · {args.layer} · {proj.describe()}")
+        fig = viz.projection_figure(proj, title=f"{model.id} · {args.tap} · {proj.describe()}")
         images = thumbnail_images(datasets["source"], datasets["target"], proj)
         with open(args.html, "w") as f:
             f.write(viz.figure_html(fig, sprite=viz.thumbnail_sprite(images)))
@@ -552,7 +552,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     _check_output(args.json, "--json")
     rules = load_rules(args.rules)  # a bad rules file fails before anything is computed
     setup = Setup(model=args.model, source=args.source, target=args.target, resolution=args.resolution,
-                  limit=args.limit, taps=tuple(t for t in (args.layers or "").split(",") if t), seed=args.seed,
+                  limit=args.limit, taps=tuple(t for t in (args.taps or "").split(",") if t), seed=args.seed,
                   budget=args.budget).validate()
     store = JobStore()
     bars = _Bars()
@@ -758,7 +758,9 @@ def _add_pair_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="efficientnet-lite0", help="model id (see `tldiag models`)")
     p.add_argument("--source", help="source dataset spec")
     p.add_argument("--target", help="target dataset spec")
-    p.add_argument("--layers", help="comma-separated tap names, or 'all' (default: a handful shallow to deep)")
+    p.add_argument("--taps", help="comma-separated tap names (the layers read), or 'all' (default: a handful "
+                                  "shallow to deep)")
+    p.add_argument("--layers", dest="renamed_taps", help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, help="at most N images per class from each dataset")
     p.add_argument("--resolution", type=int, help="input size in pixels (default: the weights' own)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -828,7 +830,8 @@ def _shift_parser(sub) -> None:
 def _project_parser(sub) -> None:
     p = sub.add_parser("project", help="2-D map (UMAP, PCA, t-SNE) of one layer, k-NN mixing, trustworthiness")
     _add_pair_arguments(p)
-    p.add_argument("--layer", default="pre_logits", help="tap to project (default pre_logits)")
+    p.add_argument("--tap", default="pre_logits", help="tap to project (default pre_logits)")
+    p.add_argument("--layer", dest="renamed_taps", help=argparse.SUPPRESS)
     p.add_argument("--method", choices=["umap", "pca", "tsne"], default="umap")
     p.add_argument("--neighbors", type=int, default=15, help="UMAP n_neighbors (default 15)")
     p.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default 0.1)")
@@ -978,6 +981,10 @@ def _jobs_parser(sub) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "renamed_taps", None) is not None:
+        print(f"tldiag: error: --layers/--layer {args.renamed_taps} is now --taps/--tap {args.renamed_taps} (the "
+              "dashboard's URL and the JSON call them taps too).", file=sys.stderr)
+        return 2
     if args.ray:
         os.environ["TLDIAG_RAY_ADDRESS"] = args.ray  # background jobs started from here inherit it
     try:

@@ -28,7 +28,7 @@ def ensure_source_model() -> str:
     from .embed import embed_dataset
     from .training.loop import save_state
     from .models import PRE_LOGITS, load_model, register_model, registered_models
-    from .probes import stratified_splits
+    from .splits import stratified_splits
 
     model_id = f"finetuned:{DEMO_SOURCE_MODEL}"
     folder = _config.home() / "models"

@@ -15,7 +15,7 @@ import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -23,8 +23,8 @@ from . import _config
 from .cache import JsonStore, make_key
 from .errors import TldiagError
 from .probes import ProbeConfig, probe_curve
+from .progress import ProgressFn
 
-ProgressFn = Callable[[int, int, str], None]
 LEADERBOARD_VERSION = 1
 # score columns compared by Kendall's tau (all: higher = better transfer)
 RANKED = {"probe_accuracy": "Probe acc", "logme": "LogME", "leep": "LEEP", "nce": "NCE", "h_score": "H-score",
@@ -123,7 +123,8 @@ def evaluate_model(model_id: str, source, target, *, resolution: int | None = No
         progress: ``progress(done, total, message)`` while embedding and probing.
         use_cache: Read and write the row in ``$TLDIAG_HOME/leaderboard``.
     """
-    from .embed import embed_pair, measure_throughput
+    from .embed import embed_pair
+    from .forward import measure_throughput
     from .metrics import headline_layer, seed_scale_mmd
     from .models import LOGITS, load_model
     from .transferability import head_scores, tap_scores
@@ -205,10 +206,10 @@ def _rows_here(ids: Sequence[str], source, target, *, progress: ProgressFn | Non
 def _rows_on_ray(ids: Sequence[str], source, target, *, resolution: int | None, config: ProbeConfig,
                  random_state: int | None, device: str | None, progress: ProgressFn | None, use_cache: bool
                  ) -> tuple[list[LeaderboardEntry], list[str]]:
-    """Every candidate's row as a Ray task (one GPU each on a GPU cluster; see :mod:`tldiag.scale`), in the order
+    """Every candidate's row as a Ray task (one GPU each on a GPU cluster; see :mod:`tldiag.distributed`), in the order
     of ``ids``; each worker reads and stores its row in the leaderboard store as a local run does. ``device`` is the
     worker's own (its GPU when it has one)."""
-    from .scale import Call, run_tasks
+    from .distributed import Call, run_tasks
 
     calls = [Call(mid, (mid,), dict(resolution=resolution, config=config, random_state=random_state,
                                     use_cache=use_cache)) for mid in ids]

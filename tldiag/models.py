@@ -158,9 +158,7 @@ def parse_model_id(model_id: str) -> ModelSpec:
             raise SpecError(f"'{model_id}' names no file; write checkpoint:/path/to/weights.pt?arch=<id>.")
         return ModelSpec("checkpoint", path, None, options)
     if kind == "finetuned":
-        from .demo import DEMO_SOURCE_MODEL
-
-        if rest not in registered_models() and rest != DEMO_SOURCE_MODEL:  # the demo's is built on first use
+        if rest not in registered_models() and rest not in model_builders():  # a builder's is built on first use
             known = ", ".join(registered_models()) or "none yet"
             raise SpecError(f"No fine-tuned model is registered as '{rest}' (registered: {known}). Register one "
                             "from a finished fine-tuning job (Fine-tune page, or tldiag jobs register).")
@@ -670,11 +668,12 @@ def load_model(model_id: str, *, resolution: int | None = None) -> Model:
     else:
         if spec.kind == "finetuned":
             entry = registered_models().get(spec.name)
-            if entry is None:  # the demo's source model (parse_model_id lets no other unregistered name through)
-                from .demo import ensure_source_model
-
-                ensure_source_model()
-                entry = registered_models()[spec.name]
+            if entry is None:  # a model built on first use (parse_model_id lets no other unregistered name through)
+                model_builders()[spec.name]()
+                entry = registered_models().get(spec.name)
+                if entry is None:
+                    raise ModelUnavailableError(f"The builder of finetuned:{spec.name} did not register it; it must "
+                                                f"call register_model({spec.name!r}, ...) before it returns.")
             file_spec, trusted = ModelSpec("checkpoint", entry["checkpoint"], None, (("arch", entry["arch"]),)), True
         else:
             file_spec, trusted = spec, False
@@ -857,6 +856,34 @@ def unregister_model(name: str) -> None:
         del entries[name]
 
 
+BUILDERS_GROUP = "tldiag.model_builders"
+"""The entry-point group of models built on first use: ``name = "package.module:function"`` in a package's
+``[project.entry-points."tldiag.model_builders"]`` makes ``finetuned:<name>`` loadable before anything registered
+it; the function builds the checkpoint and calls :func:`register_model` under that name (tldiag's own: the demo's
+source model, :func:`tldiag.demo.ensure_source_model`)."""
+_BUILDERS: dict[str, Callable[[], object]] = {}
+
+
+def register_builder(name: str, build: Callable[[], object]) -> None:
+    """Make ``finetuned:<name>`` loadable in this process before it is registered: ``build()`` makes the checkpoint
+    and registers it (:func:`register_model`) the first time the model is loaded. For a model every install should
+    know, declare it in the :data:`BUILDERS_GROUP` entry points instead."""
+    if not callable(build):
+        raise SpecError(f"The builder of {name!r} must be a function that registers the model, not {build!r}.")
+    _BUILDERS[str(name)] = build
+
+
+def model_builders() -> dict[str, Callable[[], object]]:
+    """Name -> builder of every model built on first use: the installed entry points of :data:`BUILDERS_GROUP`,
+    then those registered in this process (:func:`register_builder`)."""
+    from importlib.metadata import entry_points
+
+    def build_with(entry) -> Callable[[], object]:
+        return lambda: entry.load()()
+
+    return {**{ep.name: build_with(ep) for ep in entry_points(group=BUILDERS_GROUP)}, **_BUILDERS}
+
+
 @contextmanager
 def _registry_update() -> Iterator[dict[str, dict]]:
     """The registry's entries to change in place, under a file lock; written back atomically when the block
@@ -874,4 +901,5 @@ def _registry_update() -> Iterator[dict[str, dict]]:
 __all__ = ["MODEL_KINDS", "OFFLINE_MODELS", "DEFAULT_MODEL", "LOGITS", "PRE_LOGITS", "IMAGENET_MEAN", "IMAGENET_STD",
            "Preprocessing", "Tap", "ModelInfo", "ModelSpec", "parse_model_id", "Model", "pool", "file_hash",
            "torchvision_weights_file", "load_model", "random_init_id", "architecture_id", "model_status",
-           "list_models", "registered_models", "register_model", "unregister_model"]
+           "list_models", "registered_models", "register_model", "unregister_model", "BUILDERS_GROUP",
+           "register_builder", "model_builders"]

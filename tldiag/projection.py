@@ -41,8 +41,8 @@ from .cache import atomic_write, make_key
 from .errors import TldiagError
 from .validation import check_int, check_pair, label_names, stratified_indices, unit_rows
 from .metrics.neighbours import MixingResult, check_metric, knn_mixing, nearest_neighbours, trustworthiness
+from .progress import ProgressFn
 
-ProgressFn = Callable[[int, int, str], None]
 METHODS = ("umap", "pca", "tsne")
 METHOD_NAMES = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
 SOURCE, TARGET = 0, 1

@@ -166,7 +166,7 @@ def measure(pair, model, *, seed: int = 0) -> SourceHeadResult | None:
     """:func:`source_head_accuracy` of a setup's embeddings (their logits), None when the model was not trained on
     the source's classes."""
     from .models import LOGITS
-    from .probes import stratified_splits
+    from .splits import stratified_splits
 
     src, tgt = pair.source, pair.target
     got = head_classes(model, src.classes)

@@ -232,9 +232,9 @@ def tap_scores(features: Mapping[str, np.ndarray], labels: np.ndarray, *, k: int
 
 def pixel_reference(dataset) -> tuple[float, float]:
     """LogME and leave-one-out kNN accuracy of a labelled dataset's raw pixels (area-averaged to the pixel
-    baselines' 16x16, :func:`tldiag.training.efficiency.pixel_features`): the reference that needs no pretraining,
+    baselines' 16x16, :func:`tldiag.pixels.pixel_features`): the reference that needs no pretraining,
     against which a model's scores say whether its features add anything."""
-    from .training.efficiency import pixel_features
+    from .pixels import pixel_features
 
     y = np.asarray(dataset.labels)
     rows = np.flatnonzero(y >= 0)

@@ -164,3 +164,22 @@ def test_probes_page_curves_scores_and_leaderboard():
     board = at.dataframe[1].value  # [0] is the per-tap table in its expander
     assert list(board["model"]) == ["random:timm:test_resnet"] and 0 <= board["probe acc"][0] <= 1
     assert any("at least 3 models" in c.value for c in at.caption)
+
+
+def test_shift_page_thresholds_default_to_the_team_rules(tmp_path, monkeypatch):
+    """The traffic light starts from the verdict's [divergence] thresholds, the team's when an admin saved them."""
+    from tldiag import _config
+    from tldiag.decision.verdict import RULES_FILE, team_rules_path
+
+    text = RULES_FILE.read_text().replace("mmd_green = 0.1 ", "mmd_green = 0.07").replace("mmd_red = 0.5 ",
+                                                                                            "mmd_red = 0.35")
+    assert "mmd_green = 0.07" in text and "mmd_red = 0.35" in text
+    monkeypatch.setenv("TLDIAG_HOME", str(tmp_path))
+    assert team_rules_path() == _config.home() / "verdict_rules.toml"
+    team_rules_path().write_text(text)
+    at = _app(model="random:timm:test_resnet", resolution="48", limit="4", target="demo:digits?shift=invert").run()
+    at.switch_page("pages/2_shift.py").run()
+    at.button(key="compute_here").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (at.number_input(key="w_mmd_green").value, at.number_input(key="w_mmd_red").value) == (0.07, 0.35)
+    assert any("0.07 / 0.35" in c.value for c in at.caption)

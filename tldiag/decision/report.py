@@ -529,7 +529,7 @@ def build_record(analyses: Analyses, rules: Rules | None = None, *, base_url: st
                  requested_by: str | None = None) -> DecisionRecord:
     """Decide on ``analyses`` and assemble the manifest (``timings``: more wall times to record, e.g. the whole
     headless run's; ``requested_by``: who asked for the record, the signed-in user or "local user")."""
-    from .. import __version__
+    from .._version import __version__
     from .._config import device_name
 
     verdict = decide(analyses.evidence, rules)

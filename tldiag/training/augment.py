@@ -1,7 +1,7 @@
 """Label-keeping augmentations applied to a whole batch at once, on the training device.
 
 Every trained arm (fine-tuning, the small CNN, the from-scratch twin) reads its images at the model's input size
-(the evaluation transform, :class:`tldiag.embed.ResizeCrop`) and draws its augmentation here, per image but in one
+(the evaluation transform, :class:`tldiag.forward.ResizeCrop`) and draws its augmentation here, per image but in one
 tensor operation per batch: a random resized crop, a small rotation and, by policy, mirror images and right-angle
 turns folded into one affine warp (``affine_grid`` + ``grid_sample``, the way GPU pipelines such as Kornia or DALI
 do it), then brightness and contrast jitter. Per-image Python transforms (torchvision's on PIL images) cost about
@@ -70,7 +70,7 @@ def affine_params(n: int, policy: str, generator: torch.Generator) -> torch.Tens
 def augment_batch(x: torch.Tensor, policy: str, generator: torch.Generator) -> torch.Tensor:
     """Augment a ``(B, 3, H, W)`` uint8 (or 0-255 float) batch: each image gets its own draw of the policy.
 
-    Returns a float32 batch in 0-255 on ``x``'s device (what :func:`tldiag.embed.normalise` takes); ``none``
+    Returns a float32 batch in 0-255 on ``x``'s device (what :func:`tldiag.forward.normalise` takes); ``none``
     returns the images unchanged. Areas the rotation brings in from outside the image are black, as with
     torchvision's ``RandomRotation``."""
     _check_policy(policy)

@@ -58,11 +58,13 @@ from ..data import ImageDataset, load_dataset
 from ..errors import SpecError, TldiagError
 from ..stats import at_chance, chance_line as _chance_line
 from ..models import DEFAULT_MODEL, LOGITS, Model, load_model, parse_model_id, random_init_id
+from ..pixels import PIXEL_SIZE, pixel_features
+from ..progress import ProgressFn
 from ..validation import check_int, check_number, check_specs, metric_device
-from .loop import IN_MEMORY_BYTES, fit, head_name, labelled_split, score_test, stages_of
+from .finetune import FinetuneConfig, auto_augmentation, recommend
+from .loop import AUGMENTATIONS, IN_MEMORY_BYTES, STRATEGIES, fit, head_name, labelled_split, score_test, stages_of
 from .smallcnn import small_cnn
 
-ProgressFn = Callable[[int, int, str], None]
 BUDGETS = (1, 2, 5, 10, 20, 50, 100)
 """Labels per class tried (those below the pool size), always followed by the whole pool ("all")."""
 ARMS = ("scratch", "small-cnn", "pixel-linear", "pixel-knn", "linear-probe", "fine-tuned")
@@ -83,8 +85,6 @@ TRANSFER_ARMS = ("linear-probe", "fine-tuned")
 TRAINED_ARMS = ("scratch", "small-cnn", "fine-tuned")
 FITTED_ARMS = ("pixel-linear", "pixel-knn", "linear-probe")
 """Arms fitted in closed form or by a convex solver on fixed features (seconds), not trained by gradient steps."""
-PIXEL_SIZE = 16
-"""The pixel baselines read each image downsampled to this many pixels a side (RGB, area-averaged)."""
 KNN_GRID = (1, 3, 5, 9, 15)
 LR_GRID = (0.3, 1.0, 3.0)
 """Every trained arm tries its learning rate times each of these on validation (the same search for every arm)."""
@@ -273,8 +273,6 @@ class EfficiencyConfig:
     def validate(self) -> "EfficiencyConfig":
         """Check every value that does not need the model or the data; raise a :class:`TldiagError` naming the
         value and the fix."""
-        from .finetune import AUGMENTATIONS
-
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown or not self.arms:
             raise SpecError(f"Unknown or no arms {list(self.arms)!r}; choose among {', '.join(ARMS)}.")
@@ -487,7 +485,6 @@ def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
                         ) -> tuple[ExperimentPlan, np.ndarray, np.ndarray, tuple, Any]:
     """:func:`plan_experiment`, plus what it found on the way: the labelled rows, their labels, the split, and the
     dataset they index (the target, joined with its spare test images when the test set takes some)."""
-    from .finetune import auto_augmentation
 
     config = config.validate()
     dataset = dataset or load_dataset(config.target)
@@ -567,7 +564,6 @@ def _prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
 
 def _schedule_config(schedule: ArmSchedule, config: EfficiencyConfig, **resolved: Any):
     """The fine-tuning configuration of one run of an arm (``resolved``: strategy, frozen stages, seed...)."""
-    from .finetune import FinetuneConfig
 
     settings: dict[str, Any] = dict(
         model=config.model, target=config.target, resolution=schedule.resolution,
@@ -581,7 +577,6 @@ def _schedule_config(schedule: ArmSchedule, config: EfficiencyConfig, **resolved
 
 
 def _check_schedule(arm: str, schedule: ArmSchedule, config: EfficiencyConfig) -> None:
-    from .finetune import STRATEGIES
 
     try:
         if schedule.strategy != "auto" and schedule.strategy not in STRATEGIES:
@@ -931,7 +926,6 @@ class _TrainedArms:
 
     def train(self, arm: str, b: int, r: int, lr: float, label: str) -> tuple[Run, Any]:
         """One trained run of ``arm`` at budget ``b``, repeat ``r`` and peak rate ``lr`` (not yet tested)."""
-        from .finetune import recommend
 
         config, (tr, va, _), y, rows, n_classes = self.config, self.split, self.y, self.rows, self.n_classes
         schedule = self.plan.schedules[arm]
@@ -1035,10 +1029,10 @@ class _TrainedArms:
 def _trained_on_ray(arms: _TrainedArms, trained: Sequence[str], order: Sequence[tuple[int, int]],
                     search_at: tuple[int, int], dataset: ImageDataset, record: Callable[[Run], None], *,
                     reuse: bool) -> None:
-    """The trained runs as Ray tasks (see :mod:`tldiag.scale`): first each arm's learning-rate search at the reference
+    """The trained runs as Ray tasks (see :mod:`tldiag.distributed`): first each arm's learning-rate search at the reference
     budget (in parallel), then every other run at the rate it chose (all in parallel). The driver stores each run in
     the run store as it comes back, exactly as a local run stores itself, and reuses stored ones without a task."""
-    from ..scale import Call, run_tasks
+    from ..distributed import Call, run_tasks
 
     plan, ledger, config = arms.plan, arms.ledger, arms.config
     chosen_lr: dict[str, float] = {}
@@ -1091,7 +1085,7 @@ def remote_run(config: Mapping[str, Any], arm: str, b: int, r: int, chosen_lr: M
 
 
 def _default_workers() -> int:
-    from ..embed import default_num_workers
+    from ..forward import default_num_workers
 
     return default_num_workers()
 
@@ -1113,18 +1107,6 @@ def _result(the_plan: ExperimentPlan, chance: float, runs: list[Run], notes: lis
                             runs=_in_order(runs), schedules=dict(the_plan.schedules),
                             augment_reason=the_plan.augment_reason, device=str(the_plan.config.device),
                             seconds=time.perf_counter() - t0, notes=tuple(notes), reference=the_plan.reference)
-
-
-def pixel_features(dataset: ImageDataset, rows: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarray:
-    """The raw pixels of some images as features: RGB, area-averaged down to ``size`` x ``size``, in [0, 1];
-    shape ``(len(rows), 3 * size * size)``. What the pixel baselines learn from."""
-    from PIL import Image
-
-    out = np.empty((len(rows), 3 * size * size), dtype=np.float32)
-    for i, r in enumerate(rows):
-        img = dataset[int(r)].convert("RGB").resize((size, size), Image.BOX)
-        out[i] = np.asarray(img, dtype=np.float32).reshape(-1) / 255.0
-    return out
 
 
 def _by_budget(subsets: Mapping[tuple[int, int], np.ndarray]) -> dict[int, list[int]]:

@@ -35,14 +35,13 @@ from torch import nn
 
 from .. import _config
 from ..data import ImageDataset, load_dataset, parse_dataset_spec
-from ..embed import ProgressFn, default_num_workers
+from ..forward import default_num_workers
+from ..progress import ProgressFn
 from ..errors import SpecError, TldiagError
 from ..models import DEFAULT_MODEL, LOGITS, Model, load_model, parse_model_id, random_init_id
-from ..validation import check_int, check_number, check_specs
-from .augment import POLICIES
-from .loop import Stage, fit, head_name, labelled_split, save_state, score_test, stages_of, trains
+from ..validation import check_int, check_specs
+from .loop import AUGMENTATIONS, STRATEGIES, Stage, TrainConfig, fit, head_name, labelled_split, save_state, score_test, stages_of, trains
 
-STRATEGIES = ("linear", "partial", "full", "freeze-unfreeze", "l2-sp")
 STRATEGY_TITLES = {
     "linear": "Linear probe (new head only)",
     "partial": "Partial (freeze the bottom stages)",
@@ -59,7 +58,6 @@ def strategy_title(config: "FinetuneConfig") -> str:
     return STRATEGY_TITLES[config.strategy]
 
 
-AUGMENTATIONS = ("auto", *POLICIES)
 AUGMENTATION_TITLES = {
     "none": "none (resize and centre-crop only)",
     "light": "light: random crops of 80-100% of the image, rotations up to 10°, brightness and contrast",
@@ -75,96 +73,28 @@ MAX_CKA_IMAGES = 2000
 
 # ----------------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """A fine-tuning run. Every field is JSON-serialisable (it is the job's record).
+class FinetuneConfig(TrainConfig):
+    """One fine-tuning run, the job's record (every field JSON-serialisable): the model, the data and the schedule (:class:`~tldiag.training.loop.TrainConfig`, whose
+    fields it adds these to).
 
     Attributes:
         model: Model id to start from (see :mod:`tldiag.models`).
         target: Target dataset spec (labelled), with its per-class ``limit`` if any.
         source: Source dataset spec, kept for the record and for comparisons with the other pages.
         resolution: Input size in pixels; None keeps the weights' own.
-        strategy: One of :data:`STRATEGIES`.
-        epochs: Most epochs (early stopping may end sooner).
-        batch_size: Images per step.
-        lr: Peak learning rate of the new classifier.
-        backbone_lr_mult: The backbone's learning rate as a fraction of ``lr`` (discriminative rates).
-        weight_decay: AdamW's decoupled weight decay (not applied to norms and biases; replaced by L2-SP there).
-        warmup_epochs: Linear warm-up length (per phase), then a cosine decay to zero.
-        label_smoothing: Cross-entropy label smoothing in [0, 1).
-        augment: One of :data:`AUGMENTATIONS`; ``auto`` picks by dataset (see :func:`auto_augmentation`).
-        patience: Stop after this many epochs without a better validation accuracy; 0 never stops early.
-        min_epochs: Early stopping never ends a run before this epoch (a model trained from scratch may sit at
-            chance for its first epochs).
-        frozen_stages: ``partial``: how many stages from the bottom stay frozen; None: all but the last.
-        head_epochs: ``freeze-unfreeze``: epochs of the head alone before everything unfreezes.
-        l2sp_alpha: ``l2-sp``: strength of the pull toward the pretrained backbone weights.
-        l2sp_beta: ``l2-sp``: L2 penalty of the new classifier.
-        update_bn: Whether BatchNorm layers update their running statistics while training. None: not for a
-            pretrained model (small target batches would overwrite statistics learned on far more data; its
-            scale and shift still train), yes for a random-init one (its statistics are meaningless).
-        seed: Seed of the split, the head's initialisation, shuffling and augmentation.
-        device: Torch device; tldiag's default (the GPU when present) when None.
-        num_workers: Data-loading worker processes; see :func:`tldiag.embed.default_num_workers`.
     """
 
     model: str = DEFAULT_MODEL
     target: str = "demo:printed-digits?limit=50"
     source: str | None = None
     resolution: int | None = 128
-    strategy: str = "freeze-unfreeze"
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    backbone_lr_mult: float = 0.1
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    augment: str = "auto"
-    patience: int = 3
-    min_epochs: int = 0
-    frozen_stages: int | None = None
-    head_epochs: int = 2
-    l2sp_alpha: float = 0.1
-    l2sp_beta: float = 0.01
-    update_bn: bool | None = None
-    seed: int = 0
-    device: str | None = None
-    num_workers: int | None = None
 
     def validate(self) -> "FinetuneConfig":
-        """Check every value that does not need the model or the data; raise a :class:`TldiagError` naming the
-        value and the fix."""
-        if self.strategy not in STRATEGIES:
-            raise SpecError(f"Unknown fine-tuning strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}.")
-        if self.augment not in AUGMENTATIONS:
-            raise SpecError(f"Unknown augmentation {self.augment!r}; valid: {', '.join(AUGMENTATIONS)}.")
-        check_number(self.lr, "lr", low=0.0, low_open=True, high=10.0, fix="e.g. 1e-3 for the new head")
-        check_number(self.backbone_lr_mult, "backbone_lr_mult", low=0.0, low_open=True, high=10.0,
-                      fix="e.g. 0.1: the backbone learns 10x slower than the head")
-        check_number(self.weight_decay, "weight_decay", low=0.0, high=10.0, fix="e.g. 0.01; 0 turns it off")
-        check_number(self.label_smoothing, "label_smoothing", low=0.0, high=1.0, high_open=True,
-                      fix="e.g. 0.1; 0 turns it off")
-        check_number(self.l2sp_alpha, "l2sp_alpha", low=0.0, high=100.0, fix="e.g. 0.1")
-        check_number(self.l2sp_beta, "l2sp_beta", low=0.0, high=100.0, fix="e.g. 0.01")
-        check_int(self.epochs, "epochs", minimum=1, maximum=10_000)
-        check_int(self.batch_size, "batch_size", minimum=1, maximum=65_536)
-        check_int(self.patience, "patience", minimum=0, maximum=10_000)
-        check_int(self.min_epochs, "min_epochs", minimum=0, maximum=10_000)
-        check_int(self.head_epochs, "head_epochs", minimum=1, maximum=10_000)
-        check_int(self.seed, "seed", minimum=0, maximum=2**32 - 1)
-        check_number(self.warmup_epochs, "warmup_epochs", low=0.0, high=float(self.epochs), high_open=True,
-                      fix=f"shorter than the {self.epochs} epochs")
-        if self.update_bn is not None and not isinstance(self.update_bn, bool):
-            raise SpecError(f"update_bn={self.update_bn!r} must be true, false or empty (automatic).")
-        if self.frozen_stages is not None:
-            check_int(self.frozen_stages, "frozen_stages", minimum=0, maximum=1000)
-        if self.num_workers is not None:
-            check_int(self.num_workers, "num_workers", minimum=0, maximum=64)
+        """The run checked (its schedule, its model and its data): raises :class:`~tldiag.errors.SpecError` naming
+        the bad value and the fix."""
+        super().validate()
         if self.resolution is not None:
             check_int(self.resolution, "resolution", minimum=16, maximum=1024)
-        if self.strategy == "freeze-unfreeze" and self.head_epochs >= self.epochs:
-            raise SpecError(f"head_epochs={self.head_epochs} leaves no epoch to unfreeze in epochs={self.epochs}; "
-                            f"use fewer head epochs or more epochs (e.g. head_epochs=2, epochs=10).")
         spec = parse_model_id(self.model)
         if spec.kind == "random" and self.strategy == "l2-sp":
             raise SpecError(f"L2-SP pulls toward the pretrained weights, and {self.model} has none (random init); "
@@ -173,7 +103,9 @@ class FinetuneConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, the model and the data first (how a job's record reads)."""
+        d = asdict(self)
+        return {**{k: d.pop(k) for k in ("model", "target", "source", "resolution")}, **d}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FinetuneConfig":
@@ -472,7 +404,7 @@ def finetune(config: FinetuneConfig, folder: str | os.PathLike[str], *, progress
 def _features(model: Model, dataset: ImageDataset, rows: np.ndarray, taps: Sequence[str], dev: torch.device,
               workers: int) -> dict[str, np.ndarray]:
     """The pooled features of some images at ``taps`` (the embedding engine's forward pass, not cached)."""
-    from ..embed import compute_taps
+    from ..forward import compute_taps
 
     return compute_taps(model, dataset, taps, batch_size=64, device=str(dev), num_workers=workers, progress=None,
                     offset=0, total=len(rows), indices=rows)[0]

@@ -46,7 +46,7 @@ KINDS: dict[str, str] = {"finetune": "tldiag.training.finetune", "efficiency": "
 """Job kind -> the module that runs it: its ``run_job(config, context) -> result`` runs in the job's process, its
 ``prepare_job(config, **inputs) -> Launch`` checks a configuration before :func:`launch` records anything, and its
 ``config_of(job)`` reads a job's configuration back as the typed object."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the queue column is named queue (it was pool)
 _NEVER_STARTED_S = 120.0
 _PROGRESS_EVERY_S = 0.5
 _SCHEMA = """
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     entry TEXT NOT NULL,
     name TEXT NOT NULL,
     config TEXT NOT NULL,
-    pool TEXT NOT NULL,
+    queue TEXT NOT NULL,
     status TEXT NOT NULL,
     progress REAL NOT NULL DEFAULT 0,
     message TEXT NOT NULL DEFAULT '',
@@ -71,7 +71,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, pool, seq);
 CREATE TABLE IF NOT EXISTS metrics (
     job_id TEXT NOT NULL,
     step INTEGER NOT NULL,
@@ -251,10 +250,14 @@ class JobStore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None):
         self.root, self.path = open_store(root, _SCHEMA)
-        with self._connect() as db:
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            if "owner" not in {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}:  # stores from before owners
+        with self._transaction() as db:  # one process migrates an older store; the others then see it done
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+            if "pool" in columns:  # schema 1
+                db.execute("ALTER TABLE jobs RENAME COLUMN pool TO queue")
+            if "owner" not in columns:  # stores from before owners
                 db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            db.execute("CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, queue, seq)")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def _connect(self):
         return connect(self.path)
@@ -280,7 +283,7 @@ class JobStore:
     # ------------------------------------------------------------------ reading
     def _job(self, row: sqlite3.Row) -> Job:
         return Job(id=row["id"], seq=row["seq"], kind=row["kind"], entry=row["entry"], name=row["name"], config=json.loads(row["config"]),
-                   queue=row["pool"], status=row["status"], progress=float(row["progress"]), message=row["message"],
+                   queue=row["queue"], status=row["status"], progress=float(row["progress"]), message=row["message"],
                    pid=row["pid"], created=row["created"], started=row["started"], finished=row["finished"],
                    updated=row["updated"], error=row["error"],
                    result=json.loads(row["result"]) if row["result"] else None,
@@ -381,7 +384,7 @@ class JobStore:
                 raise TldiagError(f"{user} already has {waiting} queued jobs (at most {limit} per user, "
                                   f"{MAX_QUEUED_ENV}); wait for one to start or cancel one.")
             self.folder(job_id).mkdir(parents=True)
-            db.execute("INSERT INTO jobs (id, kind, entry, name, config, pool, status, created, updated, owner) "
+            db.execute("INSERT INTO jobs (id, kind, entry, name, config, queue, status, created, updated, owner) "
                        "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                        (job_id, kind, entry, name or job_id, config_json, queue, now, now, user or ANONYMOUS))
         AuditLog(self.root).record("launch", user, job_id, kind=kind, name=name or job_id)
@@ -410,7 +413,7 @@ class JobStore:
         if job.status != "queued":
             return None
         with self._connect() as db:
-            ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND pool = ? AND seq < ?",
+            ahead = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND queue = ? AND seq < ?",
                                (job.queue, job.seq)).fetchone()[0]
         return int(ahead) + 1
 
@@ -452,16 +455,16 @@ class JobStore:
         job's status afterwards (``running`` when it got the slot)."""
         self.reconcile()
         with self._transaction() as db:
-            row = db.execute("SELECT status, pool FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute("SELECT status, queue FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row["status"] != "queued":
                 return "missing" if row is None else row["status"]
-            queue = row["pool"]  # the column keeps its first name (schema 1)
-            running = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running' AND pool = ?", (queue,)
+            queue = row["queue"]
+            running = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'running' AND queue = ?", (queue,)
                                  ).fetchone()[0]
             free = queue_capacity(queue) - running
             if free <= 0:
                 return "queued"
-            first = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = 'queued' AND pool = ? "
+            first = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = 'queued' AND queue = ? "
                                                  "ORDER BY seq LIMIT ?", (queue, free))]
             if job_id not in first:
                 return "queued"

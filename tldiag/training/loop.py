@@ -2,8 +2,9 @@
 batched device-side augmentation, early stopping on validation with the best weights restored.
 
 Fine-tuning (:mod:`.finetune`) and every trained arm of the data-efficiency experiment (:mod:`.efficiency`) train
-through :func:`fit` and score through :func:`score_test`; what a run trains is a
-:class:`~tldiag.training.finetune.FinetuneConfig` (resolved by :func:`~tldiag.training.finetune.plan`).
+through :func:`fit` and score through :func:`score_test`; how a run trains is a :class:`TrainConfig` (the schedule:
+strategy, rates, epochs, augmentation, early stopping), which :class:`~tldiag.training.finetune.FinetuneConfig`
+extends with the model and the data.
 """
 from __future__ import annotations
 
@@ -12,23 +13,115 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..data import ImageDataset
-from ..embed import ProgressFn, ResizeCrop, autocast, normalise
-from ..errors import TldiagError
+from ..forward import ResizeCrop, autocast, normalise
+from ..progress import ProgressFn
+from ..errors import SpecError, TldiagError
 from ..models import LOGITS, PRE_LOGITS, Model
-from .augment import augment_batch
+from ..validation import check_int, check_number
+from .augment import POLICIES, augment_batch
 
-if TYPE_CHECKING:
-    from .finetune import FinetuneConfig
+__all__ = ["STRATEGIES", "AUGMENTATIONS", "TrainConfig", "IN_MEMORY_BYTES", "Batches", "Fitted", "Stage", "fit",
+           "head_name", "labelled_split", "replace_head", "save_state", "score_test", "stage_count", "stages_of",
+           "trains"]
 
-__all__ = ["IN_MEMORY_BYTES", "Batches", "Fitted", "Stage", "fit", "head_name", "labelled_split", "replace_head",
-           "save_state", "score_test", "stage_count", "stages_of", "trains"]
+STRATEGIES = ("linear", "partial", "full", "freeze-unfreeze", "l2-sp")
+"""What a run trains: the new head only, the top stages, everything (discriminative rates), the head first and
+then everything, or everything pulled toward the pretrained weights (L2-SP)."""
+AUGMENTATIONS = ("auto", *POLICIES)
+"""The augmentation policies (:mod:`.augment`), and ``auto``: chosen by dataset."""
+
+
+# ----------------------------------------------------------------------------- the schedule
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one run trains: what the loop (:func:`fit`, :func:`score_test`) reads.
+
+    Attributes:
+        strategy: One of :data:`STRATEGIES`.
+        epochs: Most epochs (early stopping may end sooner).
+        batch_size: Images per step.
+        lr: Peak learning rate of the new classifier.
+        backbone_lr_mult: The backbone's learning rate as a fraction of ``lr`` (discriminative rates).
+        weight_decay: AdamW's decoupled weight decay (not applied to norms and biases; replaced by L2-SP there).
+        warmup_epochs: Linear warm-up length (per phase), then a cosine decay to zero.
+        label_smoothing: Cross-entropy label smoothing in [0, 1).
+        augment: One of :data:`AUGMENTATIONS`; ``auto`` picks by dataset
+            (:func:`tldiag.training.finetune.auto_augmentation`).
+        patience: Stop after this many epochs without a better validation accuracy; 0 never stops early.
+        min_epochs: Early stopping never ends a run before this epoch (a model trained from scratch may sit at
+            chance for its first epochs).
+        frozen_stages: ``partial``: how many stages from the bottom stay frozen; None: all but the last.
+        head_epochs: ``freeze-unfreeze``: epochs of the head alone before everything unfreezes.
+        l2sp_alpha: ``l2-sp``: strength of the pull toward the pretrained backbone weights.
+        l2sp_beta: ``l2-sp``: L2 penalty of the new classifier.
+        update_bn: Whether BatchNorm layers update their running statistics while training. None: not for a
+            pretrained model (small target batches would overwrite statistics learned on far more data; its
+            scale and shift still train), yes for a random-init one (its statistics are meaningless).
+        seed: Seed of the split, the head's initialisation, shuffling and augmentation.
+        device: Torch device; tldiag's default (the GPU when present) when None.
+        num_workers: Data-loading worker processes; see :func:`tldiag.forward.default_num_workers`.
+    """
+
+    strategy: str = "freeze-unfreeze"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    augment: str = "auto"
+    patience: int = 3
+    min_epochs: int = 0
+    frozen_stages: int | None = None
+    head_epochs: int = 2
+    l2sp_alpha: float = 0.1
+    l2sp_beta: float = 0.01
+    update_bn: bool | None = None
+    seed: int = 0
+    device: str | None = None
+    num_workers: int | None = None
+
+    def validate(self):
+        """The schedule checked: raises :class:`~tldiag.errors.SpecError` naming the bad value and the fix."""
+        if self.strategy not in STRATEGIES:
+            raise SpecError(f"Unknown fine-tuning strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}.")
+        if self.augment not in AUGMENTATIONS:
+            raise SpecError(f"Unknown augmentation {self.augment!r}; valid: {', '.join(AUGMENTATIONS)}.")
+        check_number(self.lr, "lr", low=0.0, low_open=True, high=10.0, fix="e.g. 1e-3 for the new head")
+        check_number(self.backbone_lr_mult, "backbone_lr_mult", low=0.0, low_open=True, high=10.0,
+                      fix="e.g. 0.1: the backbone learns 10x slower than the head")
+        check_number(self.weight_decay, "weight_decay", low=0.0, high=10.0, fix="e.g. 0.01; 0 turns it off")
+        check_number(self.label_smoothing, "label_smoothing", low=0.0, high=1.0, high_open=True,
+                      fix="e.g. 0.1; 0 turns it off")
+        check_number(self.l2sp_alpha, "l2sp_alpha", low=0.0, high=100.0, fix="e.g. 0.1")
+        check_number(self.l2sp_beta, "l2sp_beta", low=0.0, high=100.0, fix="e.g. 0.01")
+        check_int(self.epochs, "epochs", minimum=1, maximum=10_000)
+        check_int(self.batch_size, "batch_size", minimum=1, maximum=65_536)
+        check_int(self.patience, "patience", minimum=0, maximum=10_000)
+        check_int(self.min_epochs, "min_epochs", minimum=0, maximum=10_000)
+        check_int(self.head_epochs, "head_epochs", minimum=1, maximum=10_000)
+        check_int(self.seed, "seed", minimum=0, maximum=2**32 - 1)
+        check_number(self.warmup_epochs, "warmup_epochs", low=0.0, high=float(self.epochs), high_open=True,
+                      fix=f"shorter than the {self.epochs} epochs")
+        if self.update_bn is not None and not isinstance(self.update_bn, bool):
+            raise SpecError(f"update_bn={self.update_bn!r} must be true, false or empty (automatic).")
+        if self.frozen_stages is not None:
+            check_int(self.frozen_stages, "frozen_stages", minimum=0, maximum=1000)
+        if self.num_workers is not None:
+            check_int(self.num_workers, "num_workers", minimum=0, maximum=64)
+        if self.strategy == "freeze-unfreeze" and self.head_epochs >= self.epochs:
+            raise SpecError(f"head_epochs={self.head_epochs} leaves no epoch to unfreeze in epochs={self.epochs}; "
+                            f"use fewer head epochs or more epochs (e.g. head_epochs=2, epochs=10).")
+        return self
+
 
 # ----------------------------------------------------------------------------- the model's parts
 @dataclass(frozen=True)
@@ -181,7 +274,7 @@ def labelled_split(dataset: ImageDataset, seed: int, task: str = "fine-tuning"
                     ) -> tuple[np.ndarray, np.ndarray, tuple, tuple[str, ...]]:
     """Rows with labels, their labels re-indexed 0..K-1, the first stratified split (the Probes page's), and the
     class names; refuses data that ``task`` cannot use."""
-    from ..probes import check_class_sizes, check_labels, stratified_splits
+    from ..splits import check_class_sizes, check_labels, stratified_splits
 
     rows, labels = check_labels(dataset.labels, len(dataset), what=f"target ({dataset.spec})", task=task)
     check_class_sizes(labels, dataset.classes, f"target ({dataset.spec})", task=task)
@@ -190,7 +283,7 @@ def labelled_split(dataset: ImageDataset, seed: int, task: str = "fine-tuning"
     return rows, y, stratified_splits(y, 1, random_state=seed)[0], names
 
 
-def trains(config: FinetuneConfig, stage: int, *, final_phase: bool) -> bool:
+def trains(config: TrainConfig, stage: int, *, final_phase: bool) -> bool:
     """Whether a backbone parameter of ``stage`` trains (the classifier, stage -1, always does)."""
     if stage == -1:
         return True
@@ -202,7 +295,7 @@ def trains(config: FinetuneConfig, stage: int, *, final_phase: bool) -> bool:
 
 
 # ----------------------------------------------------------------------------- training
-def _param_groups(module: nn.Module, stage_of: Mapping[str, int], config: FinetuneConfig, *,
+def _param_groups(module: nn.Module, stage_of: Mapping[str, int], config: TrainConfig, *,
                   final_phase: bool) -> list[dict[str, Any]]:
     """AdamW groups: head / backbone x decayed / not decayed (norms and biases). Frozen parameters get
     ``requires_grad=False``. Under L2-SP the penalty replaces weight decay."""
@@ -276,7 +369,7 @@ class Fitted:
 
 
 def fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-         config: FinetuneConfig, n_classes: int, *, workers: int, progress: ProgressFn | None = None,
+         config: TrainConfig, n_classes: int, *, workers: int, progress: ProgressFn | None = None,
          on_epoch: Callable[[dict[str, Any]], None] | None = None, min_epoch_images: int = 0,
          keep_pretrained: bool = True, learning_above: float | None = None) -> Fitted:
     """Train ``model`` (a new head for ``n_classes``, then ``config.strategy``) on the ``train`` rows of ``dataset``
@@ -375,7 +468,7 @@ def fit(model: Model, dataset: Any, train: tuple[np.ndarray, np.ndarray], val: t
 
 
 def score_test(module: nn.Module, model: Model, dataset: Any, test: tuple[np.ndarray, np.ndarray],
-          config: FinetuneConfig, n_classes: int, workers: int) -> tuple[float, float, np.ndarray]:
+          config: TrainConfig, n_classes: int, workers: int) -> tuple[float, float, np.ndarray]:
     """Accuracy, macro-F1 (over the classes of the test rows) and the predictions of a trained module on the
     ``test`` rows."""
     from sklearn.metrics import f1_score
@@ -389,7 +482,7 @@ def score_test(module: nn.Module, model: Model, dataset: Any, test: tuple[np.nda
 
 
 def _l2sp(module: nn.Module, anchor: Mapping[str, torch.Tensor], stage_of: Mapping[str, int],
-          config: FinetuneConfig) -> torch.Tensor:
+          config: TrainConfig) -> torch.Tensor:
     pull, head = 0.0, 0.0
     for name, p in module.named_parameters():
         if not p.requires_grad:

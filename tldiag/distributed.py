@@ -158,7 +158,7 @@ class _Embedder:
                  taps: list[str], threads: int, gpu: bool):
         import torch
 
-        from .embed import ResizeCrop, Forward
+        from .forward import Forward, ResizeCrop
         from .models import load_model
 
         ray = _ray()
@@ -177,7 +177,7 @@ class _Embedder:
         self.module = self.model.module.to(self.dev).to(memory_format=torch.channels_last).eval()
         self.forward = Forward(self.model, frozenset(self.taps), self.dev, 256)
         self.transform = ResizeCrop(self.model.preprocessing)
-        self.pool = ThreadPoolExecutor(max(2, threads))
+        self.decoders = ThreadPoolExecutor(max(2, threads))
         size = self.model.preprocessing.input_size
         with torch.inference_mode():
             probe = self.forward(torch.zeros(1, 3, size, size, device=self.dev))
@@ -194,10 +194,10 @@ class _Embedder:
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        from .embed import normalise
+        from .forward import normalise
 
         positions, rows = np.asarray(batch["position"]), np.asarray(batch["row"])
-        loaded = list(self.pool.map(self._load, rows))
+        loaded = list(self.decoders.map(self._load, rows))
         ok = np.array([x is not None for x, _ in loaded], dtype=bool)
         out = {"position": positions, "reason": np.array([r for _, r in loaded], dtype=object)}
         for t in self.taps:
@@ -214,23 +214,23 @@ class _Embedder:
 def ray_embedding_pass(model, dataset, taps: Sequence[str], *, allocate, batch_size: int = 64,
                        device: str | None = None, num_workers: int | None = None, progress=None, offset: int = 0,
                        total: int | None = None, indices: Sequence[int] | None = None):
-    """The Ray engine of :func:`tldiag.embed.embed_dataset`: the same :class:`tldiag.embed.Pass` as the local engine
+    """The Ray engine of :func:`tldiag.embed.embed_dataset`: the same :class:`tldiag.forward.Pass` as the local engine
     (``allocate`` gives the arrays to fill, the cache's entries being written), computed by an actor pool.
 
     ``num_workers`` caps the number of model replicas (default: every GPU of the cluster, else every CPU);
     ``device`` is ignored (each replica uses its GPU when the cluster has them)."""
     from ray.data import ActorPoolStrategy
 
-    from .embed import Pass, write_batch
+    from .forward import Pass, write_batch
 
     ray = connect()
-    pool = workers(size=num_workers or None)
+    cluster = workers(size=num_workers or None)
     rows = np.arange(len(dataset), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
     n = len(rows)
     total = n if total is None else total
     positions = np.arange(n, dtype=np.int64)
     # blocks of a few batches each: every replica gets work, and the driver hears back often
-    step = max(batch_size, min(batch_size * 4, -(-n // (pool.size * 4))))
+    step = max(batch_size, min(batch_size * 4, -(-n // (cluster.size * 4))))
     import pandas as pd
 
     data = ray.data.from_pandas([pd.DataFrame({"position": positions[s:s + step], "row": rows[s:s + step]})
@@ -238,11 +238,11 @@ def ray_embedding_pass(model, dataset, taps: Sequence[str], *, allocate, batch_s
     dataset_ref = ray.put(dataset)
     mapped = data.map_batches(
         _Embedder, batch_size=batch_size, batch_format="numpy",
-        compute=ActorPoolStrategy(size=pool.size), num_cpus=pool.num_cpus, num_gpus=pool.num_gpus,
+        compute=ActorPoolStrategy(size=cluster.size), num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus,
         runtime_env=runtime_env(),
         fn_constructor_kwargs=dict(model_id=model.id, resolution=model.preprocessing.input_size,
-                                   weights_hash=model.weights_hash, prep_key=model.preprocessing.key(), dataset=[dataset_ref], taps=list(taps), threads=pool.threads,
-                                   gpu=pool.num_gpus > 0))
+                                   weights_hash=model.weights_hash, prep_key=model.preprocessing.key(), dataset=[dataset_ref], taps=list(taps), threads=cluster.threads,
+                                   gpu=cluster.num_gpus > 0))
     out: dict[str, np.ndarray] = {}
     failures: dict[int, str] = {}
     done = 0
@@ -259,7 +259,7 @@ def ray_embedding_pass(model, dataset, taps: Sequence[str], *, allocate, batch_s
         done += len(pos)
         if progress:
             rate = done / max(time.perf_counter() - t_start, 1e-9)
-            progress(offset + done, total, f"{rate:.0f} images/s on {pool.size} Ray workers, "
+            progress(offset + done, total, f"{rate:.0f} images/s on {cluster.size} Ray workers, "
                                            f"about {(total - offset - done) / max(rate, 1e-9):.0f} s left")
     for t in taps:
         if t not in out:
@@ -321,10 +321,10 @@ def run_tasks(fn: Callable, calls: Sequence[Call], *, gpu: bool | None = None,
     driver (a cancelled job): every task it started is cancelled.
     """
     ray = connect()
-    pool = workers()
-    use_gpu = pool.num_gpus > 0 if gpu is None else gpu
+    cluster = workers()
+    use_gpu = cluster.num_gpus > 0 if gpu is None else gpu
     board = ray.remote(num_cpus=0)(_ProgressBoard).remote()
-    remote = ray.remote(_task).options(num_cpus=pool.num_cpus if not use_gpu else 1, num_gpus=1 if use_gpu else 0,
+    remote = ray.remote(_task).options(num_cpus=cluster.num_cpus if not use_gpu else 1, num_gpus=1 if use_gpu else 0,
                                        max_retries=0, runtime_env=runtime_env())
     refs_shared = {k: ray.put(v) for k, v in (shared or {}).items()}
     pending: dict[Any, str] = {}
@@ -332,7 +332,7 @@ def run_tasks(fn: Callable, calls: Sequence[Call], *, gpu: bool | None = None,
     try:
         for call in calls:
             kwargs = {**dict(call.kwargs or {}), **refs_shared}
-            pending[remote.remote(fn, board, call.key, pool.threads, tuple(call.args), kwargs)] = call.key
+            pending[remote.remote(fn, board, call.key, cluster.threads, tuple(call.args), kwargs)] = call.key
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_s)
             for ref in ready:

@@ -234,7 +234,7 @@ def test_a_bad_input_in_a_task_is_the_clear_error_it_is_here(on_ray):
 
 def test_a_cluster_that_is_not_there_is_a_clear_error(monkeypatch, make_folder):
     from tldiag.errors import TldiagError
-    from tldiag import scale
+    from tldiag import distributed
 
     pytest.importorskip("ray")
     import ray
@@ -243,5 +243,5 @@ def test_a_cluster_that_is_not_there_is_a_clear_error(monkeypatch, make_folder):
         ray.shutdown()
     monkeypatch.setenv("TLDIAG_RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
     with pytest.raises(TldiagError, match="Could not connect to the Ray cluster at TLDIAG_RAY_ADDRESS=") as info:
-        scale.connect()
+        distributed.connect()
     assert "ray start --head" in str(info.value) and "unset TLDIAG_RAY_ADDRESS" in str(info.value)
