@@ -63,11 +63,14 @@ node:
 		exit 1; \
 	fi
 
+# one worker per core, at most 4 (TEST_WORKERS=1 runs in one process); a test file stays on one worker, so that
+# its module fixtures (a Ray cluster, a server) start once
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
 test: install-dev chromium node
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install-dev
-	$(PY) -m pytest -m "not slow and not browser"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow and not browser"
 
 bench: install
 	$(PY) -m tldiag.bench embed

@@ -11,8 +11,24 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # unit tests never touch the network
 
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:  # parallel workers (make test): the cores are shared out, else torch's threads fight (20x slower)
+    _THREADS = max(1, len(os.sched_getaffinity(0)) // _WORKERS)
+    torch.set_num_threads(_THREADS)
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # job processes, servers and CLI runs the tests start
+        os.environ.setdefault(_var, str(_THREADS))
+
+# the longest files first, so that the parallel workers end together (the rest follow in their usual order)
+_FIRST = ("tests/app/test_walkthrough.py", "tests/app/test_sign_in.py", "tests/app/test_browser.py",
+          "tests/app/test_verdict_page.py", "tests/app/test_efficiency_page.py", "tests/test_efficiency.py")
+
 
 def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return _FIRST.index(path) if path in _FIRST else len(_FIRST)
+
+    items.sort(key=rank)
     if not torch.cuda.is_available():
         skip = pytest.mark.skip(reason="needs a CUDA GPU")
         for item in items:

@@ -90,12 +90,12 @@ def test_the_crossed_interval_matches_its_formula():
 
 def test_the_test_set_takes_the_spare_labelled_images_and_never_a_pool_or_validation_image(monkeypatch):
     from tldiag import embed
-    from tldiag.training.efficiency import _prepare_experiment
+    from tldiag.training.efficiency import prepare_experiment
 
     config = EfficiencyConfig(target="demo:digits?limit=20", device="cpu", test_per_class=30, test_max=250,
                               arms=("pixel-knn", "linear-probe"), budgets=(1,), include_all=False, repeats=1,
                               resolution=32)
-    the_plan, rows, y, (tr, va, te), data = _prepare_experiment(config, None)
+    the_plan, rows, y, (tr, va, te), data = prepare_experiment(config, None)
     # the split's own 4 per class, and the spare images up to 30 per class, capped at 250 in all (25 a class)
     assert (the_plan.n_pool, the_plan.n_val, the_plan.n_test, the_plan.n_spare) == (120, 40, 250, 210)
     assert np.bincount(y[te]).tolist() == [25] * 10
@@ -106,9 +106,9 @@ def test_the_test_set_takes_the_spare_labelled_images_and_never_a_pool_or_valida
     assert all(data[int(r)].size == limited[0].size for r in rows[te][-3:])
     assert any("spare labelled images" in n for n in the_plan.notes)
     # seeded: the same again, another seed another choice
-    assert _prepare_experiment(config, None)[4].parts[1].sample_ids == spare.sample_ids
+    assert prepare_experiment(config, None)[4].parts[1].sample_ids == spare.sample_ids
     other = EfficiencyConfig(**{**config.to_dict(), "seed": 1, "arms": config.arms, "budgets": (1,)})
-    assert _prepare_experiment(other, None)[4].parts[1].sample_ids != spare.sample_ids
+    assert prepare_experiment(other, None)[4].parts[1].sample_ids != spare.sample_ids
     # no limit, or a cap of 0: the split's own test set
     assert plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", test_per_class=0)).n_test == 40
     assert plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", test_max=40)).n_test == 40

@@ -24,8 +24,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                  "metrics.scale", "metrics.layers", "metrics")),
     ("forward pass", ("forward", "distributed")),
     ("features", ("embed", "projection", "sourcehead", "transferability", "probes")),
-    ("training", ("training", "training.augment", "training.smallcnn", "training.loop", "demo", "training.finetune",
-                  "training.efficiency", "training.configs", "leaderboard")),
+    ("training", ("training", "training.augment", "training.smallcnn", "training.loop", "demo", "training.finetune")),
+    ("data efficiency", ("training.efficiency.config", "training.efficiency.runs", "training.efficiency.plan",
+                         "training.efficiency.intervals", "training.efficiency.arms", "training.efficiency.readouts",
+                         "training.efficiency.runner", "training.efficiency.job", "training.efficiency",
+                         "training.configs", "leaderboard")),
     ("decision", ("viz", "decision", "decision.verdict", "decision.report", "decision.panel")),
     ("entry points", ("cli", "bench", "_bench_scale")),
 )
