@@ -29,7 +29,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                          "training.efficiency.intervals", "training.efficiency.arms", "training.efficiency.readouts",
                          "training.efficiency.runner", "training.efficiency.job", "training.efficiency",
                          "training.configs", "leaderboard")),
-    ("decision", ("viz", "decision", "decision.verdict", "decision.report", "decision.panel")),
+    ("decision", ("viz", "decision", "decision.rules", "decision.evidence", "decision.signals", "decision.recipe",
+                  "decision.verdict", "decision.report", "decision.panel")),
     ("entry points", ("cli", "bench", "_bench_scale")),
 )
 """Lowest first; names relative to ``tldiag``."""

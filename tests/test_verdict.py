@@ -8,7 +8,8 @@ import pytest
 from tldiag.errors import TldiagError
 from tldiag.decision.verdict import (CAUTION, GO, INFO, NO_GO, RULES_FILE, ArmScore, BaselineEvidence, Comparison,
                             DivergenceEvidence, EfficiencyEvidence, Evidence, FinetuneEvidence, ProbeEvidence, Rules,
-                            TransferabilityEvidence, _read_toml, decide, load_rules)
+                            TransferabilityEvidence, decide, load_rules)
+from tldiag.decision.rules import _read_toml
 from tldiag.sourcehead import ClassAccuracy, SourceHeadResult
 
 

@@ -14,14 +14,8 @@ from ..loop import AUGMENTATIONS
 
 
 BUDGETS = (1, 2, 5, 10, 20, 50, 100)
-
-
 """Labels per class tried (those below the pool size), always followed by the whole pool ("all")."""
-
-
 ARMS = ("scratch", "small-cnn", "pixel-linear", "pixel-knn", "linear-probe", "fine-tuned")
-
-
 ARM_TITLES = {
     "scratch": "Scratch (same architecture, random init)",
     "small-cnn": "Scratch (small CNN)",
@@ -30,56 +24,24 @@ ARM_TITLES = {
     "linear-probe": "Transfer, frozen (linear probe)",
     "fine-tuned": "Transfer, fine-tuned",
 }
-
-
 ARM_NAMES = {"scratch": "the same architecture from scratch", "small-cnn": "the small CNN from scratch",
              "pixel-linear": "a linear model on the raw pixels", "pixel-knn": "k-NN on the raw pixels",
              "linear-probe": "the linear probe", "fine-tuned": "fine-tuning"}
-
-
 """How an arm reads inside a sentence."""
-
-
 SCRATCH_ARMS = ("scratch", "small-cnn", "pixel-linear", "pixel-knn")
-
-
 TRANSFER_ARMS = ("linear-probe", "fine-tuned")
-
-
 TRAINED_ARMS = ("scratch", "small-cnn", "fine-tuned")
-
-
 FITTED_ARMS = ("pixel-linear", "pixel-knn", "linear-probe")
-
-
 """Arms fitted in closed form or by a convex solver on fixed features (seconds), not trained by gradient steps."""
-
-
 KNN_GRID = (1, 3, 5, 9, 15)
-
-
 LR_GRID = (0.3, 1.0, 3.0)
-
-
 """Every trained arm tries its learning rate times each of these on validation (the same search for every arm)."""
-
-
 PROFILES = ("auto", "cpu", "full")
-
-
 RUN_VERSION = 5  # 4: augmentations drawn per image, applied per batch; 5: spare labelled images in the test set
-
-
 TEST_PER_CLASS, TEST_MAX = _config.TEST_PER_CLASS, _config.TEST_MAX
-
-
 """The test set's default cap when it takes the spare labelled images, per class and in all (``TLDIAG_TEST_PER_CLASS``
 and ``TLDIAG_TEST_MAX`` change it; the configuration records the values a run used)."""
-
-
 DRAW_LABELS, MAX_DRAWS, BUDGET_DRAWS = 8, 20, 6
-
-
 """Small budgets get draws until budget x draws reaches :data:`DRAW_LABELS` (at most :data:`MAX_DRAWS`); the team's
 budget gets at least :data:`BUDGET_DRAWS` (:meth:`EfficiencyConfig.draws`)."""
 
