@@ -4,7 +4,7 @@ import streamlit as st
 
 import app_state
 from tldiag import viz
-from tldiag.data import compare_classes
+from tldiag.data import compare_classes, dataset_kinds_help
 from tldiag.forward import estimate_seconds
 from tldiag.errors import TldiagError
 from tldiag.models import LOGITS, list_models
@@ -72,9 +72,7 @@ st.radio("Datasets", preset_names, index=preset_names.index(current_preset), key
          horizontal=True, on_change=_apply_preset)
 col_s, col_t, col_l, col_b = st.columns([2, 2, 1, 1])
 source = col_s.text_input("Source dataset", value=setup.source, key="w_source",
-                          help="folder:/path (one subfolder per class), csv:/path/labels.csv?path=COLUMN&label=COLUMN "
-                               "(or parquet:), hf:user/name?split=test (a Hugging Face dataset from the local cache), torchvision:MNIST?split=test, demo:digits; add ?shift=blur&severity=3 "
-                               "for a graded shift.")
+                          help=dataset_kinds_help() + ".")
 target = col_t.text_input("Target dataset", value=setup.target, key="w_target")
 limit = col_l.number_input("Images per class (0 = all)", min_value=0, max_value=100_000, step=10,
                            value=setup.limit or 0, key="w_limit",

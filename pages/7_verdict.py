@@ -8,7 +8,7 @@ from tldiag.decision import report
 from tldiag.errors import TldiagError
 from tldiag.training import configs
 from tldiag.training.finetune import scratch_config
-from tldiag.decision.verdict import CAUTION, GO, NO_GO, RULES_FILE, team_rules_path
+from tldiag.decision.verdict import CAUTION, GO, NO_GO, RULES_FILE, SIGNALS, team_rules_path
 
 st.title("Verdict")
 st.caption("Should we transfer from this model to our data, and how? Every signal computed for this setup, read against "
@@ -67,7 +67,7 @@ for s in v.signals:
         c1.caption(s.kind)
         c2.markdown(f"**{s.title}** · {s.value}")
         c2.markdown(s.evidence)
-        c2.caption("Rule: " + s.rule)
+        c2.caption("Rule: " + s.rule + (f" · {SIGNALS[s.key].explains}" if s.key in SIGNALS else ""))
 
 # ---------------------------------------------------------------- the fair baselines
 b = analyses.evidence.baseline
@@ -129,44 +129,44 @@ if v.missing:
     st.subheader("Not computed yet")
     st.caption("The verdict uses whatever exists. Each analysis below adds a signal; jobs run in the background and "
                "this page updates when they finish.")
-for m in v.missing:
+def _job_launcher(key: str):
+    """How the Verdict page launches the job a missing analysis needs (its own page's defaults)."""
+    if key == "efficiency":
+        return "the data-efficiency experiment", lambda: app_state.launch_efficiency(configs.efficiency_config(setup),
+                                                                                      None)
+    if key == "finetune":
+        return "fine-tuning", lambda: app_state.launch_finetune(
+            configs.finetune_config(setup, model=app_state.model(setup.model, setup.resolution),
+                                    dataset=app_state.dataset(setup.target_spec)), None)
+    if key == "scratch" and analyses.finetune:
+        from tldiag.training.finetune import FinetuneConfig
+
+        twin = scratch_config(FinetuneConfig.from_dict(analyses.finetune["settings"]))
+        return "the scratch baseline", lambda: app_state.launch_finetune(
+            twin, f"{twin.model} → {twin.target} · scratch baseline")
+    return None
+
+
+for m in v.missing:  # each registered signal says what it lacks and how to get it (tldiag.decision.signals.SIGNALS)
     with st.container(border=True):
         c1, c2 = st.columns([3, 2])
         c1.markdown(f"**{m.title}**: adds {m.adds}.")
         kind = {"efficiency": "efficiency", "finetune": "finetune", "scratch": "finetune"}.get(m.key)
         running = active.get(kind) if kind else None
+        launcher = _job_launcher(m.key) if m.action == "job" else None
         if running:
             job = running[0]
             c2.progress(job.progress, text=f"{job.status}: {job.message or 'starting'} ({job.id})")
             c2.page_link("pages/6_efficiency.py" if kind == "efficiency" else "pages/5_finetune.py",
                          label="Follow it on its page", icon="➡️")
-        elif not app_state.allowed("compute" if m.key in ("shift", "probes", "baselines") else "launch"):
-            c2.caption("A runner or an admin computes this.")
-        elif m.key == "shift" and c2.button("Run the shift tests", key="v_run_shift", type="primary"):
-            _compute(("shift",))
-        elif m.key == "probes" and c2.button("Run the probes", key="v_run_probes", type="primary"):
-            _compute(("probes",))
-        elif m.key == "baselines" and c2.button("Run the scratch baselines", key="v_run_baselines", type="primary",
-                                                help="Seconds to a minute on a CPU: a linear model and k-NN on the "
-                                                     "pixels and a small CNN at your budget."):
-            _compute(("baselines",))
-        elif m.key == "efficiency" and c2.button("Launch the data-efficiency experiment", key="v_run_eff",
-                                                 help="The Data efficiency page's defaults, as a background job."):
-            _launch("the data-efficiency experiment",
-                    lambda: app_state.launch_efficiency(configs.efficiency_config(setup), None))
-        elif m.key == "finetune" and c2.button("Launch fine-tuning (recommended strategy)", key="v_run_ft",
-                                               help="The Fine-tune page's defaults, as a background job."):
-            _launch("fine-tuning", lambda: app_state.launch_finetune(
-                configs.finetune_config(setup, model=app_state.model(setup.model, setup.resolution),
-                                         dataset=app_state.dataset(setup.target_spec)), None))
-        elif m.key == "scratch" and analyses.finetune and c2.button("Launch the scratch baseline", key="v_run_scratch"):
-            from tldiag.training.finetune import FinetuneConfig
-
-            twin = scratch_config(FinetuneConfig.from_dict(analyses.finetune["settings"]))
-            _launch("the scratch baseline", lambda: app_state.launch_finetune(
-                twin, f"{twin.model} → {twin.target} · scratch baseline"))
-        elif m.key == "floor":
+        elif not m.action:
             c2.caption("Not available for this model.")
+        elif not app_state.allowed("compute" if m.action == "compute" else "launch"):
+            c2.caption("A runner or an admin computes this.")
+        elif m.action == "compute" and c2.button(m.button, key=f"v_run_{m.key}", type="primary", help=m.help):
+            _compute((m.key,))
+        elif launcher is not None and c2.button(m.button, key=f"v_run_{m.key}", help=m.help):
+            _launch(*launcher)
 
 
 def _watch() -> None:

@@ -490,3 +490,20 @@ def test_a_subset_is_a_dataset_of_its_own():
     assert np.array_equal(np.asarray(sub[0]), np.asarray(ds[1])) and sub.labels.tolist() == ds.labels[[1, 5, 7]].tolist()
     with pytest.raises(DatasetError, match="subset rows must be a non-empty list of rows"):
         ds.subset([200])
+
+
+def test_a_dataset_kind_registered_through_the_table_opens_like_the_others(monkeypatch):
+    """The seam: one DatasetKind registered and its specs parse, open, take the common options and show in the help
+    strings (see CONTRIBUTING.md, "a new dataset kind")."""
+    from tldiag import data
+
+    monkeypatch.setattr(data, "DATASET_KINDS", dict(data.DATASET_KINDS))
+    data.register_dataset_kind(data.DatasetKind("mirrored", lambda spec: data.DEMO_DATASETS[spec.name](spec), (),
+                                                False, "mirrored:digits", "a test kind"))
+    ds = data.load_dataset("mirrored:digits?limit=3&shift=blur&severity=2")
+    assert len(ds) == 30 and ds.classes == data.load_dataset("demo:digits").classes
+    assert "mirrored:digits (a test kind)" in data.dataset_kinds_help()
+    with pytest.raises(SpecError, match="Unknown option 'split' in dataset spec 'mirrored:digits\\?split=x'"):
+        data.parse_dataset_spec("mirrored:digits?split=x")
+    with pytest.raises(SpecError, match="'mirrored' must be a new identifier"):
+        data.register_dataset_kind(data.DatasetKind("mirrored", lambda spec: None))

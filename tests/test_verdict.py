@@ -442,3 +442,36 @@ def test_team_rules_are_read_after_the_named_file_and_before_the_defaults(tmp_pa
         with pytest.raises(TldiagError, match=match):
             save_team_rules(bad)
     assert team_rules_path().read_text() == "[baseline]\nmargin = 0.05\n"  # nothing written for a refused one
+
+
+@pytest.fixture
+def clean_signals():
+    """The table of signals as it was, whatever a test registers."""
+    from tldiag.decision.signals import SIGNALS
+
+    before = dict(SIGNALS)
+    yield SIGNALS
+    SIGNALS.clear()
+    SIGNALS.update(before)
+
+
+def test_a_signal_registered_through_the_table_votes_and_says_what_it_lacks(clean_signals):
+    """The seam: one SignalKind in SIGNALS and the verdict reads it, lists it, and asks for its evidence; nothing
+    else changes (see CONTRIBUTING.md, "a new signal")."""
+    from tldiag.decision.signals import Missing, Signal, SignalKind, register_signal
+
+    def read(ev, rules):
+        if ev.divergence is None:
+            return None
+        return Signal("strict-shift", "A stricter shift rule", "predicted", NO_GO, f"MMD {ev.divergence.mmd:.2f}",
+                      "the same MMD", "NO-GO from 0.01 (a test rule)")
+
+    register_signal(SignalKind("strict-shift", "divergence", None, read, "A test signal.",
+                               lambda ev: () if ev.divergence else (Missing("strict", "Strict shift", "a test", step=0),)))
+    with pytest.raises(TldiagError, match="'strict-shift' is already registered"):
+        register_signal(SignalKind("strict-shift", "divergence", None, read, "again"))
+    v = decide(Evidence(divergence=div(0.05)))
+    assert [s.key for s in v.signals] == ["divergence", "strict-shift"]
+    assert v.decision == CAUTION  # a predicted GO and a predicted NO-GO: a mix
+    assert "a stricter shift rule NO-GO (MMD 0.05)" in " ".join(v.reasons)
+    assert decide(Evidence()).missing[0].key == "strict"

@@ -797,9 +797,9 @@ def _models_parser(sub) -> None:
 
 def _datasets_parser(sub) -> None:
     p = sub.add_parser("datasets", help="open dataset specs and print counts per class and skipped files")
-    p.add_argument("spec", nargs="+", help="e.g. demo:digits, folder:/data/xrays, "
-                   "csv:/data/labels.csv?path=filepath&label=diagnosis, hf:user/name?split=test, "
-                   "torchvision:MNIST?split=test")
+    from .data import dataset_kinds_help
+
+    p.add_argument("spec", nargs="+", help="one or more of: " + dataset_kinds_help())
     p.add_argument("--verify", action="store_true",
                    help="decode every image now (opening reads headers only) and list those that fail")
     p.add_argument("--json", metavar="FILE")

@@ -46,16 +46,12 @@ from .errors import DatasetError, SpecError, UndecodableImage
 from .shifts import CORRUPTIONS, apply_shift
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-DATASET_KINDS = ("folder", "torchvision", "demo", "csv", "parquet", "hf")
-DEMO_DATASETS = ("digits", "printed-digits", "tiles")
 TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST", "CIFAR10", "CIFAR100",
                         "SVHN", "USPS", "STL10", "GTSRB", "Flowers102", "DTD", "OxfordIIITPet",
                         "EuroSAT", "Food101", "FGVCAircraft", "StanfordCars", "Country211",
                         "PCAM", "RenderedSST2", "SEMEION", "Caltech101", "Imagenette")
 _COMMON_KEYS = ("shift", "severity", "limit", "seed")
 _MANIFEST_KEYS = ("path", "label", "split", "split_column")
-_KIND_KEYS = {"folder": (), "torchvision": ("split", "root"), "demo": ("n", "set"), "csv": _MANIFEST_KEYS,
-              "parquet": _MANIFEST_KEYS, "hf": ("split", "config", "image", "label")}
 UNLABELLED = -1
 
 
@@ -85,16 +81,16 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
     if not sep or kind not in DATASET_KINDS:
         raise SpecError(f"Unknown dataset spec '{spec}': it must start with one of "
                         f"{', '.join(k + ':' for k in DATASET_KINDS)} e.g. 'folder:/data/xrays' or 'demo:digits'.")
+    entry = DATASET_KINDS[kind]
     name, _, query = rest.partition("?")
     if not name:
-        raise SpecError(f"Dataset spec '{spec}' names no {'dataset' if kind in ('demo', 'torchvision') else 'path'} "
-                        f"after '{kind}:'.")
+        raise SpecError(f"Dataset spec '{spec}' names no {'path' if entry.path else 'dataset'} after '{kind}:'.")
     try:
         pairs = parse_qsl(query, strict_parsing=True) if query else []
     except ValueError:
         raise SpecError(f"Dataset spec '{spec}' has malformed options '{query}'; "
                         "write them as key=value pairs joined by '&', e.g. '?shift=blur&severity=3'.") from None
-    valid = _COMMON_KEYS + _KIND_KEYS[kind]
+    valid = _COMMON_KEYS + entry.options
     options: dict[str, str] = {}
     for key, value in pairs:
         if key not in valid:
@@ -103,6 +99,7 @@ def parse_dataset_spec(spec: str | DatasetSpec) -> DatasetSpec:
         options[key] = value
     if kind == "demo" and name not in DEMO_DATASETS:
         raise SpecError(f"Unknown demo dataset '{name}'; valid: {', '.join(DEMO_DATASETS)}.")
+
     if kind == "torchvision" and name not in TORCHVISION_DATASETS:
         close = [n for n in TORCHVISION_DATASETS if n.lower() == name.lower()]
         hint = f" Did you mean '{close[0]}'?" if close else f" Valid: {', '.join(TORCHVISION_DATASETS)}."
@@ -779,8 +776,7 @@ class ImageDataset:
     def __init__(self, spec: str | DatasetSpec):
         self.spec_ = parse_dataset_spec(spec)
         self.spec = str(self.spec_)
-        source = _SOURCES[self.spec_.kind](self.spec_) if self.spec_.kind != "demo" else \
-            _DEMOS[self.spec_.name](self.spec_)
+        source = DATASET_KINDS[self.spec_.kind].source(self.spec_)
         self._source = source
         self.seed = int(self.spec_.get("seed", 0))
         self.shift = self.spec_.get("shift")
@@ -970,18 +966,66 @@ def _per_class_subsample(labels: np.ndarray, per_class: int, seed: int) -> np.nd
     return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
 
 
-_SOURCES: dict[str, Callable[[DatasetSpec], _Source]] = {
-    "folder": _folder_source,
-    "torchvision": _torchvision_source,
-    "csv": _manifest_source,
-    "parquet": _manifest_source,
-    "hf": _hf_source,
-}
-_DEMOS: dict[str, Callable[[DatasetSpec], _Source]] = {
+# ----------------------------------------------------------------------------- the registry of dataset kinds
+@dataclass(frozen=True)
+class DatasetKind:
+    """One kind of dataset spec (``kind:name?options``): how it opens, and what the help strings say of it.
+
+    Attributes:
+        name: The spec's ``kind`` (``folder``, ``csv``...).
+        source: ``source(spec) -> _Source``: the images' loader, labels, class names and fingerprint.
+        options: The options it takes besides the common ones (``shift``, ``severity``, ``limit``, ``seed``).
+        path: Whether its name is a path (checked against the data roots) rather than a dataset's name.
+        example: A spec of it, for help strings (the Setup page, ``tldiag datasets``) and errors.
+        help: What it is, in a phrase.
+    """
+
+    name: str
+    source: Callable[[DatasetSpec], "_Source"]
+    options: tuple[str, ...] = ()
+    path: bool = True
+    example: str = ""
+    help: str = ""
+
+
+DATASET_KINDS: dict[str, DatasetKind] = {}
+"""Every kind of dataset spec, by name (:func:`register_dataset_kind` adds one)."""
+DEMO_DATASETS: dict[str, Callable[[DatasetSpec], "_Source"]] = {
     "digits": _digits_source,
     "printed-digits": _printed_digits_source,
     "tiles": _tiles_source,
 }
+"""The built-in demo datasets (``demo:<name>``), offline."""
+
+
+def register_dataset_kind(kind: DatasetKind) -> DatasetKind:
+    """Make ``<kind.name>:...`` a dataset spec that every page, command and job opens (a new kind is one source
+    function and this call; see CONTRIBUTING.md)."""
+    if not kind.name.isidentifier() or kind.name in DATASET_KINDS:
+        raise SpecError(f"Dataset kind {kind.name!r} must be a new identifier (registered: "
+                        f"{', '.join(DATASET_KINDS)}).")
+    DATASET_KINDS[kind.name] = kind
+    return kind
+
+
+def dataset_kinds_help() -> str:
+    """The registered kinds with an example each, for help strings."""
+    return ", ".join(f"{k.example} ({k.help})" if k.help else k.example for k in DATASET_KINDS.values())
+
+
+for _kind in (
+        DatasetKind("folder", _folder_source, (), True, "folder:/path", "one sub-folder per class"),
+        DatasetKind("torchvision", _torchvision_source, ("split", "root"), False, "torchvision:MNIST?split=test",
+                    "a torchvision dataset already downloaded"),
+        DatasetKind("demo", lambda spec: DEMO_DATASETS[spec.name](spec), ("n", "set"), False, "demo:digits",
+                    "the offline demos: digits, printed-digits, tiles; add ?shift=blur&severity=3 for a graded shift"),
+        DatasetKind("csv", _manifest_source, _MANIFEST_KEYS, True, "csv:/path/labels.csv?path=COLUMN&label=COLUMN",
+                    "a table of image paths and labels"),
+        DatasetKind("parquet", _manifest_source, _MANIFEST_KEYS, True, "parquet:/path/labels.parquet?path=COLUMN",
+                    "the same as a Parquet file"),
+        DatasetKind("hf", _hf_source, ("split", "config", "image", "label"), False, "hf:user/name?split=test",
+                    "a Hugging Face dataset from the local cache")):
+    register_dataset_kind(_kind)
 
 
 def load_dataset(spec: str | DatasetSpec) -> ImageDataset:
@@ -1026,6 +1070,7 @@ def compare_classes(source: ImageDataset, target: ImageDataset) -> ClassComparis
                            target_only=tuple(c for c in t if c not in s), unlabelled=unlabelled)
 
 
-__all__ = ["TILE_SETS", "IMAGE_EXTENSIONS", "DATASET_KINDS", "DEMO_DATASETS", "TORCHVISION_DATASETS", "UNLABELLED", "DatasetSpec",
+__all__ = ["DatasetKind", "register_dataset_kind", "dataset_kinds_help", "TILE_SETS", "IMAGE_EXTENSIONS",
+           "DATASET_KINDS", "DEMO_DATASETS", "TORCHVISION_DATASETS", "UNLABELLED", "DatasetSpec",
            "parse_dataset_spec", "with_options", "to_rgb", "SkippedFile", "record_undecodable", "find_fonts", "ImageDataset", "load_dataset",
            "ClassComparison", "compare_classes"]

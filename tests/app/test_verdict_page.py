@@ -15,7 +15,7 @@ def test_nothing_computed_lists_what_is_missing_with_buttons(open_page):
     for title in ("Shift tests", "Linear probes", "Scratch baselines at your budget", "Data-efficiency experiment",
                   "Fine-tuning run"):
         assert f"**{title}**" in text
-    assert {b.key for b in at.button} >= {"v_run_shift", "v_run_probes", "v_run_baselines", "v_run_eff", "v_run_ft"}
+    assert {b.key for b in at.button} >= {"v_run_shift", "v_run_probes", "v_run_baselines", "v_run_efficiency", "v_run_finetune"}
     assert at.code[0].value.startswith("/verdict?model=efficientnet-lite0&source=demo%3Adigits")
 
 

@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from ..errors import TldiagError
 from ..sourcehead import SourceHeadResult
 from ..stats import at_chance
 from .evidence import BaselineEvidence, Comparison, DivergenceEvidence, EfficiencyEvidence, Evidence, \
@@ -46,11 +47,27 @@ class Signal:
 
 @dataclass(frozen=True)
 class Missing:
-    """An analysis that has not run yet: what it would add to the verdict."""
+    """An analysis that has not run yet: what it would add to the verdict, and how to get it.
+
+    Attributes:
+        key: The analysis (``shift``, ``probes``, ``baselines``, ``efficiency``, ``finetune``, ``scratch``).
+        title: Its name.
+        adds: What it would add, in a phrase.
+        action: ``compute`` (seconds to minutes, in the page or command that asks), ``job`` (a background job) or
+            ``""`` (nothing to launch).
+        button: The label of the button that gets it.
+        help: What the button does, in a sentence.
+        step: Where it comes in the order a setup's analyses run (the shift tests first, fine-tuning last): the
+            missing ones are listed in that order.
+    """
 
     key: str
     title: str
     adds: str
+    action: str = ""
+    button: str = ""
+    help: str = ""
+    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -464,7 +481,123 @@ def break_even_text(ev: Evidence) -> str | None:
                ", where transfer no longer pays over training from scratch."))
 
 
-__all__ = ["BASELINE_TITLE", "EFFICIENCY_TITLE", "GainReading", "Missing", "Recipe", "Settle", "Signal", "Verdict",
+# ----------------------------------------------------------------------------- the table of signals
+@dataclass(frozen=True)
+class SignalKind:
+    """One kind of verdict signal: everything the verdict, the record and the Verdict page need to know of it.
+
+    Attributes:
+        key: The :attr:`Signal.key` it gives.
+        evidence: The :class:`~tldiag.decision.evidence.Evidence` attribute it reads.
+        rules: The :class:`~tldiag.decision.rules.Rules` section it reads (None: none).
+        read: ``read(evidence, rules) -> Signal | None``: the signal, or None when its evidence is absent.
+        explains: What it is, in a sentence (the Verdict page and the HTML report show it beside the signal).
+        missing: ``missing(evidence) -> tuple[Missing, ...]``: what to compute when it cannot be read yet.
+    """
+
+    key: str
+    evidence: str
+    rules: str | None
+    read: Callable[[Evidence, Rules], "Signal | None"]
+    explains: str
+    missing: Callable[[Evidence], tuple[Missing, ...]] = lambda ev: ()
+
+
+SIGNALS: dict[str, SignalKind] = {}
+"""Every signal the verdict reads, in the order the verdict lists them (:func:`register_signal` adds one)."""
+
+
+def register_signal(kind: SignalKind) -> SignalKind:
+    """Add a kind of signal to :data:`SIGNALS` (a new signal is one reader, its evidence and this call; see
+    CONTRIBUTING.md). Its ``key`` must be new."""
+    if kind.key in SIGNALS:
+        raise TldiagError(f"A signal {kind.key!r} is already registered ({SIGNALS[kind.key].explains}); choose "
+                          "another key.")
+    SIGNALS[kind.key] = kind
+    return kind
+
+
+def _when_absent(*items: Missing, unless: Callable[[Evidence], bool] = lambda ev: False):
+    def missing(ev: Evidence, _items=items) -> tuple[Missing, ...]:
+        return () if unless(ev) else _items
+    return missing
+
+
+def _finetune_missing(ev: Evidence) -> tuple[Missing, ...]:
+    if ev.finetune is None:
+        return (Missing("finetune", "Fine-tuning run", "whether fine-tuning beats the frozen linear probe (which "
+                                                       "recipe), and with a scratch run, a measured signal",
+                        "job", "Launch fine-tuning (recommended strategy)",
+                        "The Fine-tune page's defaults, as a background job.", step=5),)
+    if ev.finetune.scratch_accuracy is None:
+        return (Missing("scratch", "From-scratch baseline", "the fine-tuned-vs-scratch signal on the same split", "job",
+                        "Launch the scratch baseline", "The same run from random weights, as a background job.",
+                        step=6),)
+    return ()
+
+
+def _register_builtin() -> None:
+    def present(attr: str, read):
+        return lambda ev, rules: read(ev, rules) if getattr(ev, attr) is not None else None
+
+    register_signal(SignalKind(
+        "candidate", "probe", None, lambda ev, rules: read_candidate(ev),
+        "Whether the candidate has anything to transfer: random weights, or a best frozen probe at chance."))
+    register_signal(SignalKind(
+        "baseline", "baseline", "baseline", present("baseline", lambda ev, r: read_baseline(ev.baseline, r.baseline)),
+        "The fast verdict's measurement: the frozen-feature probe against cheap scratch baselines at your budget.",
+        _when_absent(Missing("baselines", "Scratch baselines at your budget",
+                             "the fast verdict's measured signal: the frozen-feature probe against a linear model "
+                             "and k-NN on the raw pixels and a small CNN, at your label budget, in seconds",
+                             "compute", "Run the scratch baselines",
+                             "Seconds to a minute on a CPU: a linear model and k-NN on the pixels and a small CNN at "
+                             "your budget.", step=3),
+                     unless=lambda ev: ev.baseline is not None or not ev.pretrained)))
+    register_signal(SignalKind(
+        "source_head", "source_head", "baseline",
+        present("source_head", lambda ev, r: read_source_head(ev.source_head, ev.baseline, r.baseline)),
+        "A model trained on the source's classes, as it is: held-out source accuracy against target accuracy."))
+    register_signal(SignalKind(
+        "divergence", "divergence", "divergence",
+        present("divergence", lambda ev, r: read_divergence(ev.divergence, r.divergence)),
+        "How far the target sits from the source in the model's features (MMD with its permutation test).",
+        _when_absent(Missing("shift", "Shift tests", "the divergence signal: MMD with its permutation test and the "
+                                                     "domain classifier at the penultimate layer",
+                             "compute", "Run the shift tests", "MMD, the domain classifier, CORAL and Fréchet at "
+                                                              "every tap, in seconds.", step=1),
+                     unless=lambda ev: ev.divergence is not None)))
+    register_signal(SignalKind(
+        "transferability", "transferability", "transferability",
+        present("transferability", lambda ev, r: read_transferability(ev.transferability, r.transferability)),
+        "How well the frozen features separate the target's classes (LogME), against the raw pixels."))
+    register_signal(SignalKind(
+        "probe", "probe", "probe", present("probe", lambda ev, r: read_probe(ev.probe, r.probe)),
+        "The linear probe at its best tap against the same architecture with random weights (context).",
+        _when_absent(Missing("probes", "Linear probes", "the transferability score, the check that the features "
+                                                       "carry information, the random-init context and the layer to "
+                                                       "freeze up to",
+                             "compute", "Run the probes", "A linear probe at every tap, for the pretrained and the "
+                                                          "random-init weights.", step=2),
+                     unless=lambda ev: ev.probe is not None)))
+    register_signal(SignalKind(
+        "efficiency", "efficiency", "efficiency",
+        present("efficiency", lambda ev, r: read_efficiency(ev.efficiency, r.efficiency)),
+        "The data-efficiency experiment: the best transfer arm against the best scratch arm at your budget.",
+        _when_absent(Missing("efficiency", "Data-efficiency experiment",
+                             "the strongest measured signal: labels saved, the gain at a budget, the break-even "
+                             "point and the negative-transfer check", "job",
+                             "Launch the data-efficiency experiment",
+                             "The Data efficiency page's defaults, as a background job.", step=4),
+                     unless=lambda ev: ev.efficiency is not None)))
+    register_signal(SignalKind(
+        "finetune", "finetune", "finetune", present("finetune", lambda ev, r: read_finetune(ev.finetune, r.finetune)),
+        "A fine-tune against the same run from random weights, on the same split.", _finetune_missing))
+
+
+_register_builtin()
+
+
+__all__ = ["SIGNALS", "SignalKind", "register_signal", "BASELINE_TITLE", "EFFICIENCY_TITLE", "GainReading", "Missing", "Recipe", "Settle", "Signal", "Verdict",
            "break_even_text", "budget_text", "ci_text", "finetune_interval", "lower_first", "pts",
            "read_baseline", "read_candidate", "read_divergence", "read_efficiency", "read_finetune",
            "read_gain", "read_probe", "read_source_head", "read_transferability", "what_would_settle"]

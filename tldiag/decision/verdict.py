@@ -62,9 +62,8 @@ from .rules import (
     rules_changes, save_team_rules, team_rules_path,
 )
 from .signals import (
-    GainReading, Missing, Recipe, Settle, Signal, Verdict, break_even_text, budget_text, ci_text, finetune_interval,
-    lower_first, pts, read_baseline, read_candidate, read_divergence, read_efficiency, read_finetune, read_gain,
-    read_probe, read_source_head, read_transferability, what_would_settle,
+    SIGNALS, GainReading, Missing, Recipe, Settle, Signal, SignalKind, Verdict, break_even_text, budget_text, ci_text,
+    finetune_interval, lower_first, pts, read_gain, register_signal, what_would_settle,
 )
 
 
@@ -99,43 +98,15 @@ def _combine(statuses: Sequence[str]) -> str:
 
 
 def _missing(ev: Evidence) -> tuple[Missing, ...]:
-    out = []
-    if ev.divergence is None:
-        out.append(Missing("shift", "Shift tests", "the divergence signal: MMD with its permutation test and the "
-                                                  "domain classifier at the penultimate layer"))
-    if ev.probe is None:
-        out.append(Missing("probes", "Linear probes", "the transferability score, the check that the features carry "
-                                                      "information, the random-init context and the layer to freeze "
-                                                      "up to"))
-    if ev.baseline is None and ev.pretrained:
-        out.append(Missing("baselines", "Scratch baselines at your budget",
-                           "the fast verdict's measured signal: the frozen-feature probe against a linear model and "
-                           "k-NN on the raw pixels and a small CNN, at your label budget, in seconds"))
-    if ev.efficiency is None:
-        out.append(Missing("efficiency", "Data-efficiency experiment",
-                           "the strongest measured signal: labels saved, the gain at a budget, the break-even point "
-                           "and the negative-transfer check"))
-    if ev.finetune is None:
-        out.append(Missing("finetune", "Fine-tuning run", "whether fine-tuning beats the frozen linear probe (which "
-                                                          "recipe), and with a scratch run, a measured signal"))
-    elif ev.finetune.scratch_accuracy is None:
-        out.append(Missing("scratch", "From-scratch baseline", "the fine-tuned-vs-scratch signal on the same split"))
-    return tuple(out)
+    """What each registered signal still needs, in the order the analyses run."""
+    found = [m for kind in SIGNALS.values() for m in kind.missing(ev)]
+    return tuple(sorted(found, key=lambda m: m.step))
 
 
 def decide(evidence: Evidence, rules: Rules | None = None) -> Verdict:
     """The verdict on ``evidence`` (see the module docstring for the rules and how they combine)."""
     rules = (rules or Rules()).validate()
-    candidates = [
-        read_candidate(evidence),
-        read_baseline(evidence.baseline, rules.baseline) if evidence.baseline else None,
-        read_source_head(evidence.source_head, evidence.baseline, rules.baseline) if evidence.source_head else None,
-        read_divergence(evidence.divergence, rules.divergence) if evidence.divergence else None,
-        read_transferability(evidence.transferability, rules.transferability) if evidence.transferability else None,
-        read_probe(evidence.probe, rules.probe) if evidence.probe else None,
-        read_efficiency(evidence.efficiency, rules.efficiency) if evidence.efficiency else None,
-        read_finetune(evidence.finetune, rules.finetune) if evidence.finetune else None,
-    ]
+    candidates = [kind.read(evidence, rules) for kind in SIGNALS.values()]
     signals = tuple(s for s in candidates if s is not None)
     voting = [s for s in signals if s.status != INFO]
     measured = [s for s in voting if s.kind == MEASURED]
@@ -221,5 +192,5 @@ __all__ = [
     "ArmScore", "BaselineEvidence", "budget_text", "break_even_text", "CAUTION", "GO", "INFO", "NO_GO", "DECISIONS",
     "Comparison", "DivergenceEvidence", "EfficiencyEvidence", "Evidence", "FinetuneEvidence", "Missing",
     "ProbeEvidence", "Recipe", "Rules", "Signal", "PIXELS_REFERENCE", "TransferabilityEvidence", "Verdict",
-    "decide", "load_rules", "RULES_FILE", "rules_changes", "save_team_rules", "team_rules_path",
+    "decide", "SIGNALS", "SignalKind", "register_signal", "load_rules", "RULES_FILE", "rules_changes", "save_team_rules", "team_rules_path",
 ]
