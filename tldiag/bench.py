@@ -461,7 +461,7 @@ def bench_verdict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .decision import panel
-    from .decision.verdict import load_rules
+    from .decision.verdict import CAUTION, load_rules
 
     names = [n.strip() for n in (args.scenarios or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in {s.name for s in panel.SCENARIOS}]
@@ -485,6 +485,16 @@ def bench_verdict(args: argparse.Namespace) -> int:
             cells = [f"{r.decisions[x]} {r.gains[x]} n={r.n_test[x]}" for x in limits]
             print(f"{r.scenario.name:28s} " + " ".join(f"{c:>34s}" for c in cells) + f"  {'GO<->NO-GO' if r.flips else '-'}")
         flips = [r.scenario.name for r in rows if r.flips]
+        outcomes = panel.load_outcomes(Path(args.outcomes) if args.outcomes else panel.OUTCOMES_FILE)
+        scored = [r for r in rows if r.scenario.name in outcomes]
+        if scored:  # the same agreement as the panel's, at each limit
+            print("\nagainst the realised outcomes:")
+            for x in limits:
+                s = panel.score(f"limit {x}", [(r.decisions[x], outcomes[r.scenario.name]["outcome"]) for r in scored])
+                firm = sum(r.decisions[x] != CAUTION for r in scored)
+                print(f"  limit {x:4d}: agreement {s.agreement:.0%}, Cohen's kappa {s.kappa:+.2f}, firm decisions "
+                      f"{firm}/{len(scored)}, GO where realised NO-GO {s.go_on_no_go}, NO-GO where realised GO "
+                      f"{s.no_go_on_go}")
         print(f"\n{len(rows)} scenarios at {len(limits)} limits; GO to NO-GO or back: "
               f"{', '.join(flips) if flips else 'none'} ({'PASS' if not flips else 'FAIL'})")
         return 0
