@@ -11,7 +11,7 @@ from tldiag import viz
 from tldiag.errors import TldiagError
 from tldiag.training import configs
 from tldiag.training.efficiency import (ARM_TITLES, ARMS, BUDGETS, PROFILES, budget_label, curves, partial_result,
-                                        readouts, result_of)
+                                        readouts, result_of, schedule_caps)
 
 st.title("Data efficiency")
 st.caption("How many labels does transfer save? Every arm learns from 1, 2, 5, … labels per class (several random "
@@ -39,8 +39,16 @@ profile = c2.selectbox("Settings", PROFILES, key="w_eff_profile",
                                     "full": "full"}.get)
 include_all = c3.checkbox("Also all labels", True, key="w_eff_all")
 name = c4.text_input("Job name", "", key="w_eff_name", placeholder="model → target · data efficiency")
-config = replace(base, arms=tuple(a for a in ARMS if a in arms), budgets=tuple(sorted(budgets)),
-                 repeats=int(repeats), profile=profile, include_all=include_all)
+c1, c2, _ = st.columns([1, 1, 2])
+epochs = c1.number_input("Epochs of the trained arms (at most; 0 = the settings')", 0, 1000, 0, key="w_eff_epochs",
+                         help="A quicker, rougher first look: every trained arm stops after this many epochs. The "
+                              "table below shows what each arm runs.")
+epoch_images = c2.number_input("Images per epoch (at least; 0 = the settings')", 0, 1_000_000, 0,
+                               key="w_eff_epoch_images", help="Small budgets repeat their images up to this many.")
+chosen = tuple(a for a in ARMS if a in arms)
+config = replace(base, arms=chosen, budgets=tuple(sorted(budgets)), repeats=int(repeats), profile=profile,
+                 include_all=include_all,
+                 schedules=schedule_caps(chosen, epochs=int(epochs), epoch_images=int(epoch_images)))
 try:
     the_plan = app_state.efficiency_plan(config)
 except TldiagError as exc:
@@ -91,7 +99,15 @@ def _show_live(job_id: str) -> None:
 def _show_result(job) -> None:
     result = result_of(job)
     cs = curves(result)  # once per rerun: both readouts below reuse it
-    default = readouts(result, arm_curves=cs)
+    try:
+        default = readouts(result, arm_curves=cs)
+    except TldiagError as exc:  # e.g. no scratch arm converged: the curves and every run still show
+        app_state.show_error(exc)
+        st.plotly_chart(viz.efficiency_figure(cs, chance=result.chance, titles=ARM_TITLES), key=f"eff_{job.id}")
+        for note in result.notes:
+            st.caption(note)
+        st.dataframe(result.table(), hide_index=True, width="stretch")
+        return
     shared = [c.budget for c in default.comparisons]  # the budgets every arm ran
     c1, c2 = st.columns(2)
     target = c1.slider("Target accuracy (labels needed to reach it)", 0.05, 1.0, float(default.target_accuracy), 0.001,

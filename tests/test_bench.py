@@ -50,8 +50,9 @@ def test_bench_probe_runs_and_checks_agreement(capsys, tiny_model_id):
 @pytest.mark.slow
 def test_bench_efficiency_runs_every_arm_from_empty_caches(capsys, tldiag_env):
     assert main(["efficiency", "--dataset", "demo:digits?limit=6", "--resolution", "32", "--repeats", "1",
-                 "--target-seconds", "3600"]) == 0
+                 "--target-seconds", "3600", "--epochs", "2", "--epoch-images", "32"]) == 0
     out = capsys.readouterr().out
+    assert "capped at <= 2 epochs, >= 32 images per epoch (a smoke test" in out
     # one recorded run per arm, budget and repeat: the small CNN and the 3 fitted arms at 3 budgets, fine-tuning at
     # the budget only on a CPU ("all")
     # 8, 4 and 6 draws (one label per class, two, and all: what the readouts answer for); 4 arms at each, and

@@ -117,11 +117,14 @@ def test_finetune_refuses_bad_settings_before_launching(capsys, tiny_model_id):
 
 
 def test_efficiency_runs_prints_the_readouts_and_writes_json(capsys, tmp_path):
+    # a 2-epoch small CNN may stay at chance (then it does not vote): the pixel baseline stands for scratch
     args = ["efficiency", "--target", "demo:digits", "--limit", "12", "--resolution", "32", "--arms",
-            "small-cnn,linear-probe", "--budgets", "1,50", "--repeats", "2", "--device", "cpu",
-            "--json", str(tmp_path / "e.json")]
+            "small-cnn,pixel-linear,linear-probe", "--budgets", "1,50", "--repeats", "2", "--device", "cpu",
+            "--epochs", "2", "--epoch-images", "48", "--json", str(tmp_path / "e.json")]
     assert main(args) == 0
     out = capsys.readouterr().out
+    # the quick look's caps replace the profile's schedule (early stopping's floor follows the epochs)
+    assert "Scratch (small CNN): 32 px, ≤ 2 epochs of ≥ 48 images (early stop after 2," in out
     assert "pool 80, validation 20, test 200 images" in out  # the split's 20 and the spare labelled images
     # 8 draws at one label per class, 6 of the whole pool (what the readouts answer for), 2 more learning rates
     assert "budgets per class: 1, all x 8, 6 draws; 16 trained runs; cpu settings on cpu" in out
@@ -129,7 +132,7 @@ def test_efficiency_runs_prints_the_readouts_and_writes_json(capsys, tmp_path):
     assert "status done" in out and "Scratch (small CNN)" in out and "Transfer, frozen (linear probe)" in out
     assert "- At all (8) labels per class, transfer − scratch" in out
     payload = json.loads((tmp_path / "e.json").read_text())
-    assert payload["status"] == "done" and len(payload["runs"]) == 2 * (8 + 6)
+    assert payload["status"] == "done" and len(payload["runs"]) == 3 * (8 + 6)
     assert {"labels_saved", "break_even", "negative_transfer", "evidence", "summary"} <= set(payload["readouts"])
     assert all(len(r["correct"]) == 200 for r in payload["runs"])
 
@@ -141,6 +144,8 @@ def test_efficiency_refuses_bad_settings_before_launching(capsys):
     assert "--budgets '1,two' must be comma-separated whole numbers" in capsys.readouterr().err
     assert main(["efficiency", "--model", "random:efficientnet-lite0", "--target", "demo:digits"]) == 2
     assert "no transfer to measure" in capsys.readouterr().err
+    assert main(["efficiency", "--target", "demo:digits", "--epochs", "-3"]) == 2
+    assert "epochs=-3" in capsys.readouterr().err
     assert main(["jobs"]) == 0 and "no jobs yet" in capsys.readouterr().out
 
 

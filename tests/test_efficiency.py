@@ -13,13 +13,14 @@ from scipy import stats
 
 from tldiag.training.efficiency import (ArmCurve, EfficiencyConfig, EfficiencyResult, Run, budget_subsets, curves,
                                         labels_to_reach, partial_result, plan_experiment, readouts, run_experiment,
-                                        t_interval)
+                                        schedule_caps, t_interval)
 from tldiag.training.smallcnn import small_cnn
 from tldiag.errors import TldiagError
 from tldiag.training.jobs import JobStore
 from tldiag.viz import efficiency_figure
 
 FAST = {"small-cnn": {"epochs": 8, "min_epochs": 8, "min_epoch_images": 96, "lr_grid": (1.0,)}}
+QUICK = {"small-cnn": {"epochs": 4, "min_epochs": 4, "min_epoch_images": 64, "lr_grid": (1.0,)}}  # 8 steps a run
 
 
 # ----------------------------------------------------------------------------- label subsets
@@ -196,6 +197,15 @@ def test_readouts_find_the_break_even_and_flag_negative_transfer():
                for line in ro.summary)
 
 
+def test_readouts_say_when_no_scratch_arm_converged():
+    from dataclasses import replace
+
+    result = _result({"small-cnn": {1: [0.10, 0.11], 2: [0.10, 0.10]}, "linear-probe": {1: [0.6, 0.62], 2: [0.7, 0.7]}})
+    starved = replace(result, runs=tuple(replace(r, converged=r.arm != "small-cnn") for r in result.runs))
+    with pytest.raises(TldiagError, match=r"No scratch arm converged: every run of Scratch \(small CNN\) .*pixel-linear"):
+        readouts(starved)
+
+
 def test_result_round_trips_through_json_and_draws():
     result = _result({"small-cnn": {1: [0.2, 0.3, 0.25], 10: [0.5, 0.6, 0.55]},
                       "linear-probe": {1: [0.6, 0.62, 0.64], 10: [0.9, 0.9, 0.91]}})
@@ -245,6 +255,26 @@ def test_plan_caps_budgets_at_the_pool_and_resolves_the_profile():
     big = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", budgets=(1,), budget=15,
                                            include_all=False))
     assert big.budgets == (1, 0) and big.reference == 0 and any("Your budget of 15" in n for n in big.notes)
+
+
+def test_schedule_caps_shorten_every_trained_arm_and_early_stopping_follows():
+    assert schedule_caps(("small-cnn", "linear-probe")) == {} == schedule_caps(("small-cnn",), epochs=0)
+    caps = schedule_caps(("small-cnn", "fine-tuned", "pixel-knn"), epochs=2, epoch_images=32)
+    assert caps == {"small-cnn": {"epochs": 2, "min_epoch_images": 32}, "fine-tuned": {"epochs": 2, "min_epoch_images": 32}}
+    p = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu",
+                                         arms=("small-cnn", "fine-tuned", "pixel-knn", "linear-probe"), schedules=caps))
+    for arm in ("small-cnn", "fine-tuned"):
+        s = p.schedules[arm]  # the cpu profile's minimum of 4 epochs would outlast the cap: it is lowered to 2
+        assert (s.epochs, s.min_epochs, s.min_epoch_images) == (2, 2, 32), (arm, s)
+        assert s.summary.split(" (")[0].endswith("≤ 2 epochs of ≥ 32 images")
+    kept = plan_experiment(EfficiencyConfig(target="demo:digits?limit=20", device="cpu", arms=("small-cnn", "linear-probe"),
+                                            schedules={"small-cnn": {"epochs": 20}}))
+    assert kept.schedules["small-cnn"].min_epochs == plan_experiment(
+        EfficiencyConfig(target="demo:digits?limit=20", device="cpu")).schedules["small-cnn"].min_epochs
+    with pytest.raises(TldiagError, match=r"epochs=-1 must be a whole number from 1 to 1000 \(0 or none keeps"):
+        schedule_caps(("small-cnn",), epochs=-1)
+    with pytest.raises(TldiagError, match=r"epoch_images=2.5"):
+        schedule_caps(("small-cnn",), epoch_images=2.5)
 
 
 @pytest.mark.parametrize("change, match", [
@@ -342,7 +372,7 @@ def test_a_cancelled_job_keeps_its_finished_runs_and_a_new_launch_reuses_them(tl
     from tldiag.training.jobs import launch
 
     config = EfficiencyConfig(target="demo:digits?limit=12", resolution=32, arms=("small-cnn", "linear-probe"),
-                              budgets=(1, 2), repeats=3, device="cpu", schedules=FAST)
+                              budgets=(1, 2), repeats=3, device="cpu", schedules=QUICK)
     store = JobStore()
     job = launch("efficiency", config, store=store)
     deadline = time.time() + 240

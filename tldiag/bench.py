@@ -343,20 +343,25 @@ def bench_probe(model_id: str, spec: str, resolution: int | None, repeats: int, 
                       for t in curve.taps]}
 
 
-def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, target_s: float) -> dict:
+def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, target_s: float, *,
+                     epochs: int | None = None, epoch_images: int | None = None) -> dict:
+    """The experiment's seconds against ``target_s``; ``epochs`` / ``epoch_images`` cap every trained arm's schedule
+    (:func:`~tldiag.training.efficiency.schedule_caps`: a smoke test of the benchmark, not its figure)."""
     import os
     import tempfile
     from collections import defaultdict
 
-    from .training.efficiency import ARM_TITLES, EfficiencyConfig, budget_label, curves, readouts, run_experiment
+    from .training.efficiency import (ARMS, ARM_TITLES, EfficiencyConfig, budget_label, curves, readouts,
+                                      run_experiment, schedule_caps)
 
+    caps = schedule_caps(ARMS, epochs=epochs, epoch_images=epoch_images)
     old = os.environ.get("TLDIAG_HOME")
     with tempfile.TemporaryDirectory(prefix="tldiag-bench-") as home:
         os.environ["TLDIAG_HOME"] = home
         try:
             t = time.perf_counter()
             result = run_experiment(EfficiencyConfig(model=model_id, target=spec, resolution=resolution,
-                                                     repeats=repeats))
+                                                     repeats=repeats, schedules=caps))
             seconds = time.perf_counter() - t
         finally:
             if old is None:
@@ -369,6 +374,7 @@ def bench_efficiency(model_id: str, spec: str, resolution: int, repeats: int, ta
     table = {ARM_TITLES[arm]: {budget_label(b): f"{c.mean[i]:.2f} ({c.low[i]:.2f}–{c.high[i]:.2f})"
                                for i, b in enumerate(c.budgets)} for arm, c in curves(result).items()}
     return {"seconds": seconds, "by_arm": dict(by_arm), "runs": len(result.runs), "profile": result.config.profile,
+            "capped": bool(caps),
             "table": table,
             "device": result.device, "budgets": result.budgets,
             "draws": [result.config.draws(b, result.reference) for b in result.budgets],
@@ -588,6 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--target-seconds", type=float, default=300.0, help="what 'a few minutes' means (default 300)")
+    p.add_argument("--epochs", type=int, help="cap every trained arm at N epochs (a smoke test; the ratio then "
+                                              "measures no real experiment)")
+    p.add_argument("--epoch-images", type=int, metavar="N", help="at least N images per epoch for every trained arm")
     p = sub.add_parser("report", help="the full decision and the fast verdict from empty caches, against 300 s / 60 s")
     p.add_argument("--model", default="efficientnet-lite0")
     p.add_argument("--budget", type=int, default=None, help="the label budget per class (default: all)")
@@ -649,11 +658,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "report":
         return bench_report(args)
     if args.what == "efficiency":
-        r = bench_efficiency(args.model, args.dataset, args.resolution, args.repeats, args.target_seconds)
+        r = bench_efficiency(args.model, args.dataset, args.resolution, args.repeats, args.target_seconds,
+                             epochs=args.epochs, epoch_images=args.epoch_images)
+        caps = [f"<= {args.epochs} epochs"] * bool(args.epochs) + [f">= {args.epoch_images} images per epoch"] * \
+            bool(args.epoch_images)
+        capped = f" with every trained arm capped at {', '.join(caps)} (a smoke test, not the benchmark's figure)" \
+            if r["capped"] else ""
         print(f"data-efficiency experiment: {args.model} on {args.dataset}, {r['runs']} runs (budgets "
               f"{', '.join(str(b) if b else 'all' for b in r['budgets'])} x {', '.join(map(str, r['draws']))} "
               f"draws), {r['profile']} "
-              f"profile on {r['device']} ({r['torch_threads']} torch threads), empty caches")
+              f"profile{capped} on {r['device']} ({r['torch_threads']} torch threads), empty caches")
         for arm, sec in r["by_arm"].items():
             print(f"  {arm:14s} {sec:7.1f} s")
         print("test accuracy, mean over repeats (95% interval), by labels per class:")

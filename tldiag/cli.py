@@ -349,7 +349,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_efficiency(args: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .training.efficiency import ARM_TITLES, EfficiencyConfig, budget_label, plan_experiment
+    from .training.efficiency import ARM_TITLES, EfficiencyConfig, budget_label, plan_experiment, schedule_caps
     from .training.jobs import JobStore, launch
 
     if not args.target:
@@ -362,11 +362,13 @@ def cmd_efficiency(args: argparse.Namespace) -> int:
             raise TldiagError(f"--{what} {text!r} must be comma-separated whole numbers, e.g. 1,2,5,10,20,50,100.") \
                 from None
 
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
     config = EfficiencyConfig(
         model=args.model, target=_spec(args, args.target), source=_spec(args, args.source),
         resolution=args.resolution, budgets=ints(args.budgets, "budgets"), include_all=not args.no_all,
-        repeats=args.repeats, arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()), profile=args.profile,
-        augment=args.augment, seed=args.seed, device=args.device, budget=args.budget)
+        repeats=args.repeats, arms=arms, profile=args.profile, augment=args.augment, seed=args.seed,
+        device=args.device, budget=args.budget,
+        schedules=schedule_caps(arms, epochs=args.epochs, epoch_images=args.epoch_images))
     dataset = load_dataset(config.target)
     p = plan_experiment(config, dataset=dataset)
     c = p.config
@@ -913,6 +915,10 @@ def _efficiency_parser(sub) -> None:
                    help="cpu: reduced resolution and epochs; full: the model's resolution, longer schedules; "
                         "auto: full on a GPU (default)")
     p.add_argument("--augment", choices=AUGMENTATIONS, default="auto", help="augmentation of every trained arm")
+    p.add_argument("--epochs", type=int, help="at most N epochs for every trained arm: a quicker, rougher first look "
+                                              "(default: the profile's, shown in the plan)")
+    p.add_argument("--epoch-images", type=int, metavar="N", help="at least N images per epoch for every trained arm "
+                                                                 "(default: the profile's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, subsets and training (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the GPU when there is one)")
     p.add_argument("--name", help="the job's name in lists")

@@ -39,14 +39,19 @@ def test_a_random_init_model_is_explained(open_page):
 @pytest.mark.slow
 def test_launch_and_read_the_result(open_page):
     at = open_page(PAGE, QUERY)
-    at.multiselect(key="w_eff_arms").set_value(["small-cnn", "linear-probe"]).run()
+    # a 2-epoch small CNN may stay at chance (it then does not vote): the pixel baseline stands for scratch
+    at.multiselect(key="w_eff_arms").set_value(["small-cnn", "pixel-linear", "linear-probe"]).run()
     at.multiselect(key="w_eff_budgets").set_value([1]).run()
     at.number_input(key="w_eff_repeats").set_value(2).run()
+    at.number_input(key="w_eff_epochs").set_value(2).run()  # a quick first look: every trained arm capped
+    at.number_input(key="w_eff_epoch_images").set_value(48).run()
+    assert at.dataframe[0].value["settings"].iloc[0].startswith("32 px, ≤ 2 epochs of ≥ 48 images")
     at.button(key="launch_eff").click().run()
     assert not at.exception, [e.value for e in at.exception]
     store = JobStore()
     (job,) = store.list(kind="efficiency")
-    assert job.config["arms"] == ["small-cnn", "linear-probe"] and job.config["repeats"] == 2
+    assert job.config["arms"] == ["small-cnn", "pixel-linear", "linear-probe"] and job.config["repeats"] == 2
+    assert job.config["schedules"] == {"small-cnn": {"epochs": 2, "min_epoch_images": 48}}
     assert at.session_state["w_eff_job"] == job.id
     done = store.wait(job.id, timeout=300)
     assert done.status == "done", done.error

@@ -68,10 +68,13 @@ def test_the_demo_from_setup_to_an_exported_verdict(page: Page, fresh_streamlit_
     expect(page.get_by_test_id("stMetric").filter(has_text="Gain over random init")).to_be_visible()
     page.screenshot(path=str(shots / "4-probes.png"), full_page=True)
 
-    # 5. Data efficiency: one repeat of every arm (more draws at small budgets and at the readouts' budget),
-    # launched from the page, followed to its readouts
+    # 5. Data efficiency: one repeat of every arm (more draws at small budgets and at the readouts' budget), short
+    # schedules, launched from the page, followed to its readouts
     _go(page, "Data efficiency")
     _set_number(page, "Repeats (label subsets)", 1)
+    # a quick first look: every trained arm capped at 2 epochs of ≥ 32 images
+    _set_number(page, "Epochs of the trained arms", 2)
+    _set_number(page, "Images per epoch", 32)
     expect(page.get_by_text(re.compile(r"× 8(, \d+)* draws · \d+ trained runs"))).to_be_visible(timeout=60_000)
     page.get_by_role("button", name="Launch the experiment").click()
     _done(page, page.get_by_text("Labels saved", exact=True), 1200)  # 8 draws at 1 label/class, 6 at "all"

@@ -56,7 +56,7 @@ from __future__ import annotations
 from .config import (
     ARMS, ARM_NAMES, ARM_TITLES, ArmSchedule, BUDGETS, BUDGET_DRAWS, DRAW_LABELS, EfficiencyConfig, FITTED_ARMS,
     KNN_GRID, LR_GRID, MAX_DRAWS, PROFILES, RUN_VERSION, SCRATCH_ARMS, TEST_MAX, TEST_PER_CLASS, TRAINED_ARMS,
-    TRANSFER_ARMS, default_schedules,
+    TRANSFER_ARMS, default_schedules, schedule_caps,
 )
 from .runs import EfficiencyResult, Run, budget_label, labels_per_class
 from .plan import (
@@ -71,7 +71,7 @@ from .job import config_of, partial_result, prepare_job, result_of, run_job
 __all__ = [
     "ARMS", "ARM_NAMES", "ARM_TITLES", "ArmSchedule", "BUDGETS", "BUDGET_DRAWS", "DRAW_LABELS", "EfficiencyConfig",
     "FITTED_ARMS", "KNN_GRID", "LR_GRID", "MAX_DRAWS", "PROFILES", "RUN_VERSION", "SCRATCH_ARMS", "TEST_MAX",
-    "TEST_PER_CLASS", "TRAINED_ARMS", "TRANSFER_ARMS", "default_schedules", "EfficiencyResult", "Run",
+    "TEST_PER_CLASS", "TRAINED_ARMS", "TRANSFER_ARMS", "default_schedules", "schedule_caps", "EfficiencyResult", "Run",
     "budget_label", "labels_per_class", "ExperimentPlan", "JoinedDataset", "budget_subsets", "parts_of",
     "plan_experiment", "prepare_experiment", "spare_test_images", "CrossedInterval", "bootstrap_interval",
     "crossed_interval", "se_of", "t_interval", "t_quantile", "welch_df", "knn_predict", "ArmCurve", "Comparison",

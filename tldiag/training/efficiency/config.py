@@ -150,6 +150,24 @@ def default_schedules(profile: str, resolution: int | None) -> dict[str, ArmSche
     raise SpecError(f"Unknown profile {profile!r}; valid: cpu, full (or auto).")
 
 
+def schedule_caps(arms, *, epochs: int | None = None, epoch_images: int | None = None
+                  ) -> dict[str, dict[str, int]]:
+    """Per trained arm among ``arms``, the settings that replace its profile's for a quicker, rougher experiment (a
+    first look on a CPU, a smoke test): at most ``epochs`` epochs (early stopping's minimum lowered to match) and at
+    least ``epoch_images`` images per epoch. None or 0 keeps the profile's value; nothing given: ``{}``.
+
+    Every trained arm gets the same caps, so the comparison keeps one tuning effort per arm."""
+    over: dict[str, int] = {}
+    if epochs:
+        check_int(epochs, "epochs", minimum=1, maximum=1000, hint="(0 or none keeps the profile's)")
+        over["epochs"] = int(epochs)
+    if epoch_images:
+        check_int(epoch_images, "epoch_images", minimum=1, maximum=10_000_000,
+                  hint="(0 or none keeps the profile's)")
+        over["min_epoch_images"] = int(epoch_images)
+    return {a: dict(over) for a in arms if a in TRAINED_ARMS} if over else {}
+
+
 @dataclass(frozen=True)
 class EfficiencyConfig:
     """A data-efficiency experiment. Every field is JSON-serialisable (it is the job's record).
@@ -288,4 +306,4 @@ class EfficiencyConfig:
 __all__ = ["ARMS", "ARM_NAMES", "ARM_TITLES", "ArmSchedule", "BUDGETS", "BUDGET_DRAWS", "CPU_SCRATCH_NOTE",
            "DRAW_LABELS", "EfficiencyConfig", "FITTED_ARMS", "KNN_GRID", "LR_GRID", "MAX_DRAWS", "PROFILES",
            "RUN_VERSION", "SCRATCH_ARMS", "TEST_MAX", "TEST_PER_CLASS", "TRAINED_ARMS", "TRANSFER_ARMS",
-           "default_schedules"]
+           "default_schedules", "schedule_caps"]

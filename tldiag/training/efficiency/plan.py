@@ -216,7 +216,10 @@ def prepare_experiment(config: EfficiencyConfig, dataset: ImageDataset | None
                         f"small-cnn, pixel-linear or pixel-knn.")
     schedules = default_schedules(profile, config.resolution)
     for arm, over in config.schedules.items():
-        schedules[arm] = replace(schedules[arm], **{k: tuple(v) if k == "lr_grid" else v for k, v in over.items()})
+        s = replace(schedules[arm], **{k: tuple(v) if k == "lr_grid" else v for k, v in over.items()})
+        if "epochs" in over and "min_epochs" not in over and s.min_epochs > s.epochs:
+            s = replace(s, min_epochs=s.epochs)  # fewer epochs than the profile's minimum: early stopping's floor follows
+        schedules[arm] = s
     schedules = {a: s for a, s in schedules.items() if a in arms}
     for arm, schedule in schedules.items():
         _check_schedule(arm, schedule, resolved)

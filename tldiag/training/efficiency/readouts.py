@@ -224,6 +224,12 @@ def readouts(result: EfficiencyResult, *, target_accuracy: float | None = None, 
     cs = arm_curves if arm_curves is not None else curves(result)
     transfer = [a for a in TRANSFER_ARMS if a in cs]
     scratch = [a for a in SCRATCH_ARMS if a in cs]
+    starved = [a for a in SCRATCH_ARMS if a not in cs and any(r.arm == a for r in result.runs)]
+    if transfer and not scratch and starved:
+        raise TldiagError(
+            f"No scratch arm converged: every run of {', '.join(ARM_TITLES[a] for a in starved)} ended with its "
+            "validation accuracy at chance, so it says nothing about training from scratch. Train it longer (more "
+            "epochs or images per epoch) or add the pixel baselines (pixel-linear, pixel-knn), which always fit.")
     if not transfer or not scratch:
         raise TldiagError(f"The experiment has arms {list(cs)}; the readouts need a transfer arm "
                           f"({', '.join(TRANSFER_ARMS)}) and a scratch arm ({', '.join(SCRATCH_ARMS)}).")
